@@ -1,0 +1,2 @@
+/* gate: entry point. */
+int main(void) { return 0; }

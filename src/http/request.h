@@ -1,0 +1,95 @@
+/* Request: the protocol-neutral request and response that handlers see, with a streaming response API. */
+#pragma once
+
+#include "http/server.h"
+#include "shared/buf.h"
+#include "shared/macro.h"
+
+typedef struct HttpHeader {
+        const char *name;       /* lowercase for request headers */
+        const char *value;
+} HttpHeader;
+
+typedef struct RequestProtoOps {
+        /* content_length < 0: length unknown, the body streams (chunked on HTTP/1.1). */
+        int (*send_head)(Request *r, unsigned status, const HttpHeader *headers, size_t n_headers,
+                         int64_t content_length);
+        int (*send_body)(Request *r, const void *p, size_t n);
+        int (*send_end)(Request *r);
+        /* Response bytes queued for this request and not yet taken by the transport. */
+        size_t (*pending)(Request *r);
+} RequestProtoOps;
+
+typedef struct RequestHooks {
+        /* The response queue drained below the low-water mark after request_write() returned 1. */
+        void (*on_writable)(Request *r, void *userdata);
+        /* The client went away (connection closed, stream reset, shutdown timeout). Writes fail from
+         * now on; the handler cancels what it does on the request's behalf and drops its reference. */
+        void (*on_abort)(Request *r, void *userdata);
+} RequestHooks;
+
+struct Request {
+        unsigned n_ref;
+        HttpServer *server;
+
+        /* Set by the protocol layer; proto_ops is NULL once the client is gone. */
+        const RequestProtoOps *proto_ops;
+        void *proto;
+        const char *protocol;           /* "HTTP/1.1" or "HTTP/2" */
+
+        char *method;
+        char *target;                   /* raw request target: path and query */
+        char *path;                     /* target without the query */
+        char *authority;                /* Host or :authority, may be NULL */
+        HttpHeader *headers;
+        size_t n_headers;
+        Buf body;
+
+        StreamInfo *info;               /* of the connection; valid while proto_ops is set */
+        struct sockaddr_storage peer;   /* copied: valid for the request's whole life */
+        bool secure;
+        usec_t start_usec;              /* CLOCK_MONOTONIC when the headers were complete */
+
+        unsigned status;
+        bool head_sent;
+        bool ended;
+        bool aborted;
+        bool want_writable;
+        uint64_t bytes_out;
+
+        const RequestHooks *hooks;
+        void *hooks_userdata;
+};
+
+/* For the protocol layers. */
+int request_new(HttpServer *server, const RequestProtoOps *ops, void *proto, Request **ret);
+int request_add_header(Request *r, const char *name, size_t name_len, const char *value, size_t value_len);
+int request_set_target(Request *r, const char *target, size_t len);
+void request_notify_writable(Request *r);   /* protocol: queue fell below low water */
+void request_abort(Request *r);             /* protocol: client gone; calls on_abort once, detaches */
+void request_dispatch(Request *r);          /* protocol: headers and body complete */
+
+Request *request_ref(Request *r);
+Request *request_unref(Request *r);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Request *, request_unref);
+
+/* For handlers. */
+const char *request_header(const Request *r, const char *lowercase_name);
+void request_set_hooks(Request *r, const RequestHooks *hooks, void *userdata);
+bool request_is_loopback(const Request *r);
+
+/* Whole response at once. content_type may be NULL. */
+int request_reply(Request *r, unsigned status, const HttpHeader *headers, size_t n_headers,
+                  const char *content_type, const void *body, size_t len);
+/* JSON error body {"error":{"message":...,"type":...,"code":...}} (the default dialect until the API
+ * layer picks another). */
+int request_reply_error(Request *r, unsigned status, const char *type, const char *code, const char *message);
+
+/* Streaming: head, then writes, then finish. request_write() returns 1 when the queue for this request
+ * is above the high-water mark: the handler should stop producing until hooks->on_writable. */
+int request_start(Request *r, unsigned status, const HttpHeader *headers, size_t n_headers);
+int request_write(Request *r, const void *p, size_t n);
+int request_finish(Request *r);
+
+/* Appends a JSON string literal (with quotes) to b. */
+int json_escape_append(Buf *b, const char *s);

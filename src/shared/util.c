@@ -1,0 +1,338 @@
+/* Small utilities: clocks, parsing of sizes, durations and numbers, string helpers. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "util.h"
+
+usec_t now_usec(int clock_id) {
+        struct timespec ts;
+
+        clock_gettime(clock_id, &ts);
+        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / NSEC_PER_USEC;
+}
+
+int parse_uint64(const char *s, uint64_t *ret) {
+        char *end;
+        unsigned long long v;
+
+        if (isempty(s) || !isdigit((unsigned char) s[0]))
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        if (*end != 0)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+int parse_uint32(const char *s, uint32_t *ret) {
+        uint64_t v;
+        int r;
+
+        r = parse_uint64(s, &v);
+        if (r < 0)
+                return r;
+        if (v > UINT32_MAX)
+                return -ERANGE;
+        *ret = (uint32_t) v;
+        return 0;
+}
+
+int parse_bool(const char *s) {
+        if (!s)
+                return -EINVAL;
+        if (streq(s, "true") || streq(s, "yes") || streq(s, "1") || streq(s, "on"))
+                return 1;
+        if (streq(s, "false") || streq(s, "no") || streq(s, "0") || streq(s, "off"))
+                return 0;
+        return -EINVAL;
+}
+
+/* Splits "123abc" into a number and a suffix; the suffix is looked up in a table. */
+static int parse_with_suffix(const char *s, const struct { const char *suffix; uint64_t factor; } *table,
+                             size_t n_table, uint64_t default_factor, uint64_t *ret) {
+        const char *p = s;
+        uint64_t v = 0, factor = default_factor;
+        bool any = false;
+
+        if (isempty(s))
+                return -EINVAL;
+        while (isspace((unsigned char) *p))
+                p++;
+        while (isdigit((unsigned char) *p)) {
+                if (v > (UINT64_MAX - 9) / 10)
+                        return -ERANGE;
+                v = v * 10 + (uint64_t) (*p - '0');
+                p++;
+                any = true;
+        }
+        if (!any)
+                return -EINVAL;
+        while (isspace((unsigned char) *p))
+                p++;
+        if (*p) {
+                size_t i;
+                for (i = 0; i < n_table; i++)
+                        if (streq(p, table[i].suffix))
+                                break;
+                if (i >= n_table)
+                        return -EINVAL;
+                factor = table[i].factor;
+        }
+        if (factor != 0 && v > UINT64_MAX / factor)
+                return -ERANGE;
+        *ret = v * factor;
+        return 0;
+}
+
+int parse_size(const char *s, uint64_t *ret) {
+        static const struct { const char *suffix; uint64_t factor; } table[] = {
+                { "B", 1 },
+                { "K", 1ULL << 10 }, { "KiB", 1ULL << 10 }, { "k", 1ULL << 10 },
+                { "M", 1ULL << 20 }, { "MiB", 1ULL << 20 },
+                { "G", 1ULL << 30 }, { "GiB", 1ULL << 30 },
+        };
+        return parse_with_suffix(s, (const void *) table, ELEMENTSOF(table), 1, ret);
+}
+
+int parse_timespan(const char *s, usec_t *ret) {
+        static const struct { const char *suffix; uint64_t factor; } table[] = {
+                { "us", 1 },
+                { "ms", USEC_PER_MSEC },
+                { "s", USEC_PER_SEC },     { "sec", USEC_PER_SEC },
+                { "m", 60 * USEC_PER_SEC }, { "min", 60 * USEC_PER_SEC },
+                { "h", 3600 * USEC_PER_SEC },
+        };
+        return parse_with_suffix(s, (const void *) table, ELEMENTSOF(table), USEC_PER_SEC, ret);
+}
+
+int format_timespan(char *buf, size_t n, usec_t t) {
+        if (t == USEC_INFINITY)
+                return snprintf(buf, n, "infinity");
+        if (t % USEC_PER_SEC == 0)
+                return snprintf(buf, n, "%llus", (unsigned long long) (t / USEC_PER_SEC));
+        if (t % USEC_PER_MSEC == 0)
+                return snprintf(buf, n, "%llums", (unsigned long long) (t / USEC_PER_MSEC));
+        return snprintf(buf, n, "%lluus", (unsigned long long) t);
+}
+
+int parse_socket_address(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len) {
+        char host[256];
+        const char *port_s;
+        uint32_t port;
+        struct sockaddr_storage ss = {};
+
+        if (isempty(s))
+                return -EINVAL;
+
+        if (s[0] == '[') {
+                const char *e = strchr(s, ']');
+                if (!e || e[1] != ':' || (size_t) (e - s - 1) >= sizeof host)
+                        return -EINVAL;
+                memcpy(host, s + 1, (size_t) (e - s - 1));
+                host[e - s - 1] = 0;
+                port_s = e + 2;
+        } else {
+                const char *c = strrchr(s, ':');
+                if (!c) {
+                        host[0] = 0;
+                        port_s = s;
+                } else {
+                        if (strchr(s, ':') != c) /* bare IPv6 without brackets is ambiguous */
+                                return -EINVAL;
+                        if ((size_t) (c - s) >= sizeof host)
+                                return -EINVAL;
+                        memcpy(host, s, (size_t) (c - s));
+                        host[c - s] = 0;
+                        port_s = c + 1;
+                }
+        }
+
+        if (parse_uint32(port_s, &port) < 0 || port > 65535)
+                return -EINVAL;
+
+        if (host[0] == 0 || streq(host, "*")) {
+                struct sockaddr_in6 *a = (struct sockaddr_in6 *) &ss;
+                a->sin6_family = AF_INET6;
+                a->sin6_addr = in6addr_any;
+                a->sin6_port = htons((uint16_t) port);
+                *ret_len = sizeof *a;
+        } else if (streq(host, "localhost")) {
+                struct sockaddr_in *a = (struct sockaddr_in *) &ss;
+                a->sin_family = AF_INET;
+                a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+                a->sin_port = htons((uint16_t) port);
+                *ret_len = sizeof *a;
+        } else {
+                struct sockaddr_in *a4 = (struct sockaddr_in *) &ss;
+                struct sockaddr_in6 *a6 = (struct sockaddr_in6 *) &ss;
+                if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+                        a4->sin_family = AF_INET;
+                        a4->sin_port = htons((uint16_t) port);
+                        *ret_len = sizeof *a4;
+                } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+                        a6->sin6_family = AF_INET6;
+                        a6->sin6_port = htons((uint16_t) port);
+                        *ret_len = sizeof *a6;
+                } else
+                        return -EINVAL;
+        }
+        *ret = ss;
+        return 0;
+}
+
+int format_socket_address(const struct sockaddr *sa, socklen_t len, char *buf, size_t n) {
+        char h[INET6_ADDRSTRLEN];
+
+        (void) len;
+        if (sa->sa_family == AF_INET) {
+                const struct sockaddr_in *a = (const void *) sa;
+                inet_ntop(AF_INET, &a->sin_addr, h, sizeof h);
+                return snprintf(buf, n, "%s:%u", h, ntohs(a->sin_port));
+        }
+        if (sa->sa_family == AF_INET6) {
+                const struct sockaddr_in6 *a = (const void *) sa;
+                inet_ntop(AF_INET6, &a->sin6_addr, h, sizeof h);
+                return snprintf(buf, n, "[%s]:%u", h, ntohs(a->sin6_port));
+        }
+        if (sa->sa_family == AF_UNIX)
+                return snprintf(buf, n, "unix");
+        return snprintf(buf, n, "unknown");
+}
+
+bool sockaddr_is_loopback(const struct sockaddr *sa) {
+        if (sa->sa_family == AF_INET) {
+                const struct sockaddr_in *a = (const void *) sa;
+                return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+        }
+        if (sa->sa_family == AF_INET6) {
+                const struct sockaddr_in6 *a = (const void *) sa;
+                if (IN6_IS_ADDR_LOOPBACK(&a->sin6_addr))
+                        return true;
+                if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
+                        return a->sin6_addr.s6_addr[12] == 127;
+                return false;
+        }
+        return sa->sa_family == AF_UNIX;
+}
+
+char *strdup_or_null(const char *s) {
+        return s ? strdup(s) : NULL;
+}
+
+bool startswith(const char *s, const char *prefix) {
+        return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+bool endswith(const char *s, const char *suffix) {
+        size_t a = strlen(s), b = strlen(suffix);
+        return a >= b && memcmp(s + a - b, suffix, b) == 0;
+}
+
+char *strjoin_free(char *a, const char *b) {
+        size_t la = a ? strlen(a) : 0, lb = strlen(b);
+        char *r = realloc(a, la + lb + 1);
+        if (!r) {
+                free(a);
+                return NULL;
+        }
+        memcpy(r + la, b, lb + 1);
+        return r;
+}
+
+int strv_extend(char ***l, size_t *n, const char *s) {
+        char *c, **nl;
+
+        c = strdup(s);
+        if (!c)
+                return -ENOMEM;
+        nl = realloc(*l, sizeof(char *) * (*n + 2));
+        if (!nl) {
+                free(c);
+                return -ENOMEM;
+        }
+        nl[(*n)++] = c;
+        nl[*n] = NULL;
+        *l = nl;
+        return 0;
+}
+
+void strv_free(char **l) {
+        for (char **p = l; p && *p; p++)
+                free(*p);
+        free(l);
+}
+
+size_t strv_length(char *const *l) {
+        size_t n = 0;
+        while (l && l[n])
+                n++;
+        return n;
+}
+
+int mkdir_p(const char *path, mode_t mode) {
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+        for (char *s = p + 1; *s; s++) {
+                if (*s != '/')
+                        continue;
+                *s = 0;
+                if (mkdir(p, 0755) < 0 && errno != EEXIST)
+                        return -errno;
+                *s = '/';
+        }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+int read_full_file(const char *path, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *d = NULL;
+        size_t len = 0, alloc = 0;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        for (;;) {
+                if (alloc - len < 4096) {
+                        if (alloc >= max + 1)
+                                return -EFBIG;
+                        size_t na = alloc ? alloc * 2 : 8192;
+                        char *nd = realloc(d, na + 1);
+                        if (!nd)
+                                return -ENOMEM;
+                        d = nd;
+                        alloc = na;
+                }
+                ssize_t k = read(fd, d + len, alloc - len);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                len += (size_t) k;
+                if (len > max)
+                        return -EFBIG;
+        }
+        if (!d) {
+                d = malloc(1);
+                if (!d)
+                        return -ENOMEM;
+        }
+        d[len] = 0;
+        *ret = TAKE_PTR(d);
+        if (ret_len)
+                *ret_len = len;
+        return 0;
+}

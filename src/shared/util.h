@@ -1,0 +1,37 @@
+/* Small utilities: clocks, parsing of sizes, durations and numbers, string helpers. */
+#pragma once
+
+#include <sys/socket.h>
+
+#include "macro.h"
+
+usec_t now_usec(int clock_id);
+static inline usec_t now_mono(void) {
+        return now_usec(1 /* CLOCK_MONOTONIC */);
+}
+
+int parse_uint64(const char *s, uint64_t *ret);
+int parse_uint32(const char *s, uint32_t *ret);
+int parse_bool(const char *s);                        /* 1, 0 or -EINVAL */
+int parse_size(const char *s, uint64_t *ret);         /* "32M", "1GiB", "4096", "64K" (base 1024) */
+int parse_timespan(const char *s, usec_t *ret);       /* "30s", "500ms", "2min", "1h", plain seconds */
+int format_timespan(char *buf, size_t n, usec_t t);
+
+/* "host:port", "[v6]:port", "*:port", ":port" or "port". Host may be a name only if it resolves
+ * to a literal: we never do DNS here. */
+int parse_socket_address(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len);
+int format_socket_address(const struct sockaddr *sa, socklen_t len, char *buf, size_t n);
+bool sockaddr_is_loopback(const struct sockaddr *sa);
+
+char *strdup_or_null(const char *s);
+bool startswith(const char *s, const char *prefix);
+bool endswith(const char *s, const char *suffix);
+char *strjoin_free(char *a, const char *b);     /* a + b, frees a; NULL on OOM (a freed) */
+int strv_extend(char ***l, size_t *n, const char *s);
+void strv_free(char **l);
+DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free);
+#define _cleanup_strv_free_ _cleanup_(strv_freep)
+size_t strv_length(char *const *l);
+
+int mkdir_p(const char *path, mode_t mode);
+int read_full_file(const char *path, size_t max, char **ret, size_t *ret_len);
