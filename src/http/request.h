@@ -93,3 +93,10 @@ int request_finish(Request *r);
 
 /* Appends a JSON string literal (with quotes) to b. */
 int json_escape_append(Buf *b, const char *s);
+/* Appends the JSON error body used by request_reply_error(); for protocol layers that must answer
+ * without a complete Request (431, 408 ...). */
+int http_error_json(Buf *b, const char *type, const char *code, const char *message);
+/* "OK", "Not Found", ...; "Unknown" for codes we do not know. */
+const char *http_status_reason(unsigned status);
+/* The current time as an IMF-fixdate for the Date header, cached per second. */
+const char *http_date_now(void);
