@@ -13,6 +13,22 @@ typedef enum Passthrough {
         _PASSTHROUGH_INVALID = -EINVAL,
 } Passthrough;
 
+/* One "key = value" of a [provider.NAME] group. This module does not interpret provider keys (the
+ * provider subsystem does): the value is kept raw, as GKeyFile lexed it, so the provider parser can
+ * apply config_value_unquote() or config_value_split() per key, and name the source in its errors. */
+typedef struct ConfigProviderEntry {
+        char *key;
+        char *value;                            /* raw, possibly quoted, never NULL */
+        char *source;                           /* the file that set it last */
+} ConfigProviderEntry;
+
+/* A [provider.NAME] group, merged over all sources (a later file overrides single keys). */
+typedef struct ConfigProvider {
+        char *name;                             /* NAME, non-empty */
+        ConfigProviderEntry *entries;           /* in order of first appearance */
+        size_t n_entries;
+} ConfigProvider;
+
 typedef struct Config {
         unsigned n_ref;
 
@@ -52,7 +68,12 @@ typedef struct Config {
         bool relay_enabled;
         char *relay_endpoint;
 
-        /* Where it came from, for messages and `gate config check`. */
+        /* [provider.NAME] groups, in order of first appearance, uninterpreted. */
+        ConfigProvider *providers;
+        size_t n_providers;
+
+        /* Where it came from, for messages and `gate config check`: files in the order read, and
+         * "$DATABASE_URL" when the environment overrode [database] url. */
         char **sources;
         char *state_dir;
 } Config;
@@ -62,18 +83,40 @@ int config_search_paths(const char *root, char ***ret);
 
 /* Builds a config from explicit files (later wins), then the environment (DATABASE_URL). On a parse
  * error returns -EINVAL and a message naming file, group, key and value in *ret_error. Unknown keys
- * and groups are warned about (log_warning) and ignored. */
+ * and groups are warned about (log_warning) and ignored. A file that cannot be read fails with its
+ * errno (-ENOENT...) and a message naming it. state_dir must not be NULL: the default database and
+ * cert_dir live there and relative database paths are resolved against it. ret_error may be NULL;
+ * *ret_error is NULL when even the message could not be allocated. Nothing is written to *ret on
+ * failure, so a reloading caller simply keeps its old Config. */
 int config_load_files(char *const *paths, const char *state_dir, Config **ret, char **ret_error);
 
-/* The normal entry: GATE_CONFIG (one file) if set, else the search paths. explicit_file, if not NULL,
- * replaces both (used by `gate config check FILE`). */
+/* The same for one in-memory source (tests, fuzzers); source names it in messages. */
+int config_load_data(const char *source, const void *data, size_t size, const char *state_dir,
+                     Config **ret, char **ret_error);
+
+/* The normal entry: GATE_CONFIG (one file, which must exist) if set, else the search paths (none
+ * existing means all defaults). explicit_file, if not NULL, replaces both (used by
+ * `gate config check FILE`). */
 int config_load(const char *explicit_file, const char *state_dir, Config **ret, char **ret_error);
+
+/* The value grammar, shared with the provider subsystem. A value may be bare or quoted with "..."
+ * (escapes \" \\ \n \t \r) or '...' (no escapes); "#" at the start or after whitespace, outside
+ * quotes, starts a comment. config_value_unquote() gives one string; config_value_split() gives a
+ * list from "a, b c;d", one quoted string holding such a list, or a TOML-like ["a", "b"] array. Both
+ * return -EINVAL on bad quoting, -ENOMEM on OOM. */
+int config_value_unquote(const char *raw, char **ret);
+int config_value_split(const char *raw, char ***ret);
+
+/* Returns the entry for key in a provider group, or NULL. */
+const ConfigProviderEntry *config_provider_find(const ConfigProvider *p, const char *key);
 
 Config *config_ref(Config *c);
 Config *config_unref(Config *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Config *, config_unref);
 
-/* Prints the effective configuration in GKeyFile syntax, secrets masked. */
+/* Prints the effective configuration in GKeyFile syntax, secrets masked: values of keys containing
+ * "key", "secret", "token" or "password" (booleans and numbers excepted), and the password of a
+ * database URL. */
 void config_dump(const Config *c, FILE *f);
 
 const char *passthrough_to_string(Passthrough p);

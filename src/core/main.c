@@ -1,2 +1,6 @@
-/* gate: entry point. */
-int main(void) { return 0; }
+/* gate: entry point of the daemon and its command line. */
+#include "core/cli.h"
+
+int main(int argc, char *argv[]) {
+        return cli_main(argc, argv);
+}

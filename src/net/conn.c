@@ -1,1 +1,381 @@
-/* placeholder while this file is written; see the issue in progress. */
+/* Conn: a Stream over a connected kernel socket: nonblocking I/O on sd-event, buffers, lingering close. */
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "net/conn.h"
+#include "shared/buf.h"
+#include "shared/log.h"
+
+/* How much unconsumed input we hold before we stop reading from the kernel: the upper consumes as it
+ * parses, so only a stalled upper (paused, or waiting for a partial preface) gets near this. */
+#define CONN_INPUT_MAX (256U << 10)
+#define CONN_READ_CHUNK (16U << 10)
+/* After our last byte went out on a closing connection, how long we read and discard what the client
+ * still sends, so that the kernel does not answer it with a RST that destroys our response. */
+#define CONN_LINGER_USEC (2 * USEC_PER_SEC)
+/* A closing connection whose client does not take our last bytes is cut after this. */
+#define CONN_FLUSH_USEC (10 * USEC_PER_SEC)
+
+struct Conn {
+        Stream stream;
+        int fd;
+        sd_event_source *io;
+        sd_event_source *defer;         /* re-offers buffered input after an unpause */
+        sd_event_source *timer;         /* flush and linger bounds while closing */
+        Buf in, out;
+        bool read_paused;
+        bool want_writable;
+        bool eof;
+        bool closing;                   /* upper detached; flushing or lingering */
+        bool lingering;
+        bool delivering;
+        bool dead;                      /* freed at the end of the current dispatch */
+        ConnFreeCallback on_free;
+        void *on_free_userdata;
+        uint8_t owner_key[16];
+        size_t owner_key_len;
+};
+
+static void conn_free(Conn *c) {
+        sd_event_source_disable_unref(c->io);
+        sd_event_source_disable_unref(c->defer);
+        sd_event_source_disable_unref(c->timer);
+        safe_close(c->fd);
+        buf_done(&c->in);
+        buf_done(&c->out);
+        if (c->on_free)
+                c->on_free(c, c->on_free_userdata);
+        free(c);
+}
+
+/* Frees now, or marks for freeing when we are inside one of our own callbacks. */
+static void conn_destroy(Conn *c) {
+        if (c->delivering)
+                c->dead = true;
+        else
+                conn_free(c);
+}
+
+static void conn_update_events(Conn *c) {
+        uint32_t ev = 0;
+
+        if (c->closing)
+                ev = c->lingering ? EPOLLIN : (buf_empty(&c->out) ? 0 : EPOLLOUT);
+        else {
+                if (!c->read_paused && !c->eof && buf_len(&c->in) < CONN_INPUT_MAX)
+                        ev |= EPOLLIN;
+                if (!buf_empty(&c->out) || c->want_writable)
+                        ev |= EPOLLOUT;
+        }
+        (void) sd_event_source_set_io_events(c->io, ev);
+        (void) sd_event_source_set_enabled(c->io, ev ? SD_EVENT_ON : SD_EVENT_OFF);
+}
+
+/* Ends the connection from below: tells the upper once, then frees. */
+static void conn_fail(Conn *c, int error) {
+        const StreamUpper *u = c->stream.upper;
+        void *ud = c->stream.upper_data;
+
+        c->stream.upper = NULL;
+        c->stream.upper_data = NULL;
+        if (u && !c->closing)
+                u->on_close(ud, error);
+        conn_free(c);
+}
+
+static int conn_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        conn_free(userdata);
+        return 0;
+}
+
+static int conn_arm_timer(Conn *c, usec_t usec) {
+        int r;
+
+        if (c->timer)
+                return sd_event_source_set_time_relative(c->timer, usec) < 0 ? -EIO :
+                       sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+        r = sd_event_add_time_relative(c->stream.event, &c->timer, CLOCK_MONOTONIC, usec, 0, conn_on_timer, c);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(c->timer, "conn-close-timer");
+        return 0;
+}
+
+/* All output is out: stop sending, read and discard what remains so a late request does not provoke a
+ * RST that would destroy our response in the client's receive buffer. */
+static void conn_start_linger(Conn *c) {
+        if (shutdown(c->fd, SHUT_WR) < 0 || conn_arm_timer(c, CONN_LINGER_USEC) < 0) {
+                conn_destroy(c);
+                return;
+        }
+        c->lingering = true;
+        conn_update_events(c);
+}
+
+static int conn_flush(Conn *c) {
+        while (!buf_empty(&c->out)) {
+                ssize_t k = send(c->fd, buf_data(&c->out), buf_len(&c->out), MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return 0;
+                        return -errno;
+                }
+                buf_consume(&c->out, (size_t) k);
+        }
+        /* Idle connections should not keep large buffers around. */
+        buf_shrink(&c->out, 64U << 10);
+        return 0;
+}
+
+static void conn_deliver(Conn *c) {
+        if (c->delivering)
+                return;
+        c->delivering = true;
+        while (!c->closing && !c->read_paused && !buf_empty(&c->in) && c->stream.upper) {
+                ssize_t k = c->stream.upper->on_read(c->stream.upper_data, buf_data(&c->in), buf_len(&c->in));
+                if (c->dead)
+                        break;
+                if (k < 0) {
+                        c->delivering = false;
+                        if (!c->closing)
+                                conn_fail(c, (int) k);
+                        else
+                                c->dead = true;
+                        return;
+                }
+                if (k == 0)
+                        break;
+                buf_consume(&c->in, (size_t) k);
+        }
+        c->delivering = false;
+        if (c->dead) {
+                conn_free(c);
+                return;
+        }
+        buf_shrink(&c->in, 64U << 10);
+        if (c->eof && !c->closing && buf_empty(&c->in)) {
+                conn_fail(c, 0);
+                return;
+        }
+        if (!c->closing)
+                conn_update_events(c);
+}
+
+static int conn_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Conn *c = userdata;
+        int r;
+
+        if (c->lingering) {
+                uint8_t junk[4096];
+                ssize_t k = recv(fd, junk, sizeof junk, MSG_DONTWAIT);
+                if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR))
+                        conn_free(c);
+                return 0;
+        }
+
+        if (revents & EPOLLOUT) {
+                r = conn_flush(c);
+                if (r < 0) {
+                        if (c->closing)
+                                conn_free(c);
+                        else
+                                conn_fail(c, r);
+                        return 0;
+                }
+                if (c->closing) {
+                        if (buf_empty(&c->out))
+                                conn_start_linger(c);
+                        return 0;
+                }
+                if (buf_empty(&c->out) && c->want_writable && c->stream.upper) {
+                        c->want_writable = false;
+                        c->delivering = true;
+                        c->stream.upper->on_writable(c->stream.upper_data);
+                        c->delivering = false;
+                        if (c->dead) {
+                                conn_free(c);
+                                return 0;
+                        }
+                        if (c->closing)
+                                return 0;
+                }
+        }
+
+        if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->read_paused && !c->eof) {
+                uint8_t *p = buf_reserve(&c->in, CONN_READ_CHUNK);
+                if (!p) {
+                        conn_fail(c, -ENOMEM);
+                        return 0;
+                }
+                ssize_t k = recv(fd, p, buf_space(&c->in), MSG_DONTWAIT);
+                if (k < 0) {
+                        if (errno != EAGAIN && errno != EINTR) {
+                                conn_fail(c, -errno);
+                                return 0;
+                        }
+                } else if (k == 0)
+                        c->eof = true;
+                else
+                        buf_commit(&c->in, (size_t) k);
+                conn_deliver(c);
+                return 0;
+        }
+
+        conn_update_events(c);
+        return 0;
+}
+
+static int conn_on_defer(sd_event_source *s, void *userdata) {
+        Conn *c = userdata;
+
+        (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        if (!c->closing)
+                conn_deliver(c);
+        return 0;
+}
+
+static int conn_write(Stream *s, const void *p, size_t n) {
+        Conn *c = (Conn *) s;
+        int r;
+
+        if (c->closing)
+                return -EPIPE;
+        /* Fast path: nothing queued, hand it to the kernel right away. */
+        if (buf_empty(&c->out)) {
+                ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (k < 0) {
+                        if (errno != EAGAIN && errno != EINTR)
+                                return -errno;
+                        k = 0;
+                }
+                p = (const uint8_t *) p + k;
+                n -= (size_t) k;
+                if (n == 0)
+                        return 0;
+        }
+        r = buf_append(&c->out, p, n);
+        if (r < 0)
+                return r;
+        conn_update_events(c);
+        return 0;
+}
+
+static size_t conn_pending(Stream *s) {
+        return buf_len(&((Conn *) s)->out);
+}
+
+static void conn_set_read_paused(Stream *s, bool paused) {
+        Conn *c = (Conn *) s;
+
+        if (c->read_paused == paused)
+                return;
+        c->read_paused = paused;
+        /* Input may be buffered already: offer it from the loop, not from inside the caller. */
+        if (!paused && (!buf_empty(&c->in) || c->eof))
+                (void) sd_event_source_set_enabled(c->defer, SD_EVENT_ONESHOT);
+        if (!c->closing)
+                conn_update_events(c);
+}
+
+static void conn_want_writable(Stream *s) {
+        Conn *c = (Conn *) s;
+
+        c->want_writable = true;
+        conn_update_events(c);
+}
+
+static void conn_close(Stream *s, bool flush) {
+        Conn *c = (Conn *) s;
+
+        if (c->closing)
+                return;
+        c->closing = true;
+        c->stream.upper = NULL;
+        c->stream.upper_data = NULL;
+        (void) sd_event_source_set_enabled(c->defer, SD_EVENT_OFF);
+
+        if (!flush) {
+                conn_destroy(c);
+                return;
+        }
+        if (conn_flush(c) < 0) {
+                conn_destroy(c);
+                return;
+        }
+        if (buf_empty(&c->out)) {
+                conn_start_linger(c);
+                return;
+        }
+        if (conn_arm_timer(c, CONN_FLUSH_USEC) < 0) {
+                conn_destroy(c);
+                return;
+        }
+        conn_update_events(c);
+}
+
+static const StreamOps conn_ops = {
+        .write = conn_write,
+        .pending = conn_pending,
+        .set_read_paused = conn_set_read_paused,
+        .want_writable = conn_want_writable,
+        .close = conn_close,
+};
+
+int conn_new(sd_event *event, int fd, const char *listener, ConnFreeCallback on_free, void *userdata,
+             Conn **ret) {
+        Conn *c;
+        int r, one = 1;
+
+        c = new0(Conn, 1);
+        if (!c) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        c->fd = fd;
+        c->stream.ops = &conn_ops;
+        c->stream.event = event;
+        c->stream.info.listener = listener;
+        c->stream.info.peer_len = sizeof c->stream.info.peer;
+        c->stream.info.local_len = sizeof c->stream.info.local;
+        (void) getpeername(fd, (struct sockaddr *) &c->stream.info.peer, &c->stream.info.peer_len);
+        (void) getsockname(fd, (struct sockaddr *) &c->stream.info.local, &c->stream.info.local_len);
+        if (c->stream.info.peer.ss_family != AF_UNIX)
+                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+
+        r = sd_event_add_io(event, &c->io, fd, EPOLLIN, conn_on_io, c);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_description(c->io, "conn-io");
+        r = sd_event_add_defer(event, &c->defer, conn_on_defer, c);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(c->defer, SD_EVENT_OFF);
+        (void) sd_event_source_set_description(c->defer, "conn-resume-read");
+
+        c->on_free = on_free;
+        c->on_free_userdata = userdata;
+        *ret = c;
+        return 0;
+fail:
+        conn_free(c);
+        return r;
+}
+
+Stream *conn_stream(Conn *c) {
+        return &c->stream;
+}
+
+void conn_set_owner_key(Conn *c, const void *key, size_t len) {
+        c->owner_key_len = MIN(len, sizeof c->owner_key);
+        memcpy(c->owner_key, key, c->owner_key_len);
+}
+
+const void *conn_owner_key(Conn *c, size_t *ret_len) {
+        *ret_len = c->owner_key_len;
+        return c->owner_key;
+}

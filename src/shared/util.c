@@ -56,7 +56,12 @@ int parse_bool(const char *s) {
 }
 
 /* Splits "123abc" into a number and a suffix; the suffix is looked up in a table. */
-static int parse_with_suffix(const char *s, const struct { const char *suffix; uint64_t factor; } *table,
+typedef struct SuffixFactor {
+        const char *suffix;
+        uint64_t factor;
+} SuffixFactor;
+
+static int parse_with_suffix(const char *s, const SuffixFactor *table,
                              size_t n_table, uint64_t default_factor, uint64_t *ret) {
         const char *p = s;
         uint64_t v = 0, factor = default_factor;
@@ -93,24 +98,24 @@ static int parse_with_suffix(const char *s, const struct { const char *suffix; u
 }
 
 int parse_size(const char *s, uint64_t *ret) {
-        static const struct { const char *suffix; uint64_t factor; } table[] = {
+        static const SuffixFactor table[] = {
                 { "B", 1 },
                 { "K", 1ULL << 10 }, { "KiB", 1ULL << 10 }, { "k", 1ULL << 10 },
                 { "M", 1ULL << 20 }, { "MiB", 1ULL << 20 },
                 { "G", 1ULL << 30 }, { "GiB", 1ULL << 30 },
         };
-        return parse_with_suffix(s, (const void *) table, ELEMENTSOF(table), 1, ret);
+        return parse_with_suffix(s, table, ELEMENTSOF(table), 1, ret);
 }
 
 int parse_timespan(const char *s, usec_t *ret) {
-        static const struct { const char *suffix; uint64_t factor; } table[] = {
+        static const SuffixFactor table[] = {
                 { "us", 1 },
                 { "ms", USEC_PER_MSEC },
                 { "s", USEC_PER_SEC },     { "sec", USEC_PER_SEC },
                 { "m", 60 * USEC_PER_SEC }, { "min", 60 * USEC_PER_SEC },
                 { "h", 3600 * USEC_PER_SEC },
         };
-        return parse_with_suffix(s, (const void *) table, ELEMENTSOF(table), USEC_PER_SEC, ret);
+        return parse_with_suffix(s, table, ELEMENTSOF(table), USEC_PER_SEC, ret);
 }
 
 int format_timespan(char *buf, size_t n, usec_t t) {
@@ -335,4 +340,13 @@ int read_full_file(const char *path, size_t max, char **ret, size_t *ret_len) {
         if (ret_len)
                 *ret_len = len;
         return 0;
+}
+
+bool strv_equal(char *const *a, char *const *b) {
+        size_t i;
+
+        for (i = 0; a && a[i] && b && b[i]; i++)
+                if (!streq(a[i], b[i]))
+                        return false;
+        return (!a || !a[i]) && (!b || !b[i]);
 }

@@ -35,3 +35,4 @@ size_t strv_length(char *const *l);
 
 int mkdir_p(const char *path, mode_t mode);
 int read_full_file(const char *path, size_t max, char **ret, size_t *ret_len);
+bool strv_equal(char *const *a, char *const *b);

@@ -1,0 +1,17 @@
+/* Conn: a Stream over a connected kernel socket: nonblocking I/O on sd-event, buffers, lingering close. */
+#pragma once
+
+#include "net/stream.h"
+
+typedef struct Conn Conn;
+
+/* Called once when the connection is gone and freed (for the owner's counters). */
+typedef void (*ConnFreeCallback)(Conn *c, void *userdata);
+
+/* Takes ownership of fd (connected, any blocking mode). listener must be a static string. */
+int conn_new(sd_event *event, int fd, const char *listener, ConnFreeCallback on_free, void *userdata,
+             Conn **ret);
+Stream *conn_stream(Conn *c);
+/* The key the owner used to count this connection (per-address limits); opaque to Conn. */
+void conn_set_owner_key(Conn *c, const void *key, size_t len);
+const void *conn_owner_key(Conn *c, size_t *ret_len);
