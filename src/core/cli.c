@@ -1,5 +1,6 @@
 /* The command line: parses argv and runs one command; returns the process exit code. */
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "core/cli.h"
@@ -26,9 +27,13 @@ static void help(FILE *f) {
                 "See gate(8) and gate.conf(5).\n");
 }
 
-static int usage_error(const char *fmt, const char *arg) {
+_printf_(1, 2) static int usage_error(const char *fmt, ...) {
+        va_list ap;
+
         fprintf(stderr, "gate: ");
-        fprintf(stderr, fmt, arg);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
         fprintf(stderr, "\nTry 'gate --help' for more information.\n");
         return EXIT_USAGE;
 }

@@ -1,0 +1,192 @@
+"""gatetest: shared helpers for gate's integration tests: temp state, config, daemon start/stop, notify."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+GATE = os.environ.get("GATE_BIN", os.path.join(os.environ.get("BUILDDIR", "build"), "gate"))
+
+_results = {"passed": 0, "failed": 0}
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, directory):
+        self.path = os.path.join(directory, "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.messages = []
+
+    def wait_for(self, key, timeout=10.0, after=0):
+        """Waits until a message containing key (e.g. 'READY=1') arrives; returns its index."""
+        deadline = time.time() + timeout
+        while True:
+            for i in range(after, len(self.messages)):
+                if key in self.messages[i].split("\n"):
+                    return i
+            left = deadline - time.time()
+            if left <= 0:
+                raise AssertionError("no %r from gate within %ss; got %r" % (key, timeout, self.messages))
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            self.messages.append(data.decode())
+
+    def close(self):
+        self.sock.close()
+
+
+class Gate:
+    """One gate daemon with its own state directory and config, on free loopback ports."""
+
+    def __init__(self, config="", port=None, env=None, activate=None, extra_args=None):
+        self.dir = tempfile.mkdtemp(prefix="gate-test-")
+        self.port = port or free_port()
+        self.state = os.path.join(self.dir, "state")
+        self.config_path = os.path.join(self.dir, "gate.conf")
+        if "[server]" not in config:
+            config = "[server]\nbind = 127.0.0.1:%d\n" % self.port + config
+        with open(self.config_path, "w") as f:
+            f.write(config)
+        self.env = dict(os.environ)
+        self.env.update({"GATE_CONFIG": self.config_path, "STATE_DIRECTORY": self.state,
+                         "GATE_LOG": "debug"})
+        self.env.pop("LISTEN_FDS", None)
+        self.env.pop("LISTEN_PID", None)
+        if env:
+            self.env.update(env)
+        self.notify = NotifySocket(self.dir)
+        self.env["NOTIFY_SOCKET"] = self.notify.path
+        self.activate = activate
+        self.log_path = os.path.join(self.dir, "gate.log")
+        self.proc = None
+
+    def write_config(self, text):
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, self.config_path)
+
+    def start(self, wait_ready=True):
+        os.makedirs(self.state, mode=0o700, exist_ok=True)
+        log = open(self.log_path, "ab")
+        cmd = [GATE, "serve"]
+        if self.activate:
+            # systemd-socket-activate binds, waits for the first connection, then execs gate.
+            passed = []
+            for k in ["GATE_CONFIG", "STATE_DIRECTORY", "GATE_LOG", "NOTIFY_SOCKET"]:
+                passed += ["-E", k]
+            cmd = ["systemd-socket-activate"] + self.activate + passed + cmd
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        if wait_ready:
+            self.notify.wait_for("READY=1")
+        return self
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=15):
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.notify.close()
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        if exc[0] is not None:
+            sys.stderr.write("---- gate log ----\n" + self.log()[-8000:] + "\n")
+
+
+def curl(*args, timeout=10):
+    """Runs curl; returns (exit code, stdout, stderr) as text."""
+    p = subprocess.run(["curl", "-sS", "--max-time", str(timeout)] + list(args),
+                       capture_output=True, timeout=timeout + 5)
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def raw(port, data, read_timeout=3.0, host="127.0.0.1", shut=False):
+    """Sends raw bytes on a fresh connection and returns everything read until close or timeout."""
+    s = socket.create_connection((host, port), timeout=5)
+    s.sendall(data)
+    if shut:
+        s.shutdown(socket.SHUT_WR)
+    s.settimeout(read_timeout)
+    out = b""
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+    except (socket.timeout, ConnectionResetError):
+        pass
+    s.close()
+    return out
+
+
+def status_of(response):
+    line = response.split(b"\r\n", 1)[0]
+    parts = line.split(b" ")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def test(func):
+    """Decorator: registers and runs a test, counting results."""
+    name = func.__name__
+    try:
+        func()
+        _results["passed"] += 1
+        print("ok   %s" % name, flush=True)
+    except Exception:
+        _results["failed"] += 1
+        print("FAIL %s" % name, flush=True)
+        traceback.print_exc()
+    return func
+
+
+def finish():
+    print("%d passed, %d failed" % (_results["passed"], _results["failed"]))
+    sys.exit(1 if _results["failed"] else 0)
