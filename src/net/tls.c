@@ -77,11 +77,6 @@ static void x509_crt_list_free(gnutls_x509_crt_t *crts, unsigned n) {
         gnutls_free(crts);
 }
 
-static void gnutls_privkey_deinitp(gnutls_privkey_t *k) {
-        if (*k)
-                gnutls_privkey_deinit(*k);
-}
-
 static void gnutls_pubkey_deinitp(gnutls_pubkey_t *k) {
         if (*k)
                 gnutls_pubkey_deinit(*k);
@@ -420,7 +415,7 @@ int tls_credentials_load_dir(const char *dir, const char *default_name, TlsCrede
                 if (r < 0) {
                         TlsPair *old = tls_credentials_find(previous, *n);
 
-                        log_debug_errno(r, "Refusing TLS pair \"%s\": %s", *n, strna(why));
+                        log_debug_errno(r, "Refusing TLS pair \"%s\": %s", *n, why ?: "unknown error");
                         if (old) {
                                 rep.kept++;
                                 p = tls_pair_ref(old);
@@ -455,7 +450,7 @@ int tls_credentials_load_dir(const char *dir, const char *default_name, TlsCrede
                         rep.errors = buf_empty(&errors) ? NULL : buf_steal_str(&errors, NULL);
                         *report = rep;
                 }
-                return log_debug_errno(SYNTHETIC_ENOKEY, "No usable TLS pair in \"%s\".", dir);
+                return log_debug_errno(ENOKEY, "No usable TLS pair in \"%s\".", dir);
         }
 
         if (!isempty(default_name)) {
@@ -654,9 +649,12 @@ static int tls_retrieve_cert(gnutls_session_t session, const gnutls_datum_t *req
 
 /* Encrypts plaintext: push never fails short, so gnutls_record_send() takes everything. */
 static int tls_send(TlsStream *t, const uint8_t *p, size_t n) {
+        unsigned again = 0;
+
         while (n > 0) {
                 ssize_t k = gnutls_record_send(t->session, p, n);
-                if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED)
+                /* Cannot happen with our push; retrying is what GnuTLS asks for if it ever does. */
+                if ((k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED) && ++again < TLS_NONFATAL_MAX)
                         continue;
                 if (k < 0)
                         return errno_from_gnutls((int) k);
@@ -712,7 +710,7 @@ static int tls_handshake_step(TlsStream *t) {
         t->handshake_done = true;
         tls_fill_info(t);
         log_debug("TLS handshake done: %s, ALPN \"%s\", SNI \"%s\".",
-                  strna(gnutls_protocol_get_name(gnutls_protocol_get_version(t->session))),
+                  gnutls_protocol_get_name(gnutls_protocol_get_version(t->session)) ?: "?",
                   t->stream.info.alpn, t->stream.info.sni);
 
         if (t->handshake_cb)
@@ -768,7 +766,7 @@ static int tls_process(TlsStream *t) {
                 if (t->read_paused)
                         return 0;
                 if (buf_len(&t->plain_in) >= TLS_PLAINTEXT_MAX)
-                        return log_debug_errno(SYNTHETIC_ENOBUFS,
+                        return log_debug_errno(ENOBUFS,
                                                "TLS plaintext not taken by the upper exceeds %u bytes.",
                                                TLS_PLAINTEXT_MAX);
 

@@ -1,0 +1,129 @@
+/* Unit tests for src/shared: buffers, number/size/time parsing, socket addresses, strv. */
+#include <netinet/in.h>
+
+#include "shared/buf.h"
+#include "shared/util.h"
+#include "tests.h"
+
+TEST(buf_append_consume_grow) {
+        Buf b = {};
+        for (int i = 0; i < 10000; i++)
+                ASSERT_OK(buf_append(&b, "abcd", 4));
+        ASSERT_EQ(buf_len(&b), 40000);
+        buf_consume(&b, 39998);
+        ASSERT_EQ(buf_len(&b), 2);
+        ASSERT_TRUE(memcmp(buf_data(&b), "cd", 2) == 0);
+        buf_consume(&b, 100);
+        ASSERT_TRUE(buf_empty(&b));
+        buf_shrink(&b, 0);
+        ASSERT_NULL(b.data);
+        buf_done(&b);
+}
+
+TEST(buf_printf_and_steal) {
+        Buf b = {};
+        size_t n;
+        ASSERT_OK(buf_printf(&b, "%s=%d", "x", 42));
+        buf_consume(&b, 1);
+        char *s = buf_steal_str(&b, &n);
+        ASSERT_STREQ(s, "=42");
+        ASSERT_EQ(n, 3);
+        ASSERT_TRUE(buf_empty(&b));
+        free(s);
+}
+
+TEST(parse_size_values) {
+        uint64_t v;
+        ASSERT_OK(parse_size("32M", &v));
+        ASSERT_EQ(v, 32ULL << 20);
+        ASSERT_OK(parse_size("4096", &v));
+        ASSERT_EQ(v, 4096);
+        ASSERT_OK(parse_size("64KiB", &v));
+        ASSERT_EQ(v, 65536);
+        ASSERT_ERROR(parse_size("12Q", &v), EINVAL);
+        ASSERT_ERROR(parse_size("", &v), EINVAL);
+        ASSERT_ERROR(parse_size("-1", &v), EINVAL);
+        ASSERT_ERROR(parse_size("99999999999999999999", &v), ERANGE);
+        ASSERT_ERROR(parse_size("17179869184G", &v), ERANGE);
+}
+
+TEST(parse_timespan_values) {
+        usec_t v;
+        ASSERT_OK(parse_timespan("30s", &v));
+        ASSERT_EQ(v, 30 * USEC_PER_SEC);
+        ASSERT_OK(parse_timespan("500ms", &v));
+        ASSERT_EQ(v, 500 * USEC_PER_MSEC);
+        ASSERT_OK(parse_timespan("2min", &v));
+        ASSERT_EQ(v, 120 * USEC_PER_SEC);
+        ASSERT_OK(parse_timespan("7", &v));
+        ASSERT_EQ(v, 7 * USEC_PER_SEC);
+        ASSERT_ERROR(parse_timespan("forever", &v), EINVAL);
+        ASSERT_ERROR(parse_timespan("5 parsecs", &v), EINVAL);
+}
+
+TEST(parse_bool_values) {
+        ASSERT_EQ(parse_bool("true"), 1);
+        ASSERT_EQ(parse_bool("no"), 0);
+        ASSERT_ERROR(parse_bool("maybe"), EINVAL);
+}
+
+TEST(socket_addresses) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        char buf[64];
+
+        ASSERT_OK(parse_socket_address("127.0.0.1:31145", &ss, &len));
+        ASSERT_EQ(ss.ss_family, AF_INET);
+        format_socket_address((struct sockaddr *) &ss, len, buf, sizeof buf);
+        ASSERT_STREQ(buf, "127.0.0.1:31145");
+        ASSERT_TRUE(sockaddr_is_loopback((struct sockaddr *) &ss));
+
+        ASSERT_OK(parse_socket_address("[::1]:80", &ss, &len));
+        ASSERT_EQ(ss.ss_family, AF_INET6);
+        ASSERT_TRUE(sockaddr_is_loopback((struct sockaddr *) &ss));
+        format_socket_address((struct sockaddr *) &ss, len, buf, sizeof buf);
+        ASSERT_STREQ(buf, "[::1]:80");
+
+        ASSERT_OK(parse_socket_address("*:4919", &ss, &len));
+        ASSERT_EQ(ss.ss_family, AF_INET6);
+        ASSERT_FALSE(sockaddr_is_loopback((struct sockaddr *) &ss));
+        ASSERT_OK(parse_socket_address("4919", &ss, &len));
+        ASSERT_OK(parse_socket_address("10.1.2.3:1", &ss, &len));
+        ASSERT_FALSE(sockaddr_is_loopback((struct sockaddr *) &ss));
+
+        ASSERT_ERROR(parse_socket_address("::1:80", &ss, &len), EINVAL);
+        ASSERT_ERROR(parse_socket_address("127.0.0.1:70000", &ss, &len), EINVAL);
+        ASSERT_ERROR(parse_socket_address("example.org:80", &ss, &len), EINVAL);
+        ASSERT_ERROR(parse_socket_address("[::1]80", &ss, &len), EINVAL);
+        ASSERT_ERROR(parse_socket_address("", &ss, &len), EINVAL);
+}
+
+TEST(strv_helpers) {
+        char **l = NULL;
+        size_t n = 0;
+        ASSERT_OK(strv_extend(&l, &n, "a"));
+        ASSERT_OK(strv_extend(&l, &n, "b"));
+        ASSERT_EQ(strv_length(l), 2);
+        char *other[] = { "a", "b", NULL };
+        char *shorter[] = { "a", NULL };
+        ASSERT_TRUE(strv_equal(l, other));
+        ASSERT_FALSE(strv_equal(l, shorter));
+        ASSERT_TRUE(strv_equal(NULL, NULL));
+        strv_free(l);
+}
+
+TEST(read_full_file_limits) {
+        char path[] = "/tmp/gate-test-XXXXXX";
+        int fd = mkstemp(path);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_EQ(write(fd, "hello", 5), 5);
+        close(fd);
+        char *d;
+        size_t n;
+        ASSERT_OK(read_full_file(path, 100, &d, &n));
+        ASSERT_STREQ(d, "hello");
+        free(d);
+        ASSERT_ERROR(read_full_file(path, 3, &d, &n), EFBIG);
+        unlink(path);
+        ASSERT_ERROR(read_full_file(path, 3, &d, &n), ENOENT);
+}
