@@ -371,7 +371,7 @@ static bool needs_quotes(const char *s) {
                 return false;
         if (is_blank(s[0]) || is_blank(s[strlen(s) - 1]))
                 return true;
-        if (IN_SET_CHAR(s[0], '"', '\'', '['))
+        if (IN_SET_CHAR(s[0], '"', '\''))
                 return true;
         for (const char *p = s; *p; p++)
                 if (IN_SET_CHAR(*p, '#', '\\', '"', '\n', '\r', '\t'))
@@ -489,7 +489,7 @@ static char *strv_join_values(char *const *l) {
         char *s = strdup("");
 
         for (char *const *i = l; i && *i; i++)
-                if (isempty(*i) || needs_quotes(*i) || strpbrk(*i, " ,;"))
+                if (isempty(*i) || needs_quotes(*i) || strpbrk(*i, " ,;") || startswith(*i, "[]"))
                         plain = false;
 
         /* Plain items read best as "a, b"; anything odd goes in a ["a", "b"] array. */
@@ -964,8 +964,12 @@ static int config_apply_value(Config *c, const char *source, const ConfigItem *i
         if (r == -ENOMEM)
                 return r;
         if (r < 0) {
-                _cleanup_free_ char *masked = mask_url_password(value);
-                _cleanup_free_ char *e = masked ? escape_for_message(masked) : NULL;
+                _cleanup_free_ char *unquoted = NULL, *masked = NULL, *e = NULL;
+
+                /* Show the value as the parser saw it: "12Q", not "\"12Q\"". */
+                (void) config_value_unquote(value, &unquoted);
+                masked = mask_url_password(unquoted ?: value);
+                e = masked ? escape_for_message(masked) : NULL;
 
                 set_error(ret_error, "%s: [%s] %s = \"%s\": %s", source, item->group, item->key, strnull(e),
                           reason ?: "invalid value");

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "api/router.h"
+#include "core/bus.h"
 #include "core/manager.h"
 #include "core/notify.h"
 #include "gate-build.h"
@@ -353,6 +354,7 @@ void manager_shutdown(Manager *m) {
                 return;
         m->state = MANAGER_STOPPING;
         notify_stopping("Draining connections");
+        bus_emit_state_changed(m);
         log_info("Stopping: no new connections, draining %u connection(s) for up to %llus.",
                  m->http.n_sessions, (unsigned long long) (m->config->server_drain_timeout / USEC_PER_SEC));
 
@@ -374,12 +376,18 @@ void manager_shutdown(Manager *m) {
 }
 
 int manager_reload_certificates(Manager *m, char **ret_error) {
+        int r;
+
         if (!manager_has_listener(m, LISTENER_HTTPS)) {
                 if (ret_error)
                         *ret_error = strdup("No https listener.");
                 return -ENODEV;
         }
-        return manager_load_tls(m, ret_error);
+        r = manager_load_tls(m, ret_error);
+        if (r < 0)
+                return r;
+        bus_emit_certificates_reloaded(m);
+        return 0;
 }
 
 int manager_reload(Manager *m, const char *reason, char **ret_error) {
@@ -436,6 +444,7 @@ int manager_reload(Manager *m, const char *reason, char **ret_error) {
                                                    "GATE_RELOAD_REASON=other", NULL },
                             "Reloaded configuration (%s), generation %u.", reason, m->generation);
         manager_update_status(m, true);
+        bus_emit_reloaded(m);
         return 0;
 }
 
@@ -547,6 +556,11 @@ int manager_start(Manager *m) {
         if (r < 0)
                 log_warning_errno(r, "Failed to enable the watchdog, ignoring: %m");
 
+        /* 7. D-Bus, last: the name appears only once everything behind it works (before READY). */
+        r = bus_start(m);
+        if (r < 0)
+                return r;
+
         m->state = MANAGER_RUNNING;
         manager_update_status(m, true);
         for (size_t i = 0; i < m->n_listeners; i++)
@@ -571,6 +585,7 @@ Manager *manager_free(Manager *m) {
                 return NULL;
 
         /* Reverse order of manager_start(). */
+        bus_stop(m);
         http_server_abort_all(&m->http);
         sd_event_source_disable_unref(m->drain_timer);
         sd_event_source_disable_unref(m->sigterm);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <glib.h>
+#include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
 #include "core/config.h"
@@ -38,6 +39,7 @@ struct Manager {
         Store *store;
         HttpServer http;
         TlsCredentials *tls;
+        sd_bus *bus;
 
         Listener *listeners;
         size_t n_listeners;

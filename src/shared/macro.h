@@ -19,7 +19,9 @@
 #define _warn_unused_result_ __attribute__((warn_unused_result))
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+#undef MIN
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+#undef MAX
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 #define STRLEN(s) (sizeof("" s "") - 1)
 
