@@ -3,10 +3,12 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "core/bus.h"
 #include "core/cli.h"
 #include "core/config.h"
 #include "core/manager.h"
 #include "gate-build.h"
+#include "http/request.h"
 #include "shared/log.h"
 
 static void help(FILE *f) {
@@ -18,10 +20,14 @@ static void help(FILE *f) {
                 "Commands:\n"
                 "  serve                 Run the daemon in the foreground\n"
                 "  config check [FILE]   Check the configuration and print the effective one\n"
+                "  status [--json]       Show the running daemon's state (over D-Bus)\n"
+                "  reload [--certificates]\n"
+                "                        Reload the configuration (or only the certificates)\n"
                 "\n"
                 "Options:\n"
                 "  -h --help             Show this help\n"
                 "     --version          Show the version\n"
+                "     --user             Talk to a daemon on the user bus (default: system bus)\n"
                 "\n"
                 "Environment: GATE_CONFIG (config file), DATABASE_URL, GATE_LOG (log level).\n"
                 "See gate(8) and gate.conf(5).\n");
@@ -84,11 +90,194 @@ static int cmd_config(int argc, char *argv[]) {
         return EXIT_SUCCESS;
 }
 
+static bool arg_user = false;
+
+static int bus_connect(sd_bus **ret) {
+        int r;
+
+        r = arg_user ? sd_bus_open_user(ret) : sd_bus_open_system(ret);
+        if (r < 0)
+                fprintf(stderr, "gate: failed to connect to the %s bus: %s\n", arg_user ? "user" : "system",
+                        strerror(-r));
+        return r;
+}
+
+/* Turns a failed call into a message a person can act on. */
+static int bus_call_failed(const char *what, const sd_bus_error *e, int r) {
+        if (sd_bus_error_has_name(e, SD_BUS_ERROR_SERVICE_UNKNOWN) ||
+            sd_bus_error_has_name(e, SD_BUS_ERROR_NAME_HAS_NO_OWNER))
+                fprintf(stderr, "gate: %s: gate is not running (no %s on the %s bus).\n", what, GATE_BUS_NAME,
+                        arg_user ? "user" : "system");
+        else if (sd_bus_error_has_name(e, SD_BUS_ERROR_ACCESS_DENIED))
+                fprintf(stderr, "gate: %s: access denied (%s). Only root may do this on the system bus.\n", what,
+                        e->message ? e->message : "policy");
+        else
+                fprintf(stderr, "gate: %s failed: %s\n", what, e && e->message ? e->message : strerror(-r));
+        return sd_bus_error_has_name(e, GATE_BUS_INTERFACE ".Error.InvalidConfig") ? EXIT_CONFIG : EXIT_FAILURE;
+}
+
+static int cmd_reload(int argc, char *argv[]) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        bool certs = false;
+        int r;
+
+        for (int i = 1; i < argc; i++) {
+                if (streq(argv[i], "--certificates"))
+                        certs = true;
+                else if (streq(argv[i], "--user"))
+                        arg_user = true;
+                else
+                        return usage_error("reload: unknown argument '%s'.", argv[i]);
+        }
+        if (bus_connect(&bus) < 0)
+                return EXIT_FAILURE;
+        r = sd_bus_call_method(bus, GATE_BUS_NAME, GATE_BUS_PATH, GATE_BUS_INTERFACE,
+                               certs ? "ReloadCertificates" : "Reload", &e, &reply, "");
+        if (r < 0)
+                return bus_call_failed("reload", &e, r);
+        if (certs) {
+                uint64_t not_after = 0;
+                (void) sd_bus_message_read(reply, "t", &not_after);
+                printf("Certificates reloaded; earliest expiry %llu (µs since the epoch).\n",
+                       (unsigned long long) not_after);
+        } else {
+                uint32_t gen = 0;
+                (void) sd_bus_message_read(reply, "u", &gen);
+                printf("Reloaded, generation %u.\n", gen);
+        }
+        return EXIT_SUCCESS;
+}
+
+static int print_property(sd_bus_message *reply, const char *name, bool json, bool first) {
+        char type;
+        const char *contents;
+        int r;
+
+        r = sd_bus_message_peek_type(reply, &type, &contents);
+        if (r < 0)
+                return r;
+        if (json)
+                printf("%s\n  \"%s\": ", first ? "" : ",", name);
+        else
+                printf("%18s: ", name);
+
+        r = sd_bus_message_enter_container(reply, 'v', contents);
+        if (r < 0)
+                return r;
+        if (streq(contents, "s")) {
+                const char *v;
+                r = sd_bus_message_read(reply, "s", &v);
+                if (r < 0)
+                        return r;
+                if (json) {
+                        _cleanup_(buf_done) Buf b = {};
+                        json_escape_append(&b, v);
+                        printf("%.*s", (int) buf_len(&b), (const char *) buf_data(&b));
+                } else
+                        printf("%s", v);
+        } else if (streq(contents, "u")) {
+                uint32_t v;
+                r = sd_bus_message_read(reply, "u", &v);
+                if (r < 0)
+                        return r;
+                printf("%u", v);
+        } else if (streq(contents, "t")) {
+                uint64_t v;
+                r = sd_bus_message_read(reply, "t", &v);
+                if (r < 0)
+                        return r;
+                printf("%llu", (unsigned long long) v);
+        } else if (streq(contents, "as")) {
+                const char *v;
+                bool f = true;
+                r = sd_bus_message_enter_container(reply, 'a', "s");
+                if (r < 0)
+                        return r;
+                printf(json ? "[" : "");
+                while ((r = sd_bus_message_read(reply, "s", &v)) > 0) {
+                        if (json) {
+                                _cleanup_(buf_done) Buf b = {};
+                                json_escape_append(&b, v);
+                                printf("%s%.*s", f ? "" : ",", (int) buf_len(&b), (const char *) buf_data(&b));
+                        } else
+                                printf("%s%s", f ? "" : ", ", v);
+                        f = false;
+                }
+                if (r < 0)
+                        return r;
+                printf(json ? "]" : "");
+                r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        return r;
+        } else {
+                r = sd_bus_message_skip(reply, contents);
+                if (r < 0)
+                        return r;
+                printf(json ? "null" : "?");
+        }
+        if (!json)
+                printf("\n");
+        return sd_bus_message_exit_container(reply);
+}
+
+static int cmd_status(int argc, char *argv[]) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        bool json = false, first = true;
+        int r;
+
+        for (int i = 1; i < argc; i++) {
+                if (streq(argv[i], "--json"))
+                        json = true;
+                else if (streq(argv[i], "--user"))
+                        arg_user = true;
+                else
+                        return usage_error("status: unknown argument '%s'.", argv[i]);
+        }
+        if (bus_connect(&bus) < 0)
+                return EXIT_FAILURE;
+        r = sd_bus_call_method(bus, GATE_BUS_NAME, GATE_BUS_PATH, "org.freedesktop.DBus.Properties", "GetAll", &e,
+                               &reply, "s", GATE_BUS_INTERFACE);
+        if (r < 0)
+                return bus_call_failed("status", &e, r);
+
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        if (r < 0)
+                goto bad;
+        if (json)
+                printf("{");
+        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *name;
+                r = sd_bus_message_read(reply, "s", &name);
+                if (r < 0)
+                        goto bad;
+                r = print_property(reply, name, json, first);
+                if (r < 0)
+                        goto bad;
+                first = false;
+                r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        goto bad;
+        }
+        if (r < 0)
+                goto bad;
+        if (json)
+                printf("\n}\n");
+        return EXIT_SUCCESS;
+bad:
+        fprintf(stderr, "gate: status: unexpected reply from the daemon: %s\n", strerror(-r));
+        return EXIT_FAILURE;
+}
+
 int cli_main(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100 };
+        enum { ARG_VERSION = 0x100, ARG_USER };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
+                { "user", no_argument, NULL, ARG_USER },
                 {}
         };
         int c;
@@ -105,6 +294,9 @@ int cli_main(int argc, char *argv[]) {
                 case ARG_VERSION:
                         printf("gate %s\n", GATE_VERSION);
                         return EXIT_SUCCESS;
+                case ARG_USER:
+                        arg_user = true;
+                        break;
                 case '?':
                 default:
                         return usage_error("unknown option '%s'.", argv[optind - 1]);
@@ -120,6 +312,10 @@ int cli_main(int argc, char *argv[]) {
                 return cmd_serve(argc - optind, argv + optind);
         if (streq(cmd, "config"))
                 return cmd_config(argc - optind, argv + optind);
+        if (streq(cmd, "status"))
+                return cmd_status(argc - optind, argv + optind);
+        if (streq(cmd, "reload"))
+                return cmd_reload(argc - optind, argv + optind);
         if (streq(cmd, "help")) {
                 help(stdout);
                 return EXIT_SUCCESS;

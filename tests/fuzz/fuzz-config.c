@@ -3,6 +3,7 @@
 
 #include "core/config.h"
 #include "shared/log.h"
+#include "shared/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
