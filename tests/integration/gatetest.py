@@ -59,7 +59,7 @@ class Gate:
         self.port = port or free_port()
         self.state = os.path.join(self.dir, "state")
         self.config_path = os.path.join(self.dir, "gate.conf")
-        if "[server]" not in config:
+        if not config.startswith("[server]\nbind"):
             config = "[server]\nbind = 127.0.0.1:%d\n" % self.port + config
         with open(self.config_path, "w") as f:
             f.write(config)
