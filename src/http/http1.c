@@ -1,1 +1,1347 @@
-/* placeholder while this file is written; see the issue in progress. */
+/* HTTP/1.1 server sessions: strict request framing over a Stream, in-order responses, keep-alive, limits. */
+#include <http_parser.h>
+#include <inttypes.h>
+#include <strings.h>
+
+#include "http/request.h"
+#include "http/server.h"
+#include "shared/buf.h"
+#include "shared/log.h"
+#include "shared/util.h"
+
+/*
+ * Debian builds libhttp-parser with HTTP_PARSER_STRICT=0: it takes bare LF and bare CR as line ends,
+ * spaces inside header names, obsolete line folding and "gzip, chunked". So a small scanner runs ahead
+ * of it over the same bytes and lets through only what RFC 9112 allows: CRLF line ends, token field
+ * names directly followed by ':', field values without CTLs, no folding, and strict chunk framing. The
+ * parser only ever sees bytes the scanner accepted; the scanner's idea of where a message ends is
+ * cross-checked with the parser's, so the two cannot disagree about framing (request smuggling).
+ */
+
+/* A chunk-size line with extensions is not stored, but must not be endless either. */
+#define CHUNK_LINE_MAX 4096U
+/* Below this a body write is copied into the output buffer (one write with its framing); above it the
+ * buffer is flushed and the data written straight through. */
+#define COPY_MAX (16U << 10)
+
+typedef enum H1Phase {
+        H1_IDLE,                /* between requests: nothing of the next one seen yet */
+        H1_HEAD,                /* request line and header fields */
+        H1_BODY,
+        H1_HANDLING,            /* dispatched; no more parsing until the response has ended */
+        H1_BACKLOG,             /* response ended, but the client must take more of it first */
+} H1Phase;
+
+typedef enum H1Timer {
+        H1_TIMER_NONE,
+        H1_TIMER_HEADER,
+        H1_TIMER_BODY,
+        H1_TIMER_IDLE,
+        H1_TIMER_SEND,
+        H1_TIMER_ABORT,         /* a write failed: tear down from the loop, not from inside the handler */
+} H1Timer;
+
+typedef enum H1Close {
+        H1_CLOSE_FLUSH,         /* send what is queued, then shut down */
+        H1_CLOSE_ABORT,         /* drop everything */
+        H1_CLOSE_GONE,          /* the stream is already gone */
+} H1Close;
+
+typedef enum ScanState {
+        SCAN_START,             /* empty lines before the request line are allowed */
+        SCAN_START_LF,
+        SCAN_LINE,
+        SCAN_LINE_LF,
+        SCAN_FIELD_START,
+        SCAN_NAME,
+        SCAN_VALUE,
+        SCAN_VALUE_LF,
+        SCAN_END_LF,
+        SCAN_HEAD_DONE,         /* the parser's on_headers_complete decides what follows */
+        SCAN_BODY,
+        SCAN_CHUNK_SIZE_START,
+        SCAN_CHUNK_SIZE,
+        SCAN_CHUNK_EXT,
+        SCAN_CHUNK_SIZE_LF,
+        SCAN_CHUNK_DATA,
+        SCAN_CHUNK_DATA_CR,
+        SCAN_CHUNK_DATA_LF,
+        SCAN_DONE,
+} ScanState;
+
+typedef enum RespFraming {
+        RESP_NONE,              /* no body at all (HEAD, 204, 304) */
+        RESP_LENGTH,
+        RESP_CHUNKED,
+        RESP_CLOSE,             /* HTTP/1.0 client, length unknown: the end of the connection ends it */
+} RespFraming;
+
+typedef struct H1Error {
+        unsigned status;
+        const char *code;
+        const char *message;
+} H1Error;
+
+typedef struct Http1Session {
+        HttpSession session;    /* first: the server's list links these */
+        unsigned n_ref;
+        HttpServer *server;
+        Stream *stream;         /* NULL once closed or gone */
+        sd_event_source *timer;
+        H1Timer timer_kind;
+        H1Phase phase;
+        bool closed;
+        bool in_read;           /* inside on_read: output goes out once at its end */
+        bool dispatching;       /* inside request_dispatch(): the parse loop finishes the response */
+        bool read_paused;
+        bool want_writable;
+        bool draining;
+
+        http_parser parser;
+
+        ScanState scan;
+        bool scan_trailers;
+        uint8_t scan_prev;
+        unsigned scan_spaces;
+        unsigned scan_digits;
+        uint32_t scan_bytes;
+        uint32_t scan_fields;
+        uint64_t scan_size;     /* remaining body or chunk bytes; the chunk size while reading it */
+
+        /* The request being read or handled. */
+        Request *request;
+        Buf url, field, value, te;
+        bool in_value;
+        bool headers_done;
+        bool message_complete;
+        bool dispatched;
+        bool req_head;
+        bool http10;
+        bool keep_alive;        /* what the client allows */
+        unsigned n_host, n_content_length, n_transfer_encoding;
+        bool expect_continue, expect_other;
+        uint64_t content_length;
+        H1Error error;
+
+        /* The response. */
+        Buf out;                /* not yet handed to the stream */
+        RespFraming framing;
+        uint64_t resp_remaining;
+        bool resp_head_sent;
+        bool resp_done;
+        bool resp_keep_alive;
+} Http1Session;
+
+static const http_parser_settings h1_settings;
+static const RequestProtoOps h1_request_ops;
+
+static void h1_close(Http1Session *h, H1Close mode);
+
+static Http1Session *h1_ref(Http1Session *h) {
+        h->n_ref++;
+        return h;
+}
+
+static Http1Session *h1_unref(Http1Session *h) {
+        if (!h || --h->n_ref > 0)
+                return NULL;
+        sd_event_source_disable_unref(h->timer);
+        request_unref(h->request);
+        buf_done(&h->url);
+        buf_done(&h->field);
+        buf_done(&h->value);
+        buf_done(&h->te);
+        buf_done(&h->out);
+        free(h);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(Http1Session *, h1_unref);
+
+/* ---- small helpers ---- */
+
+static bool is_tchar(uint8_t c) {
+        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+                return true;
+        return c != 0 && strchr("!#$%&'*+-.^_`|~", c);
+}
+
+/* Field values and chunk extensions: HTAB, SP, VCHAR and obs-text; no other CTL, no DEL. */
+static bool is_field_char(uint8_t c) {
+        return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+static int unhex(uint8_t c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+/* buf_data() of a never-filled Buf is NULL + 0, which sanitizers rightly flag. */
+static const char *buf_chars(const Buf *b) {
+        return buf_empty(b) ? "" : (const char *) buf_data(b);
+}
+
+static bool token_valid(const char *s) {
+        if (isempty(s))
+                return false;
+        for (; *s; s++)
+                if (!is_tchar((uint8_t) *s))
+                        return false;
+        return true;
+}
+
+static bool value_safe(const char *s) {
+        return !strpbrk(s, "\r\n");
+}
+
+/* uri-host [ ":" port ]: enough to refuse what could not be an authority at all. */
+static bool host_valid(const char *s) {
+        for (; *s; s++) {
+                uint8_t c = (uint8_t) *s;
+                if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                      strchr("-._~%!$&'()*+,;=:[]", c)))
+                        return false;
+        }
+        return true;
+}
+
+static void trim_ows(const char **s, size_t *n) {
+        while (*n > 0 && ((*s)[0] == ' ' || (*s)[0] == '\t')) {
+                (*s)++;
+                (*n)--;
+        }
+        while (*n > 0 && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t'))
+                (*n)--;
+}
+
+/* Transfer-Encoding as a list: 0 if it is exactly "chunked", -EBADMSG if malformed or if chunked is
+ * not applied exactly once and last (400), -EOPNOTSUPP for codings we do not implement (501). */
+static int transfer_encoding_check(const char *s, size_t n) {
+        const char *end = s + n;
+        unsigned n_items = 0, n_chunked = 0;
+        bool chunked_last = false, params = false;
+
+        if (n == 0)
+                return -EBADMSG;
+        for (;;) {
+                const char *comma = memchr(s, ',', (size_t) (end - s)), *item = s;
+                size_t len = (size_t) ((comma ?: end) - s), tlen = 0;
+
+                trim_ows(&item, &len);
+                while (tlen < len && is_tchar((uint8_t) item[tlen]))
+                        tlen++;
+                if (tlen == 0)
+                        return -EBADMSG;
+                if (tlen < len) {
+                        const char *rest = item + tlen;
+                        size_t rlen = len - tlen;
+
+                        trim_ows(&rest, &rlen);
+                        if (rlen == 0 || rest[0] != ';')
+                                return -EBADMSG;
+                }
+                n_items++;
+                chunked_last = tlen == STRLEN("chunked") && strncasecmp(item, "chunked", tlen) == 0;
+                if (chunked_last) {
+                        n_chunked++;
+                        if (tlen < len)
+                                params = true;
+                }
+                if (!comma)
+                        break;
+                s = comma + 1;
+        }
+        if (n_chunked > 1 || (n_chunked == 1 && (!chunked_last || params)))
+                return -EBADMSG;
+        if (n_items == 1 && n_chunked == 1)
+                return 0;
+        return -EOPNOTSUPP;
+}
+
+/* ---- timers ---- */
+
+static int h1_on_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+static void h1_timer_set(Http1Session *h, H1Timer kind, usec_t usec) {
+        int r;
+
+        if (!h->timer)
+                return;
+        h->timer_kind = kind;
+        /* 0 means "no limit" in the configuration, except for the immediate abort. */
+        if (kind == H1_TIMER_NONE || (usec == 0 && kind != H1_TIMER_ABORT) || usec == USEC_INFINITY) {
+                (void) sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
+                return;
+        }
+        r = sd_event_source_set_time_relative(h->timer, usec);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT);
+        if (r < 0)
+                log_debug_errno(r, "Failed to arm HTTP/1.1 timer, ignoring: %m");
+}
+
+static void h1_timer_for_phase(Http1Session *h) {
+        const HttpLimits *l = &h->server->limits;
+
+        if (h->timer_kind == H1_TIMER_ABORT)
+                return;
+        switch (h->phase) {
+        case H1_IDLE:
+                if (h->timer_kind != H1_TIMER_IDLE)
+                        h1_timer_set(h, H1_TIMER_IDLE, l->idle_timeout);
+                break;
+        case H1_HEAD:
+                /* Armed once at the first byte: trickling bytes must not extend it (slowloris). */
+                if (h->timer_kind != H1_TIMER_HEADER)
+                        h1_timer_set(h, H1_TIMER_HEADER, l->header_timeout);
+                break;
+        case H1_BODY:
+                h1_timer_set(h, H1_TIMER_BODY, l->body_timeout);
+                break;
+        case H1_HANDLING:
+        case H1_BACKLOG:
+                if (h->want_writable) {
+                        if (h->timer_kind != H1_TIMER_SEND)
+                                h1_timer_set(h, H1_TIMER_SEND, l->send_timeout);
+                } else
+                        h1_timer_set(h, H1_TIMER_NONE, 0);
+                break;
+        }
+}
+
+/* ---- output ---- */
+
+static void h1_schedule_abort(Http1Session *h) {
+        if (!h->closed && h->timer_kind != H1_TIMER_ABORT)
+                h1_timer_set(h, H1_TIMER_ABORT, 0);
+}
+
+static size_t h1_pending(Http1Session *h) {
+        return (h->stream ? stream_pending(h->stream) : 0) + buf_len(&h->out);
+}
+
+static void h1_check_high_water(Http1Session *h) {
+        if (h->want_writable || !h->stream)
+                return;
+        /* The request may have been told to pause while our own buffer still held its output (inside
+         * on_read): then it waits for on_writable even if the stream took most of it at once. */
+        if (stream_pending(h->stream) <= h->server->limits.send_high_water &&
+            !(h->request && h->request->want_writable && h->phase == H1_HANDLING))
+                return;
+        h->want_writable = true;
+        stream_want_writable(h->stream);
+        if (h->phase == H1_HANDLING || h->phase == H1_BACKLOG)
+                h1_timer_for_phase(h);
+}
+
+static int h1_write(Http1Session *h, const void *p, size_t n) {
+        int r;
+
+        if (!h->stream || n == 0)
+                return 0;
+        r = stream_write(h->stream, p, n);
+        if (r < 0) {
+                log_debug_errno(r, "HTTP/1.1 write failed: %m");
+                h1_schedule_abort(h);
+        }
+        return r;
+}
+
+static int h1_flush(Http1Session *h) {
+        int r = 0;
+
+        if (!buf_empty(&h->out)) {
+                r = h1_write(h, buf_data(&h->out), buf_len(&h->out));
+                buf_clear(&h->out);
+                buf_shrink(&h->out, 16U << 10);
+        }
+        h1_check_high_water(h);
+        return r;
+}
+
+static void h1_set_read_paused(Http1Session *h, bool paused) {
+        if (!h->stream || h->read_paused == paused)
+                return;
+        h->read_paused = paused;
+        stream_set_read_paused(h->stream, paused);
+}
+
+/* ---- errors produced by the session itself ---- */
+
+static int h1_error(Http1Session *h, unsigned status, const char *code, const char *message) {
+        /* The first problem found is the one reported. */
+        if (h->error.status == 0)
+                h->error = (H1Error){ status, code, message };
+        return -1;
+}
+
+/* Answers with an error and closes: after a framing problem nothing that follows can be trusted. */
+static void h1_fail(Http1Session *h, unsigned status, const char *code, const char *message) {
+        _cleanup_(buf_done) Buf body = {};
+        size_t len = buf_len(&h->out);
+        const char *type;
+        int r;
+
+        if (h->closed)
+                return;
+        log_debug("HTTP/1.1 request failed with %u: %s", status, message);
+        if (h->resp_head_sent || !h->stream) {
+                h1_close(h, H1_CLOSE_ABORT);
+                return;
+        }
+        type = status >= 500 && status != 501 && status != 505 ? "server_error" : "invalid_request_error";
+        r = http_error_json(&body, type, code, message);
+        if (r >= 0)
+                r = buf_printf(&h->out,
+                               "HTTP/1.1 %u %s\r\n"
+                               "content-type: application/json\r\n"
+                               "content-length: %zu\r\n"
+                               "date: %s\r\n"
+                               "connection: close\r\n"
+                               "\r\n",
+                               status, http_status_reason(status), buf_len(&body), http_date_now());
+        if (r >= 0 && !h->req_head)
+                r = buf_append(&h->out, buf_data(&body), buf_len(&body));
+        if (r < 0) {
+                h->out.tail = h->out.head + len;
+                h1_close(h, H1_CLOSE_ABORT);
+                return;
+        }
+        h1_close(h, H1_CLOSE_FLUSH);
+}
+
+static void h1_fail_with_error(Http1Session *h) {
+        if (h->error.status == 0)
+                h->error = (H1Error){ 400, "bad_request", "Malformed request." };
+        h1_fail(h, h->error.status, h->error.code, h->error.message);
+}
+
+static void h1_fail_parser(Http1Session *h, enum http_errno e) {
+        if (h->error.status != 0 && e >= HPE_CB_message_begin && e <= HPE_CB_chunk_complete) {
+                h1_fail_with_error(h);
+                return;
+        }
+        switch (e) {
+        case HPE_INVALID_METHOD:
+                h1_fail(h, 501, "not_implemented", "Unsupported request method.");
+                break;
+        case HPE_HEADER_OVERFLOW:
+                h1_fail(h, 431, "header_too_large", "Request header too large.");
+                break;
+        case HPE_INVALID_CHUNK_SIZE:
+                h1_fail(h, 400, "bad_request", "Invalid chunk size.");
+                break;
+        case HPE_INVALID_CONTENT_LENGTH:
+        case HPE_UNEXPECTED_CONTENT_LENGTH:
+                h1_fail(h, 400, "bad_request", "Invalid or conflicting Content-Length.");
+                break;
+        case HPE_INVALID_TRANSFER_ENCODING:
+                h1_fail(h, 400, "bad_request", "Invalid Transfer-Encoding.");
+                break;
+        default:
+                log_debug("HTTP/1.1 parser: %s", http_errno_description(e));
+                h1_fail(h, 400, "bad_request", "Malformed request.");
+        }
+}
+
+/* ---- session end ---- */
+
+/* The protocol is done with a request: the handler may keep its reference, but must not reach us. */
+static void h1_release_request(Http1Session *h) {
+        Request *r = TAKE_PTR(h->request);
+
+        if (!r)
+                return;
+        if (h->dispatched && !r->ended && !r->aborted)
+                request_abort(r);
+        else {
+                r->proto_ops = NULL;
+                r->proto = NULL;
+                r->info = NULL;
+        }
+        request_unref(r);
+}
+
+static void h1_close(Http1Session *h, H1Close mode) {
+        Stream *stream;
+
+        if (h->closed)
+                return;
+        h->closed = true;
+        h->timer = sd_event_source_disable_unref(h->timer);
+        h->timer_kind = H1_TIMER_NONE;
+
+        stream = TAKE_PTR(h->stream);
+        if (mode == H1_CLOSE_GONE)
+                stream = NULL;
+        /* Output first: aborting the request may run handler code that should find the stream closed. */
+        if (stream) {
+                if (mode == H1_CLOSE_FLUSH && !buf_empty(&h->out))
+                        (void) stream_write(stream, buf_data(&h->out), buf_len(&h->out));
+                stream_close(stream, mode == H1_CLOSE_FLUSH);
+        }
+        buf_clear(&h->out);
+        h1_release_request(h);
+        /* Last: with the server draining, this may run its on_idle callback. */
+        http_server_remove_session(h->server, &h->session);
+        h1_unref(h);
+}
+
+/* ---- per message ---- */
+
+static void h1_reset_message(Http1Session *h) {
+        buf_clear(&h->url);
+        buf_clear(&h->field);
+        buf_clear(&h->value);
+        buf_clear(&h->te);
+        h->in_value = h->headers_done = h->message_complete = h->dispatched = false;
+        h->req_head = h->http10 = h->keep_alive = false;
+        h->n_host = h->n_content_length = h->n_transfer_encoding = 0;
+        h->expect_continue = h->expect_other = false;
+        h->content_length = 0;
+        h->error = (H1Error){};
+        h->framing = RESP_NONE;
+        h->resp_remaining = 0;
+        h->resp_head_sent = h->resp_done = h->resp_keep_alive = false;
+}
+
+static void h1_begin_message(Http1Session *h) {
+        h1_reset_message(h);
+        http_parser_init(&h->parser, HTTP_REQUEST);
+        h->parser.data = h;
+        h->scan = SCAN_START;
+        h->scan_trailers = false;
+        h->scan_prev = 0;
+        h->scan_spaces = h->scan_digits = 0;
+        h->scan_bytes = h->scan_fields = 0;
+        h->scan_size = 0;
+        h->phase = H1_HEAD;
+        h1_timer_for_phase(h);
+}
+
+/* The response has ended (and the parse loop is not on the stack): next request, or close. */
+static void h1_request_done(Http1Session *h) {
+        bool keep = h->resp_keep_alive && !h->draining && !h->server->draining;
+
+        h1_release_request(h);
+        h1_reset_message(h);
+        if (!keep) {
+                h1_close(h, H1_CLOSE_FLUSH);
+                return;
+        }
+        h->phase = H1_IDLE;
+        /* A client that pipelines but does not read would have us queue responses without bound: wait
+         * until it took the backlog before reading the next request. */
+        if (h1_pending(h) > h->server->limits.send_high_water) {
+                (void) h1_flush(h);
+                if (h->closed)
+                        return;
+                if (h->want_writable) {
+                        h->phase = H1_BACKLOG;
+                        h1_set_read_paused(h, true);
+                        h1_timer_for_phase(h);
+                        return;
+                }
+        }
+        h1_timer_for_phase(h);
+        if (!h->in_read) {
+                (void) h1_flush(h);
+                h1_set_read_paused(h, false);
+        }
+}
+
+static void h1_dispatch(Http1Session *h) {
+        Request *r = h->request;
+
+        h->message_complete = false;
+        h->dispatched = true;
+        h->phase = H1_HANDLING;
+        h1_timer_for_phase(h);
+
+        h->dispatching = true;
+        request_dispatch(r);
+        /* Answering later takes a reference: with ours the only one left, nobody ever will. */
+        if (!h->closed && !h->resp_done && r->n_ref == 1) {
+                log_debug("Handler for %s %s neither answered nor kept the request.", r->method, r->path);
+                if (r->head_sent) {
+                        h->dispatching = false;
+                        h1_close(h, H1_CLOSE_ABORT);
+                        return;
+                }
+                (void) request_reply_error(r, 500, "server_error", "internal_error", "Request was not answered.");
+        }
+        h->dispatching = false;
+
+        if (!h->closed && h->resp_done)
+                h1_request_done(h);
+}
+
+/* ---- the strict scanner ---- */
+
+static int h1_scan_error(Http1Session *h, unsigned status, const char *code, const char *message) {
+        (void) h1_error(h, status, code, message);
+        return -EBADMSG;
+}
+
+/* Checks bytes before the parser sees them. Stops after the end of the head (the parser then tells us
+ * about the body) and after the end of the message. *ret is how many bytes are good; with an error
+ * returned, those before the bad byte. */
+static int h1_scan(Http1Session *h, const uint8_t *p, size_t n, size_t *ret) {
+        const HttpLimits *l = &h->server->limits;
+        size_t i = 0;
+        int r = 0;
+
+        while (i < n) {
+                uint8_t c = p[i];
+                bool in_head = h->scan <= SCAN_END_LF;
+
+                if (h->scan == SCAN_HEAD_DONE || h->scan == SCAN_DONE)
+                        break;
+                if (h->scan == SCAN_BODY || h->scan == SCAN_CHUNK_DATA) {
+                        uint64_t k = MIN(h->scan_size, (uint64_t) (n - i));
+
+                        i += k;
+                        h->scan_size -= k;
+                        if (h->scan_size == 0)
+                                h->scan = h->scan == SCAN_BODY ? SCAN_DONE : SCAN_CHUNK_DATA_CR;
+                        continue;
+                }
+                if (in_head && ++h->scan_bytes > l->max_header_bytes) {
+                        r = h1_scan_error(h, 431, "header_too_large",
+                                          h->scan_trailers ? "Request trailers too large." :
+                                                             "Request header too large.");
+                        break;
+                }
+
+                switch (h->scan) {
+                case SCAN_START:
+                        if (c == '\r')
+                                h->scan = SCAN_START_LF;
+                        else if (is_tchar(c)) {
+                                h->scan = SCAN_LINE;
+                                h->scan_spaces = 0;
+                        } else
+                                r = h1_scan_error(h, 400, "bad_request", "Malformed request line.");
+                        break;
+                case SCAN_START_LF:
+                        if (c == '\n')
+                                h->scan = SCAN_START;
+                        else
+                                r = h1_scan_error(h, 400, "bad_request", "Bare CR in request.");
+                        break;
+                case SCAN_LINE:
+                        /* method SP request-target SP HTTP-version: exactly two single spaces. */
+                        if (c == ' ') {
+                                if (h->scan_prev == ' ' || ++h->scan_spaces > 2)
+                                        r = h1_scan_error(h, 400, "bad_request", "Malformed request line.");
+                        } else if (c == '\r') {
+                                if (h->scan_spaces != 2 || h->scan_prev == ' ')
+                                        r = h1_scan_error(h, 400, "bad_request", "Malformed request line.");
+                                else
+                                        h->scan = SCAN_LINE_LF;
+                        } else if (c < 0x21 || c > 0x7e)
+                                r = h1_scan_error(h, 400, "bad_request", "Invalid character in request line.");
+                        break;
+                case SCAN_LINE_LF:
+                case SCAN_VALUE_LF:
+                        if (c == '\n')
+                                h->scan = SCAN_FIELD_START;
+                        else
+                                r = h1_scan_error(h, 400, "bad_request", "Bare CR in request header.");
+                        break;
+                case SCAN_FIELD_START:
+                        if (c == '\r')
+                                h->scan = SCAN_END_LF;
+                        else if (is_tchar(c)) {
+                                if (++h->scan_fields > l->max_headers)
+                                        r = h1_scan_error(h, 431, "header_too_large", "Too many header fields.");
+                                else
+                                        h->scan = SCAN_NAME;
+                        } else if (c == ' ' || c == '\t')
+                                r = h1_scan_error(h, 400, "bad_request", "Obsolete line folding is not allowed.");
+                        else
+                                r = h1_scan_error(h, 400, "bad_request", "Invalid header field name.");
+                        break;
+                case SCAN_NAME:
+                        if (c == ':')
+                                h->scan = SCAN_VALUE;
+                        else if (!is_tchar(c))
+                                r = h1_scan_error(h, 400, "bad_request", "Invalid header field name.");
+                        break;
+                case SCAN_VALUE:
+                        if (c == '\r')
+                                h->scan = SCAN_VALUE_LF;
+                        else if (!is_field_char(c))
+                                r = h1_scan_error(h, 400, "bad_request", "Invalid character in header field value.");
+                        break;
+                case SCAN_END_LF:
+                        if (c == '\n')
+                                h->scan = h->scan_trailers ? SCAN_DONE : SCAN_HEAD_DONE;
+                        else
+                                r = h1_scan_error(h, 400, "bad_request", "Bare CR in request header.");
+                        break;
+                case SCAN_CHUNK_SIZE_START:
+                        h->scan_bytes = 1;
+                        h->scan_digits = 1;
+                        if (unhex(c) < 0)
+                                r = h1_scan_error(h, 400, "bad_request", "Invalid chunk size.");
+                        else {
+                                h->scan_size = (uint64_t) unhex(c);
+                                h->scan = SCAN_CHUNK_SIZE;
+                        }
+                        break;
+                case SCAN_CHUNK_SIZE:
+                        h->scan_bytes++;
+                        if (unhex(c) >= 0) {
+                                /* 15 hex digits are far beyond any body limit; more would overflow. */
+                                if (++h->scan_digits > 15)
+                                        r = h1_scan_error(h, 400, "bad_request", "Invalid chunk size.");
+                                else
+                                        h->scan_size = h->scan_size * 16 + (uint64_t) unhex(c);
+                        } else if (c == ';' || c == ' ' || c == '\t')
+                                h->scan = SCAN_CHUNK_EXT;
+                        else if (c == '\r')
+                                h->scan = SCAN_CHUNK_SIZE_LF;
+                        else
+                                r = h1_scan_error(h, 400, "bad_request", "Invalid chunk size.");
+                        break;
+                case SCAN_CHUNK_EXT:
+                        if (++h->scan_bytes > CHUNK_LINE_MAX)
+                                r = h1_scan_error(h, 400, "bad_request", "Chunk extension too long.");
+                        else if (c == '\r')
+                                h->scan = SCAN_CHUNK_SIZE_LF;
+                        else if (!is_field_char(c))
+                                r = h1_scan_error(h, 400, "bad_request", "Invalid chunk extension.");
+                        break;
+                case SCAN_CHUNK_SIZE_LF:
+                        if (c != '\n')
+                                r = h1_scan_error(h, 400, "bad_request", "Bare CR in chunk size.");
+                        else if (h->scan_size == 0) {
+                                h->scan_trailers = true;
+                                h->scan_bytes = h->scan_fields = 0;
+                                h->scan = SCAN_FIELD_START;
+                        } else
+                                h->scan = SCAN_CHUNK_DATA;
+                        break;
+                case SCAN_CHUNK_DATA_CR:
+                        if (c == '\r')
+                                h->scan = SCAN_CHUNK_DATA_LF;
+                        else
+                                r = h1_scan_error(h, 400, "bad_request", "Chunk data longer than its size.");
+                        break;
+                case SCAN_CHUNK_DATA_LF:
+                        if (c == '\n')
+                                h->scan = SCAN_CHUNK_SIZE_START;
+                        else
+                                r = h1_scan_error(h, 400, "bad_request", "Bare CR after chunk data.");
+                        break;
+                default:
+                        r = h1_scan_error(h, 400, "bad_request", "Malformed request.");
+                }
+                if (r < 0)
+                        break;
+                h->scan_prev = c;
+                i++;
+        }
+        *ret = i;
+        return r;
+}
+
+/* ---- parser callbacks ---- */
+
+static int h1_commit_header(Http1Session *h) {
+        Request *r = h->request;
+        const char *name, *value = buf_chars(&h->value);
+        size_t vlen = buf_len(&h->value);
+        int k;
+
+        h->in_value = false;
+        if (h->headers_done) {
+                /* Trailers: checked by the scanner, not passed on. */
+                buf_clear(&h->field);
+                buf_clear(&h->value);
+                return 0;
+        }
+        if (!r)
+                return h1_error(h, 400, "bad_request", "Malformed request.");
+
+        trim_ows(&value, &vlen);
+        if (memchr(value, 0, vlen) || memchr(value, '\r', vlen) || memchr(value, '\n', vlen))
+                return h1_error(h, 400, "bad_request", "Invalid character in header field value.");
+        k = request_add_header(r, buf_chars(&h->field), buf_len(&h->field), value, vlen);
+        buf_clear(&h->field);
+        buf_clear(&h->value);
+        if (k < 0)
+                return h1_error(h, 500, "internal_error", "Out of memory.");
+
+        name = r->headers[r->n_headers - 1].name;
+        value = r->headers[r->n_headers - 1].value;
+        if (streq(name, "content-length")) {
+                uint64_t v = 0;
+
+                if (++h->n_content_length > 1)
+                        return h1_error(h, 400, "bad_request", "Duplicate Content-Length.");
+                if (isempty(value))
+                        return h1_error(h, 400, "bad_request", "Invalid Content-Length.");
+                for (const char *c = value; *c; c++) {
+                        if (*c < '0' || *c > '9' || v > (UINT64_MAX - 9) / 10)
+                                return h1_error(h, 400, "bad_request", "Invalid Content-Length.");
+                        v = v * 10 + (uint64_t) (*c - '0');
+                }
+                h->content_length = v;
+        } else if (streq(name, "transfer-encoding")) {
+                h->n_transfer_encoding++;
+                if ((!buf_empty(&h->te) && buf_append_str(&h->te, ",") < 0) || buf_append_str(&h->te, value) < 0)
+                        return h1_error(h, 500, "internal_error", "Out of memory.");
+        } else if (streq(name, "host"))
+                h->n_host++;
+        else if (streq(name, "expect")) {
+                if (strcasecmp(value, "100-continue") == 0)
+                        h->expect_continue = true;
+                else
+                        h->expect_other = true;
+        }
+        return 0;
+}
+
+static int h1_on_message_begin(http_parser *p) {
+        Http1Session *h = p->data;
+
+        if (h->request)
+                return h1_error(h, 400, "bad_request", "Malformed request.");
+        if (request_new(h->server, &h1_request_ops, h, &h->request) < 0)
+                return h1_error(h, 500, "internal_error", "Out of memory.");
+        return 0;
+}
+
+static int h1_on_url(http_parser *p, const char *at, size_t n) {
+        Http1Session *h = p->data;
+
+        if (buf_append(&h->url, at, n) < 0)
+                return h1_error(h, 500, "internal_error", "Out of memory.");
+        return 0;
+}
+
+static int h1_on_header_field(http_parser *p, const char *at, size_t n) {
+        Http1Session *h = p->data;
+
+        if (h->in_value && h1_commit_header(h) < 0)
+                return -1;
+        if (h->headers_done)
+                return 0;
+        if (buf_append(&h->field, at, n) < 0)
+                return h1_error(h, 500, "internal_error", "Out of memory.");
+        return 0;
+}
+
+static int h1_on_header_value(http_parser *p, const char *at, size_t n) {
+        Http1Session *h = p->data;
+
+        h->in_value = true;
+        if (h->headers_done)
+                return 0;
+        if (buf_append(&h->value, at, n) < 0)
+                return h1_error(h, 500, "internal_error", "Out of memory.");
+        return 0;
+}
+
+static int h1_on_headers_complete(http_parser *p) {
+        Http1Session *h = p->data;
+        const HttpLimits *l = &h->server->limits;
+        Request *r = h->request;
+        const char *host;
+        bool chunked = false, has_body;
+        int k;
+
+        if (h->in_value && h1_commit_header(h) < 0)
+                return -1;
+        if (!r || h->scan != SCAN_HEAD_DONE)
+                return h1_error(h, 400, "bad_request", "Malformed request.");
+        h->headers_done = true;
+
+        if (p->http_major != 1 || p->http_minor > 1)
+                return h1_error(h, 505, "http_version_not_supported", "HTTP version not supported.");
+        h->http10 = p->http_minor == 0;
+        h->req_head = p->method == HTTP_HEAD;
+
+        if (h->n_host > 1)
+                return h1_error(h, 400, "bad_request", "Duplicate Host header.");
+        if (h->n_host == 0 && !h->http10)
+                return h1_error(h, 400, "bad_request", "Missing Host header.");
+        host = request_header(r, "host");
+        if (host && !host_valid(host))
+                return h1_error(h, 400, "bad_request", "Invalid Host header.");
+
+        if (h->n_transfer_encoding > 0) {
+                if (h->n_content_length > 0)
+                        return h1_error(h, 400, "bad_request", "Both Content-Length and Transfer-Encoding.");
+                /* HTTP/1.0 has no chunked coding: such framing is faulty by definition. */
+                if (h->http10)
+                        return h1_error(h, 400, "bad_request", "Transfer-Encoding in an HTTP/1.0 request.");
+                k = transfer_encoding_check(buf_chars(&h->te), buf_len(&h->te));
+                if (k == -EOPNOTSUPP)
+                        return h1_error(h, 501, "not_implemented", "Unsupported transfer coding.");
+                if (k < 0)
+                        return h1_error(h, 400, "bad_request", "Invalid Transfer-Encoding.");
+                chunked = true;
+        }
+        /* The parser reads the body by its own understanding of the framing: it must be ours. */
+        if (chunked != !!(p->flags & F_CHUNKED) ||
+            (h->n_content_length > 0) != !!(p->flags & F_CONTENTLENGTH) ||
+            (h->n_content_length > 0 && p->content_length != h->content_length))
+                return h1_error(h, 400, "bad_request", "Ambiguous message framing.");
+        if (h->n_content_length > 0 && h->content_length > l->max_body_bytes)
+                return h1_error(h, 413, "request_too_large", "Request body too large.");
+
+        if (h->expect_other)
+                return h1_error(h, 417, "expectation_failed", "Unsupported expectation.");
+
+        /* We serve Upgrade (h2c) and CONNECT requests as plain HTTP/1.1; the parser must not stop at
+         * the end of the head as if a different protocol followed. */
+        p->upgrade = 0;
+
+        if (r->method || r->target)
+                return h1_error(h, 400, "bad_request", "Malformed request.");
+        r->method = strdup(http_method_str((enum http_method) p->method));
+        if (!r->method || request_set_target(r, buf_chars(&h->url), buf_len(&h->url)) < 0)
+                return h1_error(h, 500, "internal_error", "Out of memory.");
+        if (!isempty(host)) {
+                r->authority = strdup(host);
+                if (!r->authority)
+                        return h1_error(h, 500, "internal_error", "Out of memory.");
+        }
+        r->protocol = h->http10 ? "HTTP/1.0" : "HTTP/1.1";
+        r->info = &h->stream->info;
+        r->peer = h->stream->info.peer;
+        r->secure = h->stream->info.secure;
+        r->start_usec = now_mono();
+        h->keep_alive = http_should_keep_alive(p);
+
+        has_body = chunked || h->content_length > 0;
+        if (chunked)
+                h->scan = SCAN_CHUNK_SIZE_START;
+        else if (h->content_length > 0) {
+                h->scan = SCAN_BODY;
+                h->scan_size = h->content_length;
+        } else
+                h->scan = SCAN_DONE;
+
+        if (has_body) {
+                /* RFC 9110 10.1.1: 100-continue from an HTTP/1.0 client is to be ignored. */
+                if (h->expect_continue && !h->http10 &&
+                    buf_append_str(&h->out, "HTTP/1.1 100 Continue\r\n\r\n") < 0)
+                        return h1_error(h, 500, "internal_error", "Out of memory.");
+                h->phase = H1_BODY;
+                h1_timer_for_phase(h);
+        }
+        return 0;
+}
+
+static int h1_on_body(http_parser *p, const char *at, size_t n) {
+        Http1Session *h = p->data;
+        Request *r = h->request;
+
+        if (!r)
+                return h1_error(h, 400, "bad_request", "Malformed request.");
+        if (buf_len(&r->body) + n > h->server->limits.max_body_bytes)
+                return h1_error(h, 413, "request_too_large", "Request body too large.");
+        if (buf_append(&r->body, at, n) < 0)
+                return h1_error(h, 500, "internal_error", "Out of memory.");
+        return 0;
+}
+
+static int h1_on_chunk_header(http_parser *p) {
+        Http1Session *h = p->data;
+
+        /* Refuse a chunk that cannot fit before reading any of it. */
+        if (h->request && p->content_length > h->server->limits.max_body_bytes - buf_len(&h->request->body))
+                return h1_error(h, 413, "request_too_large", "Request body too large.");
+        return 0;
+}
+
+static int h1_on_message_complete(http_parser *p) {
+        Http1Session *h = p->data;
+
+        if (h->in_value && h1_commit_header(h) < 0)
+                return -1;
+        h->message_complete = true;
+        /* Stop right here: what follows is the next request, parsed once this one is answered. */
+        http_parser_pause(p, 1);
+        return 0;
+}
+
+static const http_parser_settings h1_settings = {
+        .on_message_begin = h1_on_message_begin,
+        .on_url = h1_on_url,
+        .on_header_field = h1_on_header_field,
+        .on_header_value = h1_on_header_value,
+        .on_headers_complete = h1_on_headers_complete,
+        .on_body = h1_on_body,
+        .on_message_complete = h1_on_message_complete,
+        .on_chunk_header = h1_on_chunk_header,
+};
+
+/* ---- input ---- */
+
+/* Parses as far as we may; returns how many bytes were used. */
+static size_t h1_process(Http1Session *h, const uint8_t *p, size_t n) {
+        size_t done = 0;
+
+        while (!h->closed && done < n) {
+                enum http_errno e;
+                size_t ok = 0, m = 0;
+                int k;
+
+                if (h->phase == H1_HANDLING || h->phase == H1_BACKLOG)
+                        break;
+                if (h->phase == H1_IDLE)
+                        h1_begin_message(h);
+
+                k = h1_scan(h, p + done, n - done, &ok);
+                if (ok > 0)
+                        m = http_parser_execute(&h->parser, &h1_settings, (const char *) p + done, ok);
+                done += m;
+                if (h->closed)
+                        break;
+
+                e = HTTP_PARSER_ERRNO(&h->parser);
+                if (e != HPE_OK && e != HPE_PAUSED) {
+                        h1_fail_parser(h, e);
+                        break;
+                }
+                if (h->message_complete) {
+                        if (m != ok || h->scan != SCAN_DONE) {
+                                h1_fail(h, 400, "bad_request", "Ambiguous message framing.");
+                                break;
+                        }
+                        h1_dispatch(h);
+                        continue;
+                }
+                if (k < 0 || e != HPE_OK) {
+                        h1_fail_with_error(h);
+                        break;
+                }
+                if (m != ok || h->scan == SCAN_HEAD_DONE || h->scan == SCAN_DONE) {
+                        /* The parser did not end the head or the message where the scanner did. */
+                        h1_fail(h, 400, "bad_request", "Ambiguous message framing.");
+                        break;
+                }
+                if (h->phase == H1_BODY)
+                        h1_timer_for_phase(h);
+        }
+        return done;
+}
+
+static ssize_t h1_on_read(void *userdata, const uint8_t *p, size_t n) {
+        Http1Session *h = userdata;
+        _unused_ _cleanup_(h1_unrefp) Http1Session *ref = h1_ref(h);
+        size_t done;
+
+        if (h->closed)
+                return 0;
+        h->in_read = true;
+        done = h1_process(h, p, n);
+        h->in_read = false;
+        if (h->closed)
+                return (ssize_t) n;
+
+        (void) h1_flush(h);
+        if (h->closed)
+                return (ssize_t) n;
+        /* While a request is handled the rest stays with the stream: it is the next request. */
+        h1_set_read_paused(h, h->phase == H1_HANDLING || h->phase == H1_BACKLOG);
+        return (ssize_t) done;
+}
+
+static void h1_on_writable(void *userdata) {
+        Http1Session *h = userdata;
+        _unused_ _cleanup_(h1_unrefp) Http1Session *ref = h1_ref(h);
+
+        h->want_writable = false;
+        if (h->closed)
+                return;
+        if (h->timer_kind == H1_TIMER_SEND)
+                h1_timer_set(h, H1_TIMER_NONE, 0);
+        if (h->phase == H1_BACKLOG) {
+                h->phase = H1_IDLE;
+                h1_timer_for_phase(h);
+                h1_set_read_paused(h, false);
+                return;
+        }
+        if (h->phase == H1_HANDLING && h->request) {
+                _cleanup_(request_unrefp) Request *r = request_ref(h->request);
+                request_notify_writable(r);
+        }
+}
+
+static void h1_on_close(void *userdata, int error) {
+        Http1Session *h = userdata;
+        _unused_ _cleanup_(h1_unrefp) Http1Session *ref = h1_ref(h);
+
+        if (error < 0)
+                log_debug_errno(error, "HTTP/1.1 connection failed: %m");
+        h->stream = NULL;
+        h1_close(h, H1_CLOSE_GONE);
+}
+
+static const StreamUpper h1_upper = {
+        .on_read = h1_on_read,
+        .on_writable = h1_on_writable,
+        .on_close = h1_on_close,
+};
+
+static int h1_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Http1Session *h = userdata;
+        _unused_ _cleanup_(h1_unrefp) Http1Session *ref = h1_ref(h);
+        H1Timer kind = h->timer_kind;
+
+        h->timer_kind = H1_TIMER_NONE;
+        switch (kind) {
+        case H1_TIMER_HEADER:
+        case H1_TIMER_BODY:
+                log_debug("HTTP/1.1 client too slow sending its request, closing.");
+                h1_fail(h, 408, "timeout", "Timed out waiting for the request.");
+                break;
+        case H1_TIMER_IDLE:
+                h1_close(h, H1_CLOSE_FLUSH);
+                break;
+        case H1_TIMER_SEND:
+                log_debug("HTTP/1.1 client stopped reading, closing.");
+                h1_close(h, H1_CLOSE_ABORT);
+                break;
+        case H1_TIMER_ABORT:
+                h1_close(h, H1_CLOSE_ABORT);
+                break;
+        case H1_TIMER_NONE:
+                break;
+        }
+        return 0;
+}
+
+/* ---- HttpSession ---- */
+
+static void h1_drain(HttpSession *session) {
+        Http1Session *h = (Http1Session *) session;
+        _unused_ _cleanup_(h1_unrefp) Http1Session *ref = h1_ref(h);
+
+        h->draining = true;
+        /* A request being read or handled is answered (with "connection: close"); otherwise go now. */
+        if (h->phase == H1_IDLE || h->phase == H1_BACKLOG)
+                h1_close(h, H1_CLOSE_FLUSH);
+}
+
+static void h1_abort(HttpSession *session) {
+        Http1Session *h = (Http1Session *) session;
+        _unused_ _cleanup_(h1_unrefp) Http1Session *ref = h1_ref(h);
+
+        h1_close(h, H1_CLOSE_ABORT);
+}
+
+static const HttpSessionOps h1_session_ops = {
+        .drain = h1_drain,
+        .abort = h1_abort,
+};
+
+/* ---- RequestProtoOps ---- */
+
+static Http1Session *h1_from_request(Request *r) {
+        Http1Session *h = r->proto;
+
+        if (!h || h->closed || h->request != r || h->phase != H1_HANDLING || h->resp_done)
+                return NULL;
+        return h;
+}
+
+static bool header_is_ours(const char *name) {
+        static const char *const ours[] = {
+                /* Framing and connection management belong to this layer. */
+                "connection", "content-length", "transfer-encoding", "keep-alive", "proxy-connection",
+                "upgrade", "te", "trailer", "date",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(ours); i++)
+                if (strcasecmp(name, ours[i]) == 0)
+                        return true;
+        return false;
+}
+
+static int h1_send_head(Request *r, unsigned status, const HttpHeader *headers, size_t n_headers,
+                        int64_t content_length) {
+        Http1Session *h = h1_from_request(r);
+        size_t len;
+        int k;
+
+        if (!h)
+                return -ESTALE;
+        if (h->resp_head_sent)
+                return -EBUSY;
+        /* Interim responses are ours to send (100 Continue); switching protocols is not supported. */
+        if (status < 200 || status > 999)
+                return -EINVAL;
+
+        if (h->req_head || status == 204 || status == 304)
+                h->framing = RESP_NONE;
+        else if (content_length >= 0) {
+                h->framing = RESP_LENGTH;
+                h->resp_remaining = (uint64_t) content_length;
+        } else
+                h->framing = h->http10 ? RESP_CLOSE : RESP_CHUNKED;
+        h->resp_keep_alive = h->keep_alive && !h->draining && !h->server->draining && h->framing != RESP_CLOSE;
+
+        len = buf_len(&h->out);
+        k = buf_printf(&h->out, "HTTP/1.1 %u %s\r\n", status, http_status_reason(status));
+        for (size_t i = 0; k >= 0 && i < n_headers; i++) {
+                const HttpHeader *x = headers + i;
+
+                if (!x->name || !x->value || !token_valid(x->name) || !value_safe(x->value)) {
+                        log_debug("Dropping invalid response header \"%s\".", x->name ?: "(null)");
+                        continue;
+                }
+                if (header_is_ours(x->name))
+                        continue;
+                k = buf_printf(&h->out, "%s: %s\r\n", x->name, x->value);
+        }
+        if (k >= 0)
+                k = buf_printf(&h->out, "date: %s\r\n", http_date_now());
+        if (k >= 0) {
+                /* HEAD answers with the framing a GET would have had. */
+                if (content_length >= 0 && status != 204 && status != 304)
+                        k = buf_printf(&h->out, "content-length: %" PRIi64 "\r\n", content_length);
+                else if (content_length < 0 && !h->http10 && status != 204 && status != 304)
+                        k = buf_append_str(&h->out, "transfer-encoding: chunked\r\n");
+        }
+        if (k >= 0) {
+                if (!h->resp_keep_alive)
+                        k = buf_append_str(&h->out, "connection: close\r\n");
+                else if (h->http10)
+                        k = buf_append_str(&h->out, "connection: keep-alive\r\n");
+        }
+        if (k >= 0)
+                k = buf_append_str(&h->out, "\r\n");
+        if (k < 0) {
+                h->out.tail = h->out.head + len;
+                return k;
+        }
+        h->resp_head_sent = true;
+        /* A streamed head goes out now, so the client sees it before the first (maybe late) data;
+         * a head with a known length waits for its body, for one write. */
+        if (!h->in_read && content_length < 0)
+                (void) h1_flush(h);
+        return 0;
+}
+
+static int h1_send_body(Request *r, const void *p, size_t n) {
+        Http1Session *h = h1_from_request(r);
+        int k = 0;
+
+        if (!h)
+                return -ESTALE;
+        if (!h->resp_head_sent)
+                return -EBUSY;
+        if (n == 0 || h->framing == RESP_NONE)
+                return 0;
+
+        switch (h->framing) {
+        case RESP_LENGTH:
+                if (n > h->resp_remaining)
+                        return -EINVAL;
+                h->resp_remaining -= n;
+                break;
+        case RESP_CHUNKED:
+                k = buf_printf(&h->out, "%zx\r\n", n);
+                break;
+        default:
+                break;
+        }
+        if (k < 0)
+                return k;
+        if (n > COPY_MAX && !h->in_read) {
+                k = h1_flush(h);
+                if (k >= 0)
+                        k = h1_write(h, p, n);
+        } else
+                k = buf_append(&h->out, p, n);
+        if (k >= 0 && h->framing == RESP_CHUNKED)
+                k = buf_append_str(&h->out, "\r\n");
+        if (k < 0)
+                return k;
+        if (!h->in_read)
+                (void) h1_flush(h);
+        return 0;
+}
+
+static int h1_send_end(Request *r) {
+        Http1Session *h = h1_from_request(r);
+        _unused_ _cleanup_(h1_unrefp) Http1Session *ref = NULL;
+        int k = 0;
+
+        if (!h)
+                return -ESTALE;
+        ref = h1_ref(h);
+        if (!h->resp_head_sent)
+                return -EBUSY;
+        if (h->framing == RESP_CHUNKED)
+                k = buf_append_str(&h->out, "0\r\n\r\n");
+        /* A body shorter than announced leaves the client waiting for the rest: only closing ends it. */
+        if (k < 0 || (h->framing == RESP_LENGTH && h->resp_remaining > 0))
+                h->resp_keep_alive = false;
+        h->resp_done = true;
+        if (!h->dispatching && !h->in_read)
+                h1_request_done(h);
+        return k;
+}
+
+static size_t h1_request_pending(Request *r) {
+        Http1Session *h = r->proto;
+
+        if (!h || h->closed)
+                return 0;
+        return h1_pending(h);
+}
+
+static const RequestProtoOps h1_request_ops = {
+        .send_head = h1_send_head,
+        .send_body = h1_send_body,
+        .send_end = h1_send_end,
+        .pending = h1_request_pending,
+};
+
+int http1_session_new(HttpServer *s, Stream *stream) {
+        static uint32_t parser_max_header_size = HTTP_MAX_HEADER_SIZE;
+        Http1Session *h;
+        int r;
+
+        /* Our scanner enforces the configured limit; the parser's own (process-wide) limit must not
+         * be the lower one. Trailers and chunk lines count towards it as well. */
+        if (s->limits.max_header_bytes > parser_max_header_size - CHUNK_LINE_MAX) {
+                parser_max_header_size = s->limits.max_header_bytes + CHUNK_LINE_MAX;
+                http_parser_set_max_header_size(parser_max_header_size);
+        }
+
+        h = new0(Http1Session, 1);
+        if (!h)
+                return -ENOMEM;
+        h->n_ref = 1;
+        h->server = s;
+        h->stream = stream;
+        h->session.ops = &h1_session_ops;
+        h->phase = H1_IDLE;
+
+        r = sd_event_add_time(s->event, &h->timer, CLOCK_MONOTONIC, 0, 0, h1_on_timer, h);
+        if (r < 0) {
+                free(h);
+                return r;
+        }
+        (void) sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
+        (void) sd_event_source_set_description(h->timer, "http1-timeout");
+        /* Until the first request's head is complete, the header timeout counts from now. */
+        h1_timer_set(h, H1_TIMER_HEADER, s->limits.header_timeout);
+
+        http_server_add_session(s, &h->session);
+        stream_attach(stream, &h1_upper, h);
+        return 0;
+}

@@ -1,4 +1,4 @@
-/* HTTP/2 server sessions: nghttp2 over a Stream, each HTTP/2 stream carried as a protocol-neutral Request. */
+/* HTTP/2 server sessions: nghttp2 over a Stream, each HTTP/2 stream carried as a neutral Request. */
 #include <inttypes.h>
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
@@ -288,7 +288,8 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint
                                 st->declared_length = u;
                 }
                 if (k >= 0)
-                        k = request_add_header(r, (const char *) name, namelen, (const char *) value, valuelen);
+                        k = request_add_header(r, (const char *) name, namelen, (const char *) value,
+                                               valuelen);
         }
         if (k < 0) {
                 log_debug_errno(k, "HTTP/2 stream %" PRIi32 ": failed to store header: %m", st->id);
@@ -529,9 +530,10 @@ static int h2_send_head(Request *r, unsigned status, const HttpHeader *headers, 
         };
         int k;
 
-        if (status < 100 || status > 999)
+        /* Interim (1xx) responses are not part of the Request API. */
+        if (status < 200 || status > 999)
                 return -EINVAL;
-        no_body = st->is_head || status == 204 || status == 304 || status < 200 || content_length == 0;
+        no_body = st->is_head || status == 204 || status == 304 || content_length == 0;
 
         for (size_t i = 0; i < n_headers; i++)
                 names_len += strlen(headers[i].name) + 1;
@@ -563,13 +565,13 @@ static int h2_send_head(Request *r, unsigned status, const HttpHeader *headers, 
                     !nghttp2_check_header_name((const uint8_t *) lc, len) ||
                     !nghttp2_check_header_value((const uint8_t *) headers[i].value, vlen)) {
                         if (!skip && len > 0 && lc[0] != ':')
-                                log_debug("HTTP/2 stream %" PRIi32 ": dropping invalid response header \"%s\"",
-                                          st->id, lc);
+                                log_debug("HTTP/2 stream %" PRIi32 ": dropping invalid response header "
+                                          "\"%s\"", st->id, lc);
                         continue;
                 }
                 if (streq(lc, "content-length")) {
                         /* Ours is authoritative when known; a body-less response carries none. */
-                        if (content_length >= 0 || status == 204 || status < 200)
+                        if (content_length >= 0 || status == 204)
                                 continue;
                         have_length = true;
                 }
@@ -581,9 +583,10 @@ static int h2_send_head(Request *r, unsigned status, const HttpHeader *headers, 
 
         if (!have_date) {
                 const char *d = http_date_now();
-                nva[n++] = (nghttp2_nv){ (uint8_t *) "date", (uint8_t *) d, 4, strlen(d), NGHTTP2_NV_FLAG_NONE };
+                nva[n++] = (nghttp2_nv){ (uint8_t *) "date", (uint8_t *) d, 4, strlen(d),
+                                         NGHTTP2_NV_FLAG_NONE };
         }
-        if (content_length >= 0 && !have_length && status != 204 && status >= 200) {
+        if (content_length >= 0 && !have_length && status != 204) {
                 (void) snprintf(length_str, sizeof length_str, "%" PRIi64, content_length);
                 nva[n++] = (nghttp2_nv){ (uint8_t *) "content-length", (uint8_t *) length_str, 14,
                                          strlen(length_str), NGHTTP2_NV_FLAG_NONE };
@@ -882,7 +885,7 @@ static ssize_t session_on_read(void *userdata, const uint8_t *p, size_t n) {
 
 static void session_on_writable(void *userdata) {
         H2Session *s = userdata;
-        _cleanup_(session_unrefp) H2Session *ref = session_ref(s);
+        _unused_ _cleanup_(session_unrefp) H2Session *ref = session_ref(s);
 
         s->write_blocked = false;
         s->stall_since = 0;
@@ -891,7 +894,7 @@ static void session_on_writable(void *userdata) {
 
 static void session_on_close(void *userdata, int error) {
         H2Session *s = userdata;
-        _cleanup_(session_unrefp) H2Session *ref = session_ref(s);
+        _unused_ _cleanup_(session_unrefp) H2Session *ref = session_ref(s);
 
         if (error < 0)
                 log_debug_errno(error, "HTTP/2: connection lost: %m");
@@ -907,7 +910,7 @@ static const StreamUpper h2_upper = {
 
 static int session_on_defer(sd_event_source *es, void *userdata) {
         H2Session *s = userdata;
-        _cleanup_(session_unrefp) H2Session *ref = session_ref(s);
+        _unused_ _cleanup_(session_unrefp) H2Session *ref = session_ref(s);
 
         session_process(s);
         return 0;
@@ -915,7 +918,7 @@ static int session_on_defer(sd_event_source *es, void *userdata) {
 
 static int session_on_timer(sd_event_source *es, uint64_t usec, void *userdata) {
         H2Session *s = userdata;
-        _cleanup_(session_unrefp) H2Session *ref = session_ref(s);
+        _unused_ _cleanup_(session_unrefp) H2Session *ref = session_ref(s);
         const HttpLimits *l = &s->server->limits;
         usec_t now = session_now(s);
 
@@ -982,7 +985,7 @@ static void session_drain(HttpSession *hs) {
 
 static void session_abort(HttpSession *hs) {
         H2Session *s = session_from(hs);
-        _cleanup_(session_unrefp) H2Session *ref = session_ref(s);
+        _unused_ _cleanup_(session_unrefp) H2Session *ref = session_ref(s);
 
         session_close(s, false);
 }
@@ -1058,8 +1061,8 @@ int http2_session_new(HttpServer *server, Stream *stream) {
                 return errno_from_nghttp2(k);
 
         /* A client that never completes the preface and SETTINGS is bounded like a slow header. */
-        s->preface_deadline = timeout_enabled(l->header_timeout) ? usec_add(session_now(s), l->header_timeout)
-                                                                 : USEC_INFINITY;
+        s->preface_deadline = timeout_enabled(l->header_timeout) ?
+                usec_add(session_now(s), l->header_timeout) : USEC_INFINITY;
         k = sd_event_add_time(server->event, &s->timer, CLOCK_MONOTONIC, s->preface_deadline, 0,
                               session_on_timer, s);
         if (k < 0)

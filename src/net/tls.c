@@ -291,14 +291,10 @@ static TlsPair *tls_credentials_pick(const TlsCredentials *c, const char *sni) {
                         return p;
 
                 const char *dot = strchr(sni, '.');
-                if (dot && dot != sni && dot[1]) {
-                        _cleanup_free_ char *w = NULL;
-                        if (asprintf(&w, "*%s", dot) >= 0) {
-                                p = tls_credentials_find(c, w);
-                                if (p)
-                                        return p;
-                        }
-                }
+                if (dot && dot != sni && dot[1])
+                        for (size_t i = 0; i < c->n_pairs; i++)
+                                if (c->pairs[i]->name[0] == '*' && strcasecmp(c->pairs[i]->name + 1, dot) == 0)
+                                        return c->pairs[i];
         }
         return c->default_pair;
 }
@@ -616,11 +612,30 @@ static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *p, size_t n) {
         return (ssize_t) k;
 }
 
-/* GnuTLS only asks this with a handshake timeout set; we keep none (the caller's header timeout covers
- * the handshake), but without our own function it would try select() on a socket that is not there. */
+/* GnuTLS asks this when it wants to wait for input; without our own function it would select() on a
+ * socket that is not there. We never wait: the input is in the chunk being offered, or it is not. */
 static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms) {
         TlsStream *t = ptr;
         return t->in && t->in_used < t->in_size ? 1 : 0;
+}
+
+/* The server name the client asked for, lower case, or "" when it sent none or one we cannot use (too
+ * long, or bytes that have no place in a DNS name: it selects a certificate and ends up in logs). */
+static void tls_session_sni(gnutls_session_t session, char *buf, size_t size) {
+        char sni[256];
+        size_t l = sizeof sni;
+        unsigned type;
+
+        buf[0] = 0;
+        if (gnutls_server_name_get(session, sni, &l, &type, 0) < 0 || type != GNUTLS_NAME_DNS ||
+            l == 0 || l >= size)
+                return;
+        for (size_t i = 0; i < l; i++)
+                if ((unsigned char) sni[i] <= 0x20 || (unsigned char) sni[i] >= 0x7f)
+                        return;
+        for (size_t i = 0; i < l; i++)
+                buf[i] = (char) tolower((unsigned char) sni[i]);
+        buf[l] = 0;
 }
 
 static int tls_retrieve_cert(gnutls_session_t session, const gnutls_datum_t *req_ca_rdn, int nreqs,
@@ -628,13 +643,9 @@ static int tls_retrieve_cert(gnutls_session_t session, const gnutls_datum_t *req
                              gnutls_pcert_st **pcert, unsigned *pcert_length, gnutls_privkey_t *privkey) {
         TlsStream *t = gnutls_session_get_ptr(session);
         char sni[256];
-        size_t l = sizeof sni;
-        unsigned type;
         TlsPair *p;
 
-        if (gnutls_server_name_get(session, sni, &l, &type, 0) < 0 || type != GNUTLS_NAME_DNS)
-                sni[0] = 0;
-
+        tls_session_sni(session, sni, sizeof sni);
         p = tls_credentials_pick(t->creds, sni);
         if (!p) {
                 *pcert_length = 0;
@@ -666,11 +677,9 @@ static int tls_send(TlsStream *t, const uint8_t *p, size_t n) {
 
 static void tls_fill_info(TlsStream *t) {
         gnutls_datum_t alpn = {};
-        char sni[256];
-        size_t l = sizeof sni;
-        unsigned type;
 
-        t->stream.info = t->lower->info;
+        if (t->lower)
+                t->stream.info = t->lower->info;
         t->stream.info.secure = true;
         t->stream.info.alpn[0] = 0;
         t->stream.info.sni[0] = 0;
@@ -681,12 +690,7 @@ static void tls_fill_info(TlsStream *t) {
                 t->stream.info.alpn[alpn.size] = 0;
         }
 
-        if (gnutls_server_name_get(t->session, sni, &l, &type, 0) >= 0 && type == GNUTLS_NAME_DNS &&
-            l < sizeof t->stream.info.sni) {
-                for (size_t i = 0; i < l; i++)
-                        t->stream.info.sni[i] = (char) tolower((unsigned char) sni[i]);
-                t->stream.info.sni[l] = 0;
-        }
+        tls_session_sni(t->session, t->stream.info.sni, sizeof t->stream.info.sni);
 }
 
 /* Returns 1 once the handshake is done, 0 while it needs more input, or a negative errno. */
@@ -817,6 +821,8 @@ static void tls_run(TlsStream *t) {
         t->processing = true;
         r = tls_process(t);
         t->processing = false;
+        /* Idle sessions hold no plaintext buffer: there may be many of them. */
+        buf_shrink(&t->plain_in, 0);
         if (r < 0)
                 tls_fail(t, r);
         else if (r > 0)
@@ -1033,6 +1039,7 @@ int tls_stream_new(Stream *lower, TlsCredentials *creds, Stream **ret) {
         gnutls_transport_set_push_function(t->session, tls_push);
         gnutls_transport_set_pull_function(t->session, tls_pull);
         gnutls_transport_set_pull_timeout_function(t->session, tls_pull_timeout);
+        /* The caller's header timeout covers the handshake: GnuTLS has no clock of ours to run one on. */
         gnutls_handshake_set_timeout(t->session, 0);
 
         t->stream.ops = &tls_stream_ops;

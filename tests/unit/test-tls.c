@@ -852,7 +852,7 @@ TEST(alpn_variants_and_tls12) {
 
 TEST(sni_selection) {
         _cleanup_free_ char *dir = make_tmpdir();
-        _cleanup_(tls_credentials_unrefp) TlsCredentials *c = NULL, *d = NULL, *e = NULL;
+        _cleanup_(tls_credentials_unrefp) TlsCredentials *c = NULL, *d = NULL, *e = NULL, *f = NULL;
         static const struct {
                 const char *sni, *cn;
         } cases[] = {
@@ -862,7 +862,7 @@ TEST(sni_selection) {
                 { "x.w.test", "*.w.test" },
                 { "w.test", "a.test" },         /* the wildcard is one label below only */
                 { "y.x.w.test", "a.test" },
-                { "unknown.test", "a.test" },   /* default: first in lexical order */
+                { "unknown.test", "a.test" },   /* the default */
                 { NULL, "a.test" },
         };
         Session s;
@@ -871,7 +871,7 @@ TEST(sni_selection) {
         ASSERT_OK(gen_pair(dir, "a.test", "a.test", 1, in_days(30), KEY_SEC1));
         ASSERT_OK(gen_pair(dir, "b.test", "b.test", 2, in_days(30), KEY_SEC1));
         ASSERT_OK(gen_pair(dir, "*.w.test", "*.w.test", 3, in_days(30), KEY_SEC1));
-        c = load_names(dir, NULL);
+        c = load_names(dir, "A.test");
         ASSERT_NOT_NULL(c);
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -886,7 +886,15 @@ TEST(sni_selection) {
                 session_done(&s);
         }
 
-        /* The configured default name. */
+        /* Without a default name, the first in lexical order ('*' sorts before letters). */
+        f = load_names(dir, NULL);
+        ASSERT_NOT_NULL(f);
+        ASSERT_OK(session_start(&s, NULL, f, NULL, "h2", NULL));
+        ASSERT_OK(session_handshake(&s));
+        ASSERT_STREQ(cn_of(&s), "*.w.test");
+        session_done(&s);
+
+        /* Another default name. */
         d = load_names(dir, "b.test");
         ASSERT_NOT_NULL(d);
         ASSERT_OK(session_start(&s, NULL, d, NULL, "h2", NULL));

@@ -1,0 +1,373 @@
+#!/bin/bash
+# System suite: boots a real systemd (PID 1 of a PID+mount+net+uts+cgroup namespace) with gate installed
+# into overlays, and checks gate's units, D-Bus policy, path unit, journal fields and CLI against it.
+#
+# Root only; prints "SKIP system-systemd: ..." and exits 77 otherwise. One run at a time (flock).
+# Nothing on the host changes: /run, /tmp, /var/tmp, /dev and the cgroup tree are private, /etc /usr /var
+# are overlays with their upper dirs in the private /run, and /, /sys, /proc/sys are read-only inside
+# (see ns-init.sh; docs/systemd.md §7 for why each of these matters).
+#
+# Environment: SRCDIR, BUILDDIR (set by meson). GATE_NS_BUILD: where the prefix=/usr build lives
+# (default $BUILDDIR/system-usr, kept between runs). GATE_NS_WORKROOT: parent of the work dir (/root).
+# GATE_NS_HOLD=1: keep the namespace up after the checks until $WORK/release exists (debugging).
+set -uo pipefail
+
+NAME=system-systemd
+T0=$(date +%s%N)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SRCDIR=${SRCDIR:-$(cd "$HERE/../.." && pwd)}
+BUILDDIR=${BUILDDIR:-$SRCDIR/build}
+SYSBUILD=${GATE_NS_BUILD:-$BUILDDIR/system-usr}
+NSPATH=/usr/sbin:/usr/bin:/sbin:/bin
+
+skip() { echo "SKIP $NAME: $*"; exit 77; }
+note() { echo "#    $*"; }
+
+# ---- preconditions --------------------------------------------------------------------------------------
+[ "$(id -u)" = 0 ] || skip "needs root (boots systemd in namespaces)"
+for c in unshare nsenter setsid setpriv flock mount mknod ip ss curl openssl meson ninja; do
+        command -v "$c" >/dev/null 2>&1 || skip "$c is not installed"
+done
+[ -x /lib/systemd/systemd ] || skip "systemd is not installed"
+[ -x /usr/bin/python3 ] || skip "python3 is not installed in /usr/bin"
+[ -e /usr/share/dbus-1/system.conf ] || skip "no system bus implementation (dbus) is installed"
+grep -qw overlay /proc/filesystems || skip "overlayfs is not available"
+unshare --cgroup --pid --fork --mount --net --uts true 2>/dev/null || skip "cannot create namespaces here"
+case $SYSBUILD in /run/*|/tmp/*|/dev/*) skip "GATE_NS_BUILD must not be under /run, /tmp or /dev" ;; esac
+
+# ---- one run at a time --------------------------------------------------------------------------------------
+LOCK=/run/lock/gate-system-test.lock
+[ -d /run/lock ] || LOCK=/var/lock/gate-system-test.lock
+exec 9>"$LOCK" || skip "cannot open $LOCK"
+flock -w 300 9 || { echo "FAIL $NAME: another run held $LOCK for 5 minutes"; exit 1; }
+
+WORK=$(mktemp -d "${GATE_NS_WORKROOT:-/root}/gate-ns.XXXXXX") || skip "cannot create a work dir"
+UNSHARE= SD=
+PASSED=0 FAILED=0
+
+alive() { # PID is our unshare and has not exited
+        local s
+        s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+        [[ $s == *"(unshare) "[!Z]* ]]
+}
+
+cleanup() {
+        local rc=$? i d
+        set +e
+        trap - EXIT INT TERM
+        if [ -n "$UNSHARE" ] && alive "$UNSHARE"; then
+                [ -n "$SD" ] && timeout 10 nsenter -t "$SD" -a systemctl exit >/dev/null 2>&1
+                for i in $(seq 100); do alive "$UNSHARE" || break; sleep 0.1; done
+                if alive "$UNSHARE"; then
+                        note "systemd did not exit in 10 s: SIGKILL to unshare $UNSHARE (takes the namespace with it)"
+                        kill -KILL "$UNSHARE"
+                fi
+                wait "$UNSHARE" 2>/dev/null
+        fi
+        # The namespace's cgroups: children that ns-cgroup.sh made below our own cgroups.
+        if [ -s "$WORK/cgroups" ]; then
+                while read -r d; do
+                        case $d in /sys/fs/cgroup/*/gate-ns.*|/sys/fs/cgroup/gate-ns.*) ;; *) continue ;; esac
+                        for i in $(seq 50); do
+                                [ -d "$d" ] || break
+                                find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+                                [ -d "$d" ] && sleep 0.1
+                        done
+                        [ -d "$d" ] && note "could not remove cgroup $d"
+                done <"$WORK/cgroups"
+        fi
+        case $WORK in */gate-ns.??????) rm -rf "$WORK" ;; esac
+        exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+IN() { nsenter -t "$SD" -a env -i PATH=$NSPATH LC_ALL=C.UTF-8 SYSTEMD_COLORS=0 SYSTEMD_PAGER= "$@"; }
+
+ok() { echo "ok   $1"; PASSED=$((PASSED + 1)); }
+fail() {
+        local name=$1
+        shift
+        echo "FAIL $name"
+        for l in "$@"; do note "$l"; done
+        FAILED=$((FAILED + 1))
+}
+# check NAME CMD...: one named check from a function that prints its reasons on failure.
+check() {
+        local name=$1 out
+        shift
+        if out=$("$@" 2>&1); then
+                ok "$name"
+                [ -z "$out" ] || printf '%s\n' "$out" | sed 's/^/#    /'
+        else
+                echo "FAIL $name"
+                printf '%s\n' "$out" | sed 's/^/#    /'
+                FAILED=$((FAILED + 1))
+        fi
+}
+abort() { # setup failed: no checks can run
+        fail "$NAME-setup" "$@"
+        [ -n "$SD" ] && dump_journal
+        [ -s "$WORK/console.log" ] && { note "console:"; tail -n 40 "$WORK/console.log" | sed 's/^/|    /'; }
+        exit 1
+}
+dump_journal() {
+        note "tail of the namespace's journal:"
+        IN journalctl -b --no-pager -n 200 2>&1 | sed 's/^/|    /'
+}
+elapsed() { echo $((($(date +%s%N) - T0) / 1000000)); }
+
+# ---- build with the packaging layout (prefix /usr, /etc, /var) -------------------------------------------------
+if [ ! -f "$SYSBUILD/build.ninja" ]; then
+        meson setup "$SYSBUILD" "$SRCDIR" --prefix=/usr --sysconfdir=/etc --localstatedir=/var \
+                >"$WORK/setup.log" 2>&1 || { tail -n 30 "$WORK/setup.log"; abort "meson setup $SYSBUILD failed"; }
+fi
+ninja -C "$SYSBUILD" >"$WORK/build.log" 2>&1 || { tail -n 30 "$WORK/build.log"; abort "build in $SYSBUILD failed"; }
+note "built $SYSBUILD in $(elapsed) ms"
+
+# ---- fixtures: two certificate pairs for localhost ----------------------------------------------------------------
+mkdir -p "$WORK/certs"
+mkcert() {
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days "$2" \
+                -subj "/CN=localhost/O=gate system test $1" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+                -keyout "$WORK/certs/$1.key" -out "$WORK/certs/$1.crt" >/dev/null 2>&1
+}
+mkcert old 30 && mkcert new 60 || abort "openssl could not make the test certificates"
+chmod 0644 "$WORK"/certs/*
+serial_of() { openssl x509 -noout -serial | sed 's/^serial=//'; }
+OLD_SERIAL=$(serial_of <"$WORK/certs/old.crt")
+NEW_SERIAL=$(serial_of <"$WORK/certs/new.crt")
+NEW_FP=$(openssl x509 -noout -fingerprint -sha256 <"$WORK/certs/new.crt" | sed 's/.*=//; s/://g' | tr A-F a-f)
+OLD_FP=$(openssl x509 -noout -fingerprint -sha256 <"$WORK/certs/old.crt" | sed 's/.*=//; s/://g' | tr A-F a-f)
+
+# ---- boot ---------------------------------------------------------------------------------------------------------
+setsid env -i PATH=$NSPATH GATE_NS_WORK="$WORK" GATE_NS_BUILD="$SYSBUILD" GATE_NS_SRC="$SRCDIR" \
+        bash "$HERE/ns-cgroup.sh" >"$WORK/console.log" 2>&1 </dev/null &
+UNSHARE=$!
+# setsid does not fork here (we are not a process group leader), so $! becomes unshare after the execs.
+for _ in $(seq 100); do
+        alive "$UNSHARE" && SD=$(pgrep -P "$UNSHARE" -x systemd) && [ -n "$SD" ] && break
+        SD=
+        [ -e "/proc/$UNSHARE" ] || break
+        sleep 0.1
+done
+[ -n "$SD" ] || abort "systemd did not start in the namespace"
+for _ in $(seq 200); do
+        state=$(IN systemctl is-system-running 2>/dev/null)
+        case $state in running|degraded) break ;; esac
+        sleep 0.25
+done
+note "boot: $state after $(elapsed) ms (systemd is PID $SD on the host)"
+case $state in running|degraded) ;; *) abort "the namespace's systemd did not finish booting (state: ${state:-none})" ;; esac
+if [ "$state" = degraded ]; then
+        failed_units=$(IN systemctl list-units --failed --plain --no-legend | awk '{print $1}')
+        note "degraded boot; failed units: $(echo $failed_units)"
+        if echo "$failed_units" | grep -q '^gate'; then abort "gate units failed during boot"; fi
+fi
+
+# ---- checks -------------------------------------------------------------------------------------------------------
+GATE_DBUS=(ai.hellas.Gate /ai/hellas/Gate ai.hellas.Gate1)
+prop() { IN busctl get-property "${GATE_DBUS[@]}" "$1" | awk '{print $2}'; }
+listening() { IN ss -Hltn "sport = :$1" | grep -q LISTEN; }
+
+check_socket() {
+        IN systemctl start gate.socket || return 1
+        local p
+        for p in 31145 4919; do listening $p || { echo "nothing listens on $p"; return 1; }; done
+        local s
+        s=$(IN systemctl is-active gate.service)
+        [ "$s" = inactive ] || { echo "gate.service is $s before the first connection"; return 1; }
+        IN systemctl is-active gate.socket gate-p2p.socket >/dev/null || { echo "sockets not active"; return 1; }
+}
+
+check_activation() {
+        local out st
+        out=$(IN curl -fsS -m 15 http://127.0.0.1:31145/health) || { echo "GET /health failed"; return 1; }
+        echo "GET /health: $out"
+        IN systemctl is-active -q gate.service || { echo "gate.service is not active"; return 1; }
+        st=$(IN systemctl show -p StatusText --value gate.service)
+        echo "StatusText: $st"
+        [[ $st == *Serving* ]] || { echo "StatusText lacks 'Serving'"; return 1; }
+}
+
+check_reload_dbus() {
+        local g0 g1
+        g0=$(prop Generation) || return 1
+        IN busctl call "${GATE_DBUS[@]}" Reload || return 1
+        g1=$(prop Generation)
+        echo "Generation $g0 -> $g1"
+        [ "$g1" -gt "$g0" ]
+}
+
+check_reload_systemctl() {
+        local g0 g1
+        g0=$(prop Generation) || return 1
+        IN systemctl reload gate.service || { echo "systemctl reload failed"; return 1; }
+        g1=$(prop Generation)
+        echo "Generation $g0 -> $g1"
+        [ "$g1" -gt "$g0" ]
+}
+
+check_bad_config() {
+        local g0 g1 rc st
+        g0=$(prop Generation)
+        IN sh -c 'if [ -e /etc/gate/gate.conf ]; then cp -p /etc/gate/gate.conf /run/gate.conf.saved; fi
+                  printf "[server]\nmax_body_bytes = bogus\n" >/etc/gate/gate.conf' || return 1
+        IN systemctl reload gate.service
+        rc=$?
+        st=$(IN systemctl show -p StatusText --value gate.service)
+        g1=$(prop Generation)
+        IN sh -c 'if [ -e /run/gate.conf.saved ]; then mv /run/gate.conf.saved /etc/gate/gate.conf;
+                  else rm -f /etc/gate/gate.conf; fi'
+        echo "reload rc=$rc; StatusText: $st; Generation $g0 -> $g1"
+        [ $rc -ne 0 ] || { echo "systemctl reload succeeded with a broken configuration"; return 1; }
+        IN systemctl is-active -q gate.service || { echo "gate.service did not stay active"; return 1; }
+        IN curl -fsS -m 10 -o /dev/null http://127.0.0.1:31145/health || { echo "not serving after it"; return 1; }
+        [ "$g1" = "$g0" ] || { echo "Generation changed on a failed reload"; return 1; }
+        IN systemctl reload gate.service || { echo "reload after restoring the config failed"; return 1; }
+}
+
+check_policy() {
+        local out rc
+        out=$(IN systemd-run --wait -q -p User=nobody --pipe busctl call "${GATE_DBUS[@]}" Reload </dev/null 2>&1)
+        rc=$?
+        echo "nobody: busctl call Reload -> rc=$rc: $out"
+        [ $rc -ne 0 ] || { echo "an unprivileged caller could reload gate"; return 1; }
+        [[ $out == *"Access denied"* ]] || { echo "expected 'Access denied'"; return 1; }
+        out=$(IN systemd-run --wait -q -p User=nobody --pipe busctl get-property "${GATE_DBUS[@]}" Version \
+                </dev/null 2>&1) || { echo "nobody: get-property Version failed: $out"; return 1; }
+        echo "nobody: get-property Version -> $out"
+        [[ $out == s\ * ]]
+}
+
+served_serial() {
+        IN sh -c 'openssl s_client -connect 127.0.0.1:31146 -servername localhost </dev/null 2>/dev/null |
+                  openssl x509 -noout -serial' | sed 's/^serial=//'
+}
+
+check_certs() {
+        local s0 s1 n0 n fin na0 na1 i
+        IN systemctl start gate-certs.path || return 1
+        IN systemctl is-active -q gate-certs.path || { echo "gate-certs.path is not active"; return 1; }
+        listening 31146 || { echo "nothing listens on 31146 (gate-https.socket: $(IN systemctl is-active gate-https.socket))"; return 1; }
+        s0=$(served_serial)
+        echo "before: serial $s0 (old pair $OLD_SERIAL)"
+        [ "$s0" = "$OLD_SERIAL" ] || { echo "gate does not serve the installed pair"; return 1; }
+        na0=$(prop CertificateNotAfter)
+
+        # A connection that stays open across the rotation.
+        IN rm -f /run/gate-test-go
+        IN python3 "$HERE/tls-client.py" 127.0.0.1 31146 /run/gate-test-go >"$WORK/tls.out" 2>&1 &
+        local client=$!
+        for i in $(seq 100); do grep -q '^first\|^error' "$WORK/tls.out" && break; sleep 0.1; done
+        echo "client: $(head -n 1 "$WORK/tls.out")"
+        grep -q "^first $OLD_FP 200" "$WORK/tls.out" || { kill "$client" 2>/dev/null; return 1; }
+
+        n0=$(IN journalctl -u gate-certs-reload.service -o cat --no-pager | grep -c '^Finished')
+        IN sh -e -c 'cd /var/lib/gate/certs
+                install -o gate -g gate -m 0640 "$1/new.key" localhost.key.tmp
+                install -o gate -g gate -m 0640 "$1/new.crt" localhost.crt.tmp
+                mv -f localhost.key.tmp localhost.key
+                mv -f localhost.crt.tmp localhost.crt' sh "$WORK/certs" || { kill "$client"; return 1; }
+        for i in $(seq 150); do
+                fin=$(IN journalctl -u gate-certs-reload.service -o cat --no-pager)
+                n=$(grep -c '^Finished' <<<"$fin")
+                [ "$n" -gt "$n0" ] && break
+                grep -q '^Failed' <<<"$fin" && break
+                sleep 0.1
+        done
+        echo "gate-certs-reload.service: $(tail -n 1 <<<"$fin")"
+        [ "$n" -gt "$n0" ] || { echo "gate-certs-reload.service did not finish"; kill "$client"; return 1; }
+        s1=$(served_serial)
+        na1=$(prop CertificateNotAfter)
+        echo "after: serial $s1 (new pair $NEW_SERIAL); CertificateNotAfter $na0 -> $na1"
+
+        IN touch /run/gate-test-go
+        for i in $(seq 100); do grep -q '^second\|^error' "$WORK/tls.out" && break; sleep 0.1; done
+        wait "$client" 2>/dev/null
+        echo "client: $(tail -n 1 "$WORK/tls.out")"
+        [ "$s1" = "$NEW_SERIAL" ] || { echo "a new handshake does not get the new certificate"; return 1; }
+        [ "$na1" != "$na0" ] || { echo "CertificateNotAfter did not change"; return 1; }
+        grep -q "^second $OLD_FP 200" "$WORK/tls.out" || { echo "the old connection got no answer"; return 1; }
+}
+
+check_restart() {
+        local pid0 pid1 res
+        pid0=$(IN systemctl show -p MainPID --value gate.service)
+        IN bash -c 'n=0 bad=0; end=$((SECONDS + 4))
+                    while [ $SECONDS -lt $end ]; do
+                        curl -fsS -m 10 -o /dev/null http://127.0.0.1:31145/health || bad=$((bad + 1))
+                        n=$((n + 1))
+                    done
+                    echo "$n $bad"' >"$WORK/loop.out" 2>&1 &
+        local loop=$!
+        sleep 1
+        IN systemctl restart gate.service || { echo "systemctl restart failed"; wait $loop; return 1; }
+        wait $loop
+        pid1=$(IN systemctl show -p MainPID --value gate.service)
+        res=$(tail -n 1 "$WORK/loop.out")
+        echo "requests/failed: $res; MainPID $pid0 -> $pid1"
+        grep -v '^[0-9]* [0-9]*$' "$WORK/loop.out" | head -n 5
+        [ "$pid0" != "$pid1" ] || { echo "MainPID did not change"; return 1; }
+        [ "${res#* }" = 0 ] && [ "${res% *}" -gt 10 ]
+}
+
+check_verify() {
+        local out
+        out=$(IN sh -c 'cd /usr/lib/systemd/system && systemd-analyze verify gate.socket gate-p2p.socket \
+                gate-https.socket gate.service gate-certs.path gate-certs-reload.service 2>&1')
+        out=$(grep -i gate <<<"$out")
+        [ -z "$out" ] || { echo "$out"; return 1; }
+}
+
+check_security() {
+        local out score
+        out=$(IN systemd-analyze security --no-pager gate.service 2>&1)
+        score=$(sed -n 's/.*Overall exposure level for gate.service: \([0-9.]*\).*/\1/p' <<<"$out")
+        echo "exposure: ${score:-?}"
+        [ -n "$score" ] || { echo "$out" | tail -n 5; return 1; }
+        awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || { grep '✗' <<<"$out" | head -n 20; return 1; }
+}
+
+check_journal() {
+        local n out
+        n=$(IN journalctl -u gate.service GATE_COMPONENT=daemon -o verbose --no-pager | grep -c 'GATE_COMPONENT=daemon')
+        echo "entries with GATE_COMPONENT=daemon: $n"
+        [ "$n" -gt 0 ] || return 1
+        out=$(IN journalctl -u gate.service -o json --no-pager | /usr/bin/python3 -c '
+import json, sys
+found = [e for e in map(json.loads, sys.stdin) if "Reloaded configuration" in str(e.get("MESSAGE", ""))]
+with_id = [e for e in found if e.get("MESSAGE_ID")]
+print(len(found), len(with_id), with_id[-1]["MESSAGE_ID"] if with_id else "-")')
+        echo "reload entries / with MESSAGE_ID / id: $out"
+        set -- $out
+        [ "${1:-0}" -gt 0 ] && [ "${2:-0}" -gt 0 ]
+}
+
+check_cli_status() {
+        local out
+        out=$(IN gate status 2>&1) || { echo "gate status failed: $out"; return 1; }
+        echo "$out"
+        grep -qi 'state' <<<"$out" && grep -qi 'generation' <<<"$out"
+}
+
+check 01-socket-listening check_socket
+check 02-socket-activation check_activation
+check 03-reload-dbus check_reload_dbus
+check 03-reload-systemctl check_reload_systemctl
+check 04-reload-bad-config check_bad_config
+check 05-dbus-policy check_policy
+check 06-certs-path-reload check_certs
+check 07-restart-keeps-sockets check_restart
+check 08-analyze-verify check_verify
+check 08-analyze-security check_security
+check 09-journal-fields check_journal
+check 10-cli-status check_cli_status
+
+[ "$FAILED" = 0 ] || dump_journal
+if [ "${GATE_NS_HOLD:-0}" = 1 ]; then
+        note "holding: nsenter -t $SD -a bash; touch $WORK/release to tear down"
+        while [ ! -e "$WORK/release" ]; do sleep 1; done
+fi
+note "$NAME: $PASSED passed, $FAILED failed in $(elapsed) ms"
+[ "$FAILED" = 0 ]
