@@ -345,3 +345,14 @@ const char *http_date_now(void) {
         }
         return cached;
 }
+
+void request_reset(Request *r) {
+        if (!r->proto_ops)
+                return;
+        if (r->head_sent && !r->ended && r->server->active_streams > 0)
+                r->server->active_streams--;
+        r->ended = true;
+        if (r->proto_ops->reset)
+                r->proto_ops->reset(r);
+        request_abort(r);
+}

@@ -18,6 +18,9 @@ typedef struct RequestProtoOps {
         int (*send_end)(Request *r);
         /* Response bytes queued for this request and not yet taken by the transport. */
         size_t (*pending)(Request *r);
+        /* Ends the response abnormally so the client sees it broke (HTTP/2: RST_STREAM INTERNAL_ERROR;
+         * HTTP/1.1: the connection closes without the final chunk). The request is aborted after. */
+        void (*reset)(Request *r);
 } RequestProtoOps;
 
 typedef struct RequestHooks {
@@ -90,6 +93,9 @@ int request_reply_error(Request *r, unsigned status, const char *type, const cha
 int request_start(Request *r, unsigned status, const HttpHeader *headers, size_t n_headers);
 int request_write(Request *r, const void *p, size_t n);
 int request_finish(Request *r);
+/* The response cannot be completed (upstream broke mid-stream): make the client see a broken response,
+ * never a truncated one that looks whole. */
+void request_reset(Request *r);
 
 /* Appends a JSON string literal (with quotes) to b. */
 int json_escape_append(Buf *b, const char *s);
