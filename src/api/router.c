@@ -1,6 +1,8 @@
 /* Router: maps a complete request to its handler by method and path. */
 #include <stdio.h>
 
+#include "api/errors.h"
+#include "api/llm.h"
 #include "api/router.h"
 #include "core/manager.h"
 #include "gate-build.h"
@@ -8,7 +10,7 @@
 typedef int (*HandlerFunc)(Request *r, Manager *m);
 
 typedef struct Route {
-        const char *path;
+        const char *path;               /* exact, or a prefix when it ends in '/' */
         const char *methods;            /* space-separated, for matching and the Allow header */
         HandlerFunc handler;
 } Route;
@@ -27,7 +29,22 @@ static int handle_health(Request *r, Manager *m) {
 
 static const Route routes[] = {
         { "/health", "GET HEAD", handle_health },
+        { "/v1/chat/completions", "POST", api_forward },
+        { "/v1/completions", "POST", api_forward },
+        { "/v1/responses", "POST", api_forward },
+        { "/v1/embeddings", "POST", api_forward },
+        { "/v1/messages", "POST", api_forward },
+        { "/v1/messages/count_tokens", "POST", api_forward },
+        { "/v1/models", "GET HEAD", api_models },
+        { "/v1/models/", "GET HEAD", api_models },
 };
+
+static bool route_matches(const Route *route, const char *path) {
+        size_t n = strlen(route->path);
+        if (route->path[n - 1] == '/')
+                return strneq(path, route->path, n) && path[n] != 0;
+        return streq(path, route->path);
+}
 
 static bool method_in(const char *method, const char *list) {
         size_t n = strlen(method);
@@ -47,7 +64,7 @@ int router_dispatch(Request *r, void *userdata) {
         for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
                 char allow[64], msg[128];
 
-                if (!streq(r->path, routes[i].path))
+                if (!route_matches(&routes[i], r->path))
                         continue;
                 if (method_in(r->method, routes[i].methods))
                         return routes[i].handler(r, m);
@@ -57,16 +74,11 @@ int router_dispatch(Request *r, void *userdata) {
                         if (*p == ' ')
                                 *p = ',';
                 snprintf(msg, sizeof msg, "Method %s is not allowed on %s.", r->method, routes[i].path);
-                _cleanup_(buf_done) Buf b = {};
-                int k = http_error_json(&b, "invalid_request_error", "method_not_allowed", msg);
-                if (k < 0)
-                        return k;
-                return request_reply(r, 405, (const HttpHeader[]){ { "allow", allow } }, 1, "application/json",
-                                     buf_data(&b), buf_len(&b));
+                return api_reply_error(r, api_request_dialect(r), 405, "method_not_allowed",
+                                       (const HttpHeader[]){ { "allow", allow } }, 1, "%s", msg);
         }
 
         /* Like the providers' own APIs: name what was asked, so a wrong base URL is obvious. */
-        char msg[320];
-        snprintf(msg, sizeof msg, "Invalid URL (%s %.256s).", r->method, r->path);
-        return request_reply_error(r, 404, "invalid_request_error", "not_found", msg);
+        return api_reply_error(r, api_request_dialect(r), 404, "not_found", NULL, 0, "Invalid URL (%s %.256s).",
+                               r->method, r->path);
 }

@@ -1,4 +1,5 @@
 /* The command line: parses argv and runs one command; returns the process exit code. */
+#include <curl/curl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,6 +52,11 @@ static int cmd_serve(int argc, char *argv[]) {
         if (argc > 1)
                 return usage_error("serve takes no arguments, got '%s'.", argv[1]);
 
+        /* Before anything else runs: libcurl's global state (TLS backend) is not thread-safe to set up late. */
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+                log_error("Failed to initialize libcurl.");
+                return EXIT_FAILURE;
+        }
         r = manager_new(&m);
         if (r < 0) {
                 log_error_errno(r, "Failed to set up: %m");

@@ -1106,14 +1106,18 @@ finish:
 /* glib quotes the offending line, which may be a pasted API key: keep only a prefix of it. */
 static char *sanitize_glib_message(const char *m) {
         const char *open = strstr(m, "\xe2\x80\x9c"), *close;   /* “ */
-        const size_t keep = 12;
+        const char *cut;
         char *s;
 
         if (!open || !(close = strstr(open + 3, "\xe2\x80\x9d")))       /* ” */
                 return strdup(m);
-        if ((size_t) (close - (open + 3)) <= keep)
+        if (close - (open + 3) <= 12)
                 return strdup(m);
-        if (asprintf(&s, "%.*s...%s", (int) (open + 3 + keep - m), m, close) < 0)
+        /* Cut after 12 bytes, backing off to the start of a UTF-8 character. */
+        cut = open + 3 + 12;
+        while (cut > open + 3 && ((unsigned char) *cut & 0xc0) == 0x80)
+                cut--;
+        if (asprintf(&s, "%.*s...%s", (int) (cut - m), m, close) < 0)
                 return NULL;
         return s;
 }

@@ -72,6 +72,7 @@ static void manager_apply_limits(Manager *m) {
         l->idle_timeout = c->server_idle_timeout;
         l->send_timeout = c->server_send_timeout;
         l->h2_max_concurrent_streams = c->server_h2_max_concurrent_streams;
+        m->proxy.policy.passthrough = c->auth_passthrough;
 }
 
 static void manager_update_status(Manager *m, bool ready) {
@@ -404,6 +405,9 @@ int manager_reload(Manager *m, const char *reason, char **ret_error) {
         notify_reloading(reason);
 
         r = config_load(NULL, m->state_dir, &c, &error);
+        _cleanup_(providers_unrefp) Providers *providers = NULL;
+        if (r >= 0)
+                r = providers_build(c, &providers, &error);
         if (r < 0) {
                 log_error("Reload (%s) failed, keeping the running configuration: %s", reason,
                           error ? error : strerror(-r));
@@ -425,6 +429,9 @@ int manager_reload(Manager *m, const char *reason, char **ret_error) {
 
         config_unref(m->config);
         m->config = TAKE_PTR(c);
+        /* Live calls keep the provider set they started with; new ones get the new set. */
+        providers_unref(m->providers);
+        m->providers = TAKE_PTR(providers);
         manager_apply_limits(m);
 
         if (manager_has_listener(m, LISTENER_HTTPS)) {
@@ -486,6 +493,10 @@ int manager_start(Manager *m) {
                 return log_error_errno(r, "Failed to set up the state directory: %m");
 
         r = config_load(NULL, m->state_dir, &m->config, &error);
+        if (r >= 0)
+                r = providers_build(m->config, &m->providers, &error);
+        if (r == -ENOMEM)
+                return log_oom();
         if (r < 0) {
                 log_error("Invalid configuration: %s", error ? error : strerror(-r));
                 return -EINVAL;
@@ -496,6 +507,12 @@ int manager_start(Manager *m) {
         r = store_open(m->config->database_path, &m->store, &error);
         if (r < 0)
                 return log_error_errno(r, "Failed to open the database: %s", error ? error : strerror(-r));
+
+        /* 2b. The upstream side: libcurl on our loop. */
+        r = proxy_init(&m->proxy, m->event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the upstream client: %m");
+        manager_apply_limits(m);
 
         /* 3. Listeners: systemd's by name first; what it did not pass, from the configuration. */
         r = listen_fds_from_systemd(&fds, &n_fds);
@@ -592,6 +609,8 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->sigint);
         sd_event_source_disable_unref(m->sighup);
         tls_credentials_unref(m->tls);
+        proxy_done(&m->proxy);
+        providers_unref(m->providers);
         for (size_t i = 0; i < m->n_listeners; i++) {
                 sd_event_source_disable_unref(m->listeners[i].io);
                 sd_event_source_disable_unref(m->listeners[i].retry);

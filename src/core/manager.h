@@ -9,6 +9,8 @@
 #include "core/listen.h"
 #include "http/server.h"
 #include "net/tls.h"
+#include "proxy/provider.h"
+#include "proxy/proxy.h"
 #include "store/store.h"
 
 typedef enum ManagerState {
@@ -40,6 +42,8 @@ struct Manager {
         HttpServer http;
         TlsCredentials *tls;
         sd_bus *bus;
+        Providers *providers;
+        Proxy proxy;
 
         Listener *listeners;
         size_t n_listeners;

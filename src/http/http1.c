@@ -572,7 +572,8 @@ static void h1_dispatch(Http1Session *h) {
                         h1_close(h, H1_CLOSE_ABORT);
                         return;
                 }
-                (void) request_reply_error(r, 500, "server_error", "internal_error", "Request was not answered.");
+                (void) request_reply_error(r, 500, "server_error", "internal_error",
+                                           "Request was not answered.");
         }
         h->dispatching = false;
 
@@ -585,6 +586,10 @@ static void h1_dispatch(Http1Session *h) {
 static int h1_scan_error(Http1Session *h, unsigned status, const char *code, const char *message) {
         (void) h1_error(h, status, code, message);
         return -EBADMSG;
+}
+
+static int h1_scan_bad(Http1Session *h, const char *message) {
+        return h1_scan_error(h, 400, "bad_request", message);
 }
 
 /* Checks bytes before the parser sees them. Stops after the end of the head (the parser then tells us
@@ -625,70 +630,71 @@ static int h1_scan(Http1Session *h, const uint8_t *p, size_t n, size_t *ret) {
                                 h->scan = SCAN_LINE;
                                 h->scan_spaces = 0;
                         } else
-                                r = h1_scan_error(h, 400, "bad_request", "Malformed request line.");
+                                r = h1_scan_bad(h, "Malformed request line.");
                         break;
                 case SCAN_START_LF:
                         if (c == '\n')
                                 h->scan = SCAN_START;
                         else
-                                r = h1_scan_error(h, 400, "bad_request", "Bare CR in request.");
+                                r = h1_scan_bad(h, "Bare CR in request.");
                         break;
                 case SCAN_LINE:
                         /* method SP request-target SP HTTP-version: exactly two single spaces. */
                         if (c == ' ') {
                                 if (h->scan_prev == ' ' || ++h->scan_spaces > 2)
-                                        r = h1_scan_error(h, 400, "bad_request", "Malformed request line.");
+                                        r = h1_scan_bad(h, "Malformed request line.");
                         } else if (c == '\r') {
                                 if (h->scan_spaces != 2 || h->scan_prev == ' ')
-                                        r = h1_scan_error(h, 400, "bad_request", "Malformed request line.");
+                                        r = h1_scan_bad(h, "Malformed request line.");
                                 else
                                         h->scan = SCAN_LINE_LF;
                         } else if (c < 0x21 || c > 0x7e)
-                                r = h1_scan_error(h, 400, "bad_request", "Invalid character in request line.");
+                                r = h1_scan_bad(h, "Invalid character in request line.");
                         break;
                 case SCAN_LINE_LF:
                 case SCAN_VALUE_LF:
                         if (c == '\n')
                                 h->scan = SCAN_FIELD_START;
                         else
-                                r = h1_scan_error(h, 400, "bad_request", "Bare CR in request header.");
+                                r = h1_scan_bad(h, "Bare CR in request header.");
                         break;
                 case SCAN_FIELD_START:
                         if (c == '\r')
                                 h->scan = SCAN_END_LF;
                         else if (is_tchar(c)) {
                                 if (++h->scan_fields > l->max_headers)
-                                        r = h1_scan_error(h, 431, "header_too_large", "Too many header fields.");
+                                        r = h1_scan_error(h, 431, "header_too_large",
+                                                          "Too many header fields.");
                                 else
                                         h->scan = SCAN_NAME;
                         } else if (c == ' ' || c == '\t')
-                                r = h1_scan_error(h, 400, "bad_request", "Obsolete line folding is not allowed.");
+                                r = h1_scan_bad(h, "Obsolete line folding is not allowed.");
                         else
-                                r = h1_scan_error(h, 400, "bad_request", "Invalid header field name.");
+                                r = h1_scan_bad(h, "Invalid header field name.");
                         break;
                 case SCAN_NAME:
                         if (c == ':')
                                 h->scan = SCAN_VALUE;
                         else if (!is_tchar(c))
-                                r = h1_scan_error(h, 400, "bad_request", "Invalid header field name.");
+                                r = h1_scan_bad(h, "Invalid header field name.");
                         break;
                 case SCAN_VALUE:
                         if (c == '\r')
                                 h->scan = SCAN_VALUE_LF;
                         else if (!is_field_char(c))
-                                r = h1_scan_error(h, 400, "bad_request", "Invalid character in header field value.");
+                                r = h1_scan_bad(h, "Invalid character in header field value.");
                         break;
                 case SCAN_END_LF:
                         if (c == '\n')
                                 h->scan = h->scan_trailers ? SCAN_DONE : SCAN_HEAD_DONE;
                         else
-                                r = h1_scan_error(h, 400, "bad_request", "Bare CR in request header.");
+                                r = h1_scan_bad(h, "Bare CR in request header.");
                         break;
                 case SCAN_CHUNK_SIZE_START:
                         h->scan_bytes = 1;
                         h->scan_digits = 1;
                         if (unhex(c) < 0)
-                                r = h1_scan_error(h, 400, "bad_request", "Invalid chunk size.");
+                                r = h1_scan_bad(h, "Invalid chunk size.");
                         else {
                                 h->scan_size = (uint64_t) unhex(c);
                                 h->scan = SCAN_CHUNK_SIZE;
@@ -699,7 +705,7 @@ static int h1_scan(Http1Session *h, const uint8_t *p, size_t n, size_t *ret) {
                         if (unhex(c) >= 0) {
                                 /* 15 hex digits are far beyond any body limit; more would overflow. */
                                 if (++h->scan_digits > 15)
-                                        r = h1_scan_error(h, 400, "bad_request", "Invalid chunk size.");
+                                        r = h1_scan_bad(h, "Invalid chunk size.");
                                 else
                                         h->scan_size = h->scan_size * 16 + (uint64_t) unhex(c);
                         } else if (c == ';' || c == ' ' || c == '\t')
@@ -707,19 +713,19 @@ static int h1_scan(Http1Session *h, const uint8_t *p, size_t n, size_t *ret) {
                         else if (c == '\r')
                                 h->scan = SCAN_CHUNK_SIZE_LF;
                         else
-                                r = h1_scan_error(h, 400, "bad_request", "Invalid chunk size.");
+                                r = h1_scan_bad(h, "Invalid chunk size.");
                         break;
                 case SCAN_CHUNK_EXT:
                         if (++h->scan_bytes > CHUNK_LINE_MAX)
-                                r = h1_scan_error(h, 400, "bad_request", "Chunk extension too long.");
+                                r = h1_scan_bad(h, "Chunk extension too long.");
                         else if (c == '\r')
                                 h->scan = SCAN_CHUNK_SIZE_LF;
                         else if (!is_field_char(c))
-                                r = h1_scan_error(h, 400, "bad_request", "Invalid chunk extension.");
+                                r = h1_scan_bad(h, "Invalid chunk extension.");
                         break;
                 case SCAN_CHUNK_SIZE_LF:
                         if (c != '\n')
-                                r = h1_scan_error(h, 400, "bad_request", "Bare CR in chunk size.");
+                                r = h1_scan_bad(h, "Bare CR in chunk size.");
                         else if (h->scan_size == 0) {
                                 h->scan_trailers = true;
                                 h->scan_bytes = h->scan_fields = 0;
@@ -731,16 +737,16 @@ static int h1_scan(Http1Session *h, const uint8_t *p, size_t n, size_t *ret) {
                         if (c == '\r')
                                 h->scan = SCAN_CHUNK_DATA_LF;
                         else
-                                r = h1_scan_error(h, 400, "bad_request", "Chunk data longer than its size.");
+                                r = h1_scan_bad(h, "Chunk data longer than its size.");
                         break;
                 case SCAN_CHUNK_DATA_LF:
                         if (c == '\n')
                                 h->scan = SCAN_CHUNK_SIZE_START;
                         else
-                                r = h1_scan_error(h, 400, "bad_request", "Bare CR after chunk data.");
+                                r = h1_scan_bad(h, "Bare CR after chunk data.");
                         break;
                 default:
-                        r = h1_scan_error(h, 400, "bad_request", "Malformed request.");
+                        r = h1_scan_bad(h, "Malformed request.");
                 }
                 if (r < 0)
                         break;
@@ -795,7 +801,8 @@ static int h1_commit_header(Http1Session *h) {
                 h->content_length = v;
         } else if (streq(name, "transfer-encoding")) {
                 h->n_transfer_encoding++;
-                if ((!buf_empty(&h->te) && buf_append_str(&h->te, ",") < 0) || buf_append_str(&h->te, value) < 0)
+                if ((!buf_empty(&h->te) && buf_append_str(&h->te, ",") < 0) ||
+                    buf_append_str(&h->te, value) < 0)
                         return h1_error(h, 500, "internal_error", "Out of memory.");
         } else if (streq(name, "host"))
                 h->n_host++;
@@ -863,7 +870,8 @@ static int h1_on_headers_complete(http_parser *p) {
                 return h1_error(h, 400, "bad_request", "Malformed request.");
         h->headers_done = true;
 
-        if (p->http_major != 1 || p->http_minor > 1)
+        /* A higher minor version is served as the highest we know (RFC 9110 2.5). */
+        if (p->http_major != 1)
                 return h1_error(h, 505, "http_version_not_supported", "HTTP version not supported.");
         h->http10 = p->http_minor == 0;
         h->req_head = p->method == HTTP_HEAD;
@@ -1190,7 +1198,8 @@ static int h1_send_head(Request *r, unsigned status, const HttpHeader *headers, 
                 h->resp_remaining = (uint64_t) content_length;
         } else
                 h->framing = h->http10 ? RESP_CLOSE : RESP_CHUNKED;
-        h->resp_keep_alive = h->keep_alive && !h->draining && !h->server->draining && h->framing != RESP_CLOSE;
+        h->resp_keep_alive = h->keep_alive && !h->draining && !h->server->draining &&
+                             h->framing != RESP_CLOSE;
 
         len = buf_len(&h->out);
         k = buf_printf(&h->out, "HTTP/1.1 %u %s\r\n", status, http_status_reason(status));

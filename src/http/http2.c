@@ -139,7 +139,7 @@ static H2Stream *h2_stream_free(H2Stream *st) {
                 s->streams = st->next;
         if (st->next)
                 st->next->prev = st->prev;
-        if (s->n_streams > 0 && --s->n_streams == 0)
+        if (s->n_streams > 0 && --s->n_streams == 0 && !s->closed)
                 s->idle_since = session_now(s);
 
         h2_stream_detach(st);
@@ -661,7 +661,7 @@ static H2Session *session_free(H2Session *s) {
         sd_event_source_disable_unref(s->timer);
         sd_event_source_disable_unref(s->defer);
         buf_done(&s->wbuf);
-        http_server_remove_session(s->server, &s->session);
+        /* Not linked unless closed first (which unlinks): the server may be gone by now. */
         free(s);
         return NULL;
 }
@@ -697,6 +697,7 @@ static void session_close(H2Session *s, bool flush) {
         for (H2Stream *st = s->streams; st; st = st->next)
                 h2_stream_detach(st);
 
+        /* Last: with the server draining this may call on_idle, which may tear the server down. */
         http_server_remove_session(s->server, &s->session);
         session_unref(s);
 }

@@ -148,13 +148,18 @@ void request_abort(Request *r) {
 }
 
 int request_start(Request *r, unsigned status, const HttpHeader *headers, size_t n_headers) {
+        return request_start_length(r, status, headers, n_headers, -1);
+}
+
+int request_start_length(Request *r, unsigned status, const HttpHeader *headers, size_t n_headers,
+                         int64_t content_length) {
         int k;
 
         if (!r->proto_ops)
                 return -ECONNRESET;
         if (r->head_sent)
                 return -EBUSY;
-        k = r->proto_ops->send_head(r, status, headers, n_headers, -1);
+        k = r->proto_ops->send_head(r, status, headers, n_headers, content_length);
         if (k < 0)
                 return k;
         r->status = status;

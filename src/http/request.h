@@ -91,6 +91,9 @@ int request_reply_error(Request *r, unsigned status, const char *type, const cha
 /* Streaming: head, then writes, then finish. request_write() returns 1 when the queue for this request
  * is above the high-water mark: the handler should stop producing until hooks->on_writable. */
 int request_start(Request *r, unsigned status, const HttpHeader *headers, size_t n_headers);
+/* Like request_start() with the body length known up front (content_length >= 0), or -1 for unknown. */
+int request_start_length(Request *r, unsigned status, const HttpHeader *headers, size_t n_headers,
+                         int64_t content_length);
 int request_write(Request *r, const void *p, size_t n);
 int request_finish(Request *r);
 /* The response cannot be completed (upstream broke mid-stream): make the client see a broken response,

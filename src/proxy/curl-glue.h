@@ -1,0 +1,23 @@
+/* CurlGlue: libcurl's multi interface driven by sd-event (socket and timer callbacks). */
+#pragma once
+
+#include <curl/curl.h>
+#include <systemd/sd-event.h>
+
+typedef struct CurlGlue CurlGlue;
+
+/* Called once per transfer when it finished (result CURLE_OK or an error). The easy handle has been
+ * removed from the multi handle already; the callee owns it again. */
+typedef void (*CurlDoneCallback)(CURL *easy, CURLcode result, void *userdata);
+
+int curl_glue_new(sd_event *event, CurlGlue **ret);
+CurlGlue *curl_glue_free(CurlGlue *g);
+
+/* Starts a transfer. on_done runs from the event loop, never from inside this call. */
+int curl_glue_add(CurlGlue *g, CURL *easy, CurlDoneCallback on_done, void *userdata);
+/* Stops a transfer early (client went away); on_done is not called. */
+void curl_glue_remove(CurlGlue *g, CURL *easy);
+/* Resumes a transfer that a write callback paused. */
+int curl_glue_unpause(CurlGlue *g, CURL *easy);
+
+unsigned curl_glue_active(const CurlGlue *g);

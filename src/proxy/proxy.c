@@ -1,0 +1,769 @@
+/* Proxy: forwards one API request to its upstream provider over libcurl and relays the answer back. */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "api/errors.h"
+#include "core/config.h"
+#include "proxy/jscan.h"
+#include "proxy/proxy.h"
+#include "shared/errors.h"
+#include "shared/log.h"
+#include "shared/util.h"
+
+/* A retryable error body is held back (so a retry stays invisible to the client) up to this size. */
+#define HOLD_MAX (256U << 10)
+/* Waiting for an upstream's retry-after longer than this is not worth it: hand its answer over. */
+#define RETRY_AFTER_MAX_USEC (5 * USEC_PER_SEC)
+
+typedef struct ProxyCall {
+        Proxy *proxy;
+        Request *request;
+        Providers *providers;
+        Dialect dialect;
+
+        Candidate cands[CANDIDATES_MAX];
+        size_t n_cands;
+        size_t idx;                     /* current candidate */
+        unsigned attempts;
+        unsigned same_retries;          /* retries of the current candidate after retry-after */
+        Provider *counted;              /* provider whose active count we hold */
+
+        JsonSpan model_span;
+        bool stream;
+        Buf body;                       /* the body sent upstream when the model name was rewritten */
+
+        CURL *easy;
+        struct curl_slist *upstream_headers;
+        char *url;
+
+        /* The upstream's answer. */
+        long status;
+        HttpHeader *headers;            /* strings owned */
+        size_t n_headers;
+        int64_t content_length;
+        usec_t retry_after;
+        bool head_done;                 /* all upstream headers seen */
+        bool holding;                   /* body held back: this answer may still be retried */
+        Buf hold;
+
+        bool started;                   /* head sent to the client: no retry from here on */
+        bool paused;                    /* curl paused for client backpressure */
+        bool in_curl;                   /* inside a curl callback: never free the easy handle here */
+        bool client_gone;
+        bool timed_out;
+
+        usec_t t_start;
+        usec_t t_attempt;
+        usec_t upstream_wait;           /* time spent waiting for upstreams (and their retry-after) */
+        sd_event_source *timer;         /* first byte, then idle between chunks; or retry delay */
+        bool timer_is_retry;
+        char request_id[48];
+} ProxyCall;
+
+static void call_try_next(ProxyCall *c);
+static void call_free(ProxyCall *c);
+
+static void call_free_headers(ProxyCall *c) {
+        for (size_t i = 0; i < c->n_headers; i++) {
+                free((char *) c->headers[i].name);
+                free((char *) c->headers[i].value);
+        }
+        free(c->headers);
+        c->headers = NULL;
+        c->n_headers = 0;
+}
+
+static void call_release_provider(ProxyCall *c) {
+        if (c->counted) {
+                c->counted->active--;
+                c->counted = NULL;
+        }
+}
+
+/* Ends the current upstream transfer, whatever its state. */
+static void call_stop_transfer(ProxyCall *c) {
+        if (c->easy) {
+                curl_glue_remove(c->proxy->curl, c->easy);
+                curl_easy_cleanup(c->easy);
+                c->easy = NULL;
+                c->proxy->active--;
+        }
+        curl_slist_free_all(c->upstream_headers);
+        c->upstream_headers = NULL;
+        free(c->url);
+        c->url = NULL;
+        call_release_provider(c);
+        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+}
+
+static void call_free(ProxyCall *c) {
+        if (!c)
+                return;
+        call_stop_transfer(c);
+        sd_event_source_disable_unref(c->timer);
+        call_free_headers(c);
+        candidates_done(c->cands, c->n_cands);
+        buf_done(&c->body);
+        buf_done(&c->hold);
+        if (c->request) {
+                request_set_hooks(c->request, NULL, NULL);
+                request_unref(c->request);
+        }
+        providers_unref(c->providers);
+        free(c);
+}
+
+/* Hop-by-hop and framing headers belong to each connection, never to the message. */
+static bool header_is_hop(const char *name) {
+        static const char *const hop[] = { "connection", "keep-alive", "transfer-encoding", "te", "trailer",
+                                           "upgrade", "proxy-connection", "proxy-authenticate",
+                                           "proxy-authorization", "content-length", "date", "server",
+                                           "alt-svc" };
+        for (size_t i = 0; i < ELEMENTSOF(hop); i++)
+                if (streq(name, hop[i]))
+                        return true;
+        return false;
+}
+
+static int call_start_response(ProxyCall *c, bool with_length) {
+        HttpHeader h[c->n_headers + 4];
+        char overhead[32];
+        size_t n = 0;
+        usec_t now = now_mono();
+        int r;
+
+        for (size_t i = 0; i < c->n_headers; i++)
+                if (!header_is_hop(c->headers[i].name) && !streq(c->headers[i].name, "x-request-id"))
+                        h[n++] = c->headers[i];
+        /* gate's own share of the latency: all the time so far that was not spent waiting on upstreams. */
+        usec_t total = now - c->t_start;
+        snprintf(overhead, sizeof overhead, "%llu",
+                 (unsigned long long) (total > c->upstream_wait ? total - c->upstream_wait : 0));
+        h[n++] = (HttpHeader){ "x-request-id", c->request_id };
+        h[n++] = (HttpHeader){ "x-gate-overhead-us", overhead };
+        h[n++] = (HttpHeader){ "x-gate-provider", c->cands[c->idx].provider->name };
+
+        c->started = true;
+        if (with_length)
+                r = request_reply(c->request, (unsigned) c->status, h, n, NULL, buf_data(&c->hold), buf_len(&c->hold));
+        else
+                r = request_start_length(c->request, (unsigned) c->status, h, n, c->content_length);
+        return r;
+}
+
+/* Errors that are worth another try, before the client saw anything. */
+static bool status_retryable(long s) {
+        return s == 429 || s == 500 || s == 502 || s == 503 || s == 529;
+}
+
+static bool call_can_retry(ProxyCall *c) {
+        if (c->attempts >= c->providers->max_attempts)
+                return false;
+        if (c->idx + 1 < c->n_cands)
+                return true;
+        /* The last candidate: again only when it told us when (retry-after), soon enough. */
+        return c->retry_after > 0 && c->retry_after <= RETRY_AFTER_MAX_USEC &&
+               c->same_retries < c->cands[c->idx].provider->max_retries;
+}
+
+static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata) {
+        ProxyCall *c = userdata;
+        size_t len = size * nitems;
+        const char *colon;
+
+        if (len >= 5 && memcmp(buffer, "HTTP/", 5) == 0) {
+                /* A new response (after 1xx): forget what came before. */
+                call_free_headers(c);
+                c->content_length = -1;
+                c->retry_after = 0;
+                return len;
+        }
+        if (len <= 2) {
+                /* End of the head. */
+                long s = 0;
+                (void) curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &s);
+                if (s < 200)
+                        return len;
+                c->status = s;
+                c->head_done = true;
+                c->upstream_wait += now_mono() - c->t_attempt;
+                c->holding = status_retryable(s) && call_can_retry(c);
+                /* The first byte arrived: from now on the idle timeout guards the gaps. */
+                const Provider *p = c->cands[c->idx].provider;
+                (void) sd_event_source_set_time_relative(c->timer, p->idle_timeout);
+                (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+                if (!c->holding && !c->client_gone) {
+                        c->in_curl = true;
+                        int r = call_start_response(c, false);
+                        c->in_curl = false;
+                        if (r < 0 || c->client_gone)
+                                return 0; /* aborts the transfer */
+                }
+                return len;
+        }
+
+        colon = memchr(buffer, ':', len);
+        if (!colon || colon == buffer)
+                return len;
+        size_t nl = (size_t) (colon - buffer);
+        const char *v = colon + 1;
+        const char *e = buffer + len;
+        while (v < e && (*v == ' ' || *v == '\t'))
+                v++;
+        while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t'))
+                e--;
+
+        if (c->n_headers >= 128)
+                return len; /* an upstream that sends more is not worth relaying in full */
+        HttpHeader *nh = reallocarray(c->headers, c->n_headers + 1, sizeof *nh);
+        if (!nh)
+                return 0;
+        c->headers = nh;
+        char *name = strndup(buffer, nl), *value = strndup(v, (size_t) (e - v));
+        if (!name || !value) {
+                free(name);
+                free(value);
+                return 0;
+        }
+        for (char *q = name; *q; q++)
+                *q = (char) tolower((unsigned char) *q);
+        c->headers[c->n_headers++] = (HttpHeader){ name, value };
+
+        if (streq(name, "content-length")) {
+                uint64_t l;
+                if (parse_uint64(value, &l) >= 0 && l <= INT64_MAX)
+                        c->content_length = (int64_t) l;
+        } else if (streq(name, "retry-after")) {
+                uint64_t secs;
+                if (parse_uint64(value, &secs) >= 0)
+                        c->retry_after = MAX(secs * USEC_PER_SEC, (usec_t) 1);
+        } else if (streq(name, "retry-after-ms")) {
+                uint64_t ms;
+                if (parse_uint64(value, &ms) >= 0)
+                        c->retry_after = MAX(ms * USEC_PER_MSEC, (usec_t) 1);
+        }
+        return len;
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata) {
+        ProxyCall *c = userdata;
+        size_t len = size * nmemb;
+        int r;
+
+        if (c->client_gone)
+                return 0;
+
+        if (c->holding) {
+                if (buf_len(&c->hold) + len <= HOLD_MAX)
+                        return buf_append(&c->hold, data, len) < 0 ? 0 : len;
+                /* Too big to hold back: give up the retry and relay what we have. */
+                c->holding = false;
+                c->in_curl = true;
+                r = call_start_response(c, false);
+                if (r >= 0 && !buf_empty(&c->hold))
+                        r = request_write(c->request, buf_data(&c->hold), buf_len(&c->hold));
+                c->in_curl = false;
+                buf_done(&c->hold);
+                if (r < 0 || c->client_gone)
+                        return 0;
+        }
+
+        /* The client is behind: leave the data with curl (it keeps it) until the client drained. */
+        if (c->request->want_writable) {
+                c->paused = true;
+                (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+                return CURL_WRITEFUNC_PAUSE;
+        }
+
+        c->in_curl = true;
+        r = request_write(c->request, data, len);
+        c->in_curl = false;
+        if (r < 0 || c->client_gone)
+                return 0;
+        /* Another gap between chunks starts now. */
+        (void) sd_event_source_set_time_relative(c->timer, c->cands[c->idx].provider->idle_timeout);
+        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+        return len;
+}
+
+/* Before the last word to the client: whatever happens to the client during it, it is not our event. */
+static void call_detach(ProxyCall *c) {
+        request_set_hooks(c->request, NULL, NULL);
+}
+
+static void call_fail(ProxyCall *c, unsigned status, const char *code, const char *provider) {
+        call_detach(c);
+        if (c->started) {
+                /* Bytes went out already: the client must see a broken response, not a short one. */
+                request_reset(c->request);
+        } else if (!c->client_gone)
+                (void) api_reply_error(c->request, c->dialect, status, code, NULL, 0,
+                                       "Upstream provider %s did not answer properly%s.", provider,
+                                       status == 504 ? " in time" : "");
+        call_free(c);
+}
+
+static void on_done(CURL *easy, CURLcode result, void *userdata) {
+        ProxyCall *c = userdata;
+        const Provider *p = c->cands[c->idx].provider;
+        int r;
+
+        /* curl_glue took the handle off the multi handle; it is ours to clean up. */
+        curl_easy_cleanup(c->easy);
+        c->easy = NULL;
+        c->proxy->active--;
+
+        if (c->client_gone) {
+                call_free(c);
+                return;
+        }
+
+        if (result != CURLE_OK) {
+                int e = c->timed_out ? -ETIMEDOUT : errno_from_curl(result);
+                if (!c->head_done)
+                        c->upstream_wait += now_mono() - c->t_attempt;
+                log_debug("Upstream %s failed for request %s: %s", p->name, c->request_id,
+                          curl_easy_strerror(result));
+                if (!c->started && !c->head_done && c->idx + 1 < c->n_cands &&
+                    c->attempts < c->providers->max_attempts) {
+                        c->idx++;
+                        c->same_retries = 0;
+                        call_try_next(c);
+                        return;
+                }
+                if (!c->started && c->head_done && c->holding) {
+                        /* A retryable status whose body broke off: retry if we can, else report it. */
+                        if (call_can_retry(c)) {
+                                call_try_next(c);
+                                return;
+                        }
+                }
+                call_fail(c, e == -ETIMEDOUT ? 504 : 502, e == -ETIMEDOUT ? "upstream_timeout" : "upstream_error",
+                          p->name);
+                return;
+        }
+
+        if (c->holding) {
+                if (call_can_retry(c)) {
+                        c->proxy->retries++;
+                        call_try_next(c);
+                        return;
+                }
+                /* Out of tries: the client gets the upstream's own answer, status and body unchanged. */
+                call_detach(c);
+                r = call_start_response(c, true);
+                call_free(c);
+                (void) r;
+                return;
+        }
+
+        if (!c->started) {
+                /* No body at all (e.g. 204): the head goes out now. */
+                call_detach(c);
+                r = call_start_response(c, true);
+                call_free(c);
+                (void) r;
+                return;
+        }
+        call_detach(c);
+        (void) request_finish(c->request);
+        call_free(c);
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        ProxyCall *c = userdata;
+
+        if (c->timer_is_retry) {
+                c->timer_is_retry = false;
+                call_try_next(c);
+                return 0;
+        }
+        /* First byte or idle timeout: end this attempt as a timeout. */
+        log_debug("Upstream %s timed out for request %s.", c->cands[c->idx].provider->name, c->request_id);
+        c->timed_out = true;
+        curl_glue_remove(c->proxy->curl, c->easy);
+        on_done(c->easy, CURLE_OPERATION_TIMEDOUT, c);
+        return 0;
+}
+
+static void on_client_writable(Request *r, void *userdata) {
+        ProxyCall *c = userdata;
+
+        if (!c->paused || !c->easy)
+                return;
+        c->paused = false;
+        (void) sd_event_source_set_time_relative(c->timer, c->cands[c->idx].provider->idle_timeout);
+        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+        /* Last: unpausing may deliver data and even complete (and free) the call right here. */
+        (void) curl_glue_unpause(c->proxy->curl, c->easy);
+}
+
+static void on_client_abort(Request *r, void *userdata) {
+        ProxyCall *c = userdata;
+
+        c->client_gone = true;
+        if (c->in_curl)
+                return; /* the curl callback returns an error, and on_done frees */
+        /* The client went away: cancel the upstream transfer at once (closes or resets its stream). */
+        call_free(c);
+}
+
+static const RequestHooks proxy_hooks = {
+        .on_writable = on_client_writable,
+        .on_abort = on_client_abort,
+};
+
+/* The client's own provider key, if it sent one (gate's own gk- keys are never forwarded). */
+static const char *client_provider_key(Request *r, bool *ret_bearer) {
+        const char *k = request_header(r, "x-api-key");
+        *ret_bearer = false;
+        if (!k) {
+                const char *a = request_header(r, "authorization");
+                if (a && strncasecmp(a, "Bearer ", 7) == 0) {
+                        k = a + 7;
+                        *ret_bearer = true;
+                }
+        }
+        if (!k || !*k || startswith(k, "gk-"))
+                return NULL;
+        return k;
+}
+
+static int add_header(struct curl_slist **l, const char *fmt, ...) _printf_(2, 3);
+static int add_header(struct curl_slist **l, const char *fmt, ...) {
+        char line[8192];
+        va_list ap;
+        struct curl_slist *n;
+
+        va_start(ap, fmt);
+        int k = vsnprintf(line, sizeof line, fmt, ap);
+        va_end(ap);
+        if (k < 0 || (size_t) k >= sizeof line)
+                return -E2BIG;
+        n = curl_slist_append(*l, line);
+        if (!n)
+                return -ENOMEM;
+        *l = n;
+        return 0;
+}
+
+static int build_upstream_headers(ProxyCall *c, const Provider *p, const char *key, struct curl_slist **ret) {
+        static const char *const forward[] = { "content-type", "accept", "anthropic-beta", "openai-organization",
+                                               "openai-project", "openai-beta", "idempotency-key", "traceparent",
+                                               "tracestate", "user-agent" };
+        struct curl_slist *l = NULL;
+        Request *r = c->request;
+        int k = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(forward) && k >= 0; i++) {
+                const char *v = request_header(r, forward[i]);
+                if (v)
+                        k = add_header(&l, "%s: %s", forward[i], v);
+        }
+        if (k >= 0 && !request_header(r, "content-type"))
+                k = add_header(&l, "content-type: application/json");
+        if (k >= 0 && p->type == PROVIDER_ANTHROPIC) {
+                const char *v = request_header(r, "anthropic-version");
+                k = add_header(&l, "anthropic-version: %s", v ? v : "2023-06-01");
+                if (k >= 0 && key)
+                        k = add_header(&l, "x-api-key: %s", key);
+        } else if (k >= 0 && key)
+                k = add_header(&l, "authorization: Bearer %s", key);
+        if (k >= 0)
+                k = add_header(&l, "x-request-id: %s", c->request_id);
+        for (char **h = p->headers; h && *h && k >= 0; h++)
+                k = add_header(&l, "%s", *h);
+        /* No "Expect: 100-continue" round trip for large bodies: our upstreams read what we send. */
+        if (k >= 0)
+                k = add_header(&l, "Expect:");
+        if (k < 0) {
+                curl_slist_free_all(l);
+                return k;
+        }
+        *ret = l;
+        return 0;
+}
+
+/* The upstream URL: OpenAI-style base URLs carry the version path, so "/v1" from the client's path is
+ * dropped for them; Anthropic-style base URLs do not, so the path is appended whole. */
+static int build_url(const Provider *p, const char *target, char **ret) {
+        const char *path = target;
+
+        if (provider_dialect(p->type) == DIALECT_OPENAI && startswith(target, "/v1/"))
+                path = target + 3;
+        return asprintf(ret, "%s%s", p->base_url, path) < 0 ? -ENOMEM : 0;
+}
+
+/* Rewrites the model name in the body when routing stripped a "provider/" prefix; else sends the client's
+ * bytes as they are. */
+static int build_body(ProxyCall *c, const char **ret, size_t *ret_len) {
+        Request *r = c->request;
+        const char *model = c->cands[c->idx].model;
+        _cleanup_free_ char *asked = NULL;
+        int k;
+
+        k = jscan_string((const char *) buf_data(&r->body), &c->model_span, &asked);
+        if (k < 0)
+                return k;
+        if (streq(asked, model)) {
+                *ret = (const char *) buf_data(&r->body);
+                *ret_len = buf_len(&r->body);
+                return 0;
+        }
+        buf_clear(&c->body);
+        k = buf_append(&c->body, buf_data(&r->body), c->model_span.start);
+        if (k >= 0)
+                k = json_escape_append(&c->body, model);
+        if (k >= 0)
+                k = buf_append(&c->body, buf_data(&r->body) + c->model_span.end,
+                               buf_len(&r->body) - c->model_span.end);
+        if (k < 0)
+                return k;
+        *ret = (const char *) buf_data(&c->body);
+        *ret_len = buf_len(&c->body);
+        return 0;
+}
+
+static void call_try_next(ProxyCall *c) {
+        Provider *p;
+        const char *key = NULL, *body;
+        size_t body_len;
+        bool bearer;
+        int k;
+
+        call_stop_transfer(c);
+        if (c->head_done && c->holding) {
+                /* The previous answer was a retryable error: move on, or wait for the same one. */
+                if (c->idx + 1 < c->n_cands) {
+                        c->idx++;
+                        c->same_retries = 0;
+                } else {
+                        usec_t delay = c->retry_after;
+                        c->same_retries++;
+                        c->retry_after = 0;
+                        c->head_done = false;
+                        c->holding = false;
+                        buf_clear(&c->hold);
+                        call_free_headers(c);
+                        c->upstream_wait += delay;
+                        c->timer_is_retry = true;
+                        (void) sd_event_source_set_time_relative(c->timer, delay);
+                        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+                        return;
+                }
+        }
+        c->head_done = false;
+        c->holding = false;
+        c->status = 0;
+        c->retry_after = 0;
+        c->timed_out = false;
+        buf_clear(&c->hold);
+        call_free_headers(c);
+
+        p = c->cands[c->idx].provider;
+        if (c->proxy->active >= c->proxy->policy.max_pending || (p->max_concurrent && p->active >= p->max_concurrent)) {
+                if (c->idx + 1 < c->n_cands) {
+                        c->idx++;
+                        call_try_next(c);
+                        return;
+                }
+                call_detach(c);
+                (void) api_reply_error(c->request, c->dialect, 503, "overloaded",
+                                       (const HttpHeader[]){ { "retry-after", "1" } }, 1,
+                                       "Too many requests in flight to %s; try again shortly.", p->name);
+                call_free(c);
+                return;
+        }
+
+        if (p->api_key)
+                key = p->api_key;
+        else {
+                bool allowed = c->proxy->policy.passthrough == PASSTHROUGH_ALWAYS ||
+                               (c->proxy->policy.passthrough == PASSTHROUGH_LOOPBACK && request_is_loopback(c->request));
+                key = client_provider_key(c->request, &bearer);
+                if (!allowed || !key) {
+                        call_detach(c);
+                        (void) api_reply_error(c->request, c->dialect, 401, "invalid_api_key", NULL, 0,
+                                               !allowed ? "Provider %s has no api_key configured and passing "
+                                                          "through the client's key is not allowed here." :
+                                                          "Provider %s has no api_key configured: send your "
+                                                          "provider API key.", p->name);
+                        call_free(c);
+                        return;
+                }
+        }
+
+        k = build_url(p, c->request->target, &c->url);
+        if (k >= 0)
+                k = build_upstream_headers(c, p, key, &c->upstream_headers);
+        if (k >= 0)
+                k = build_body(c, &body, &body_len);
+        if (k < 0)
+                goto fail;
+
+        c->easy = curl_easy_init();
+        if (!c->easy) {
+                k = -ENOMEM;
+                goto fail;
+        }
+        curl_easy_setopt(c->easy, CURLOPT_URL, c->url);
+        curl_easy_setopt(c->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->upstream_headers);
+        curl_easy_setopt(c->easy, CURLOPT_POST, 1L);
+        curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
+        curl_easy_setopt(c->easy, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(c->easy, CURLOPT_HEADERDATA, c);
+        curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, on_write);
+        curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
+        curl_easy_setopt(c->easy, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c->easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
+        curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) (p->connect_timeout / USEC_PER_MSEC));
+        curl_easy_setopt(c->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+        curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+        /* Relay bytes as they come: no decoding, no buffering beyond curl's receive buffer. */
+        curl_easy_setopt(c->easy, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+        curl_easy_setopt(c->easy, CURLOPT_BUFFERSIZE, 64L * 1024);
+
+        c->attempts++;
+        c->t_attempt = now_mono();
+        c->content_length = -1;
+        k = curl_glue_add(c->proxy->curl, c->easy, on_done, c);
+        if (k < 0) {
+                curl_easy_cleanup(c->easy);
+                c->easy = NULL;
+                goto fail;
+        }
+        c->proxy->active++;
+        c->proxy->upstream_requests++;
+        p->active++;
+        c->counted = p;
+        c->timer_is_retry = false;
+        (void) sd_event_source_set_time_relative(c->timer, p->first_byte_timeout);
+        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+        return;
+fail:
+        log_warning_errno(k, "Failed to start upstream request %s to %s: %m", c->request_id, p->name);
+        call_detach(c);
+        (void) api_reply_error(c->request, c->dialect, 500, "internal_error", NULL, 0,
+                               "gate could not start the upstream request (%s).", strerror(-k));
+        call_free(c);
+}
+
+static void make_request_id(Request *r, char *buf, size_t n) {
+        const char *given = request_header(r, "x-request-id");
+        bool ok = given && strlen(given) > 0 && strlen(given) < n;
+
+        for (const char *q = given; ok && *q; q++)
+                if (!isalnum((unsigned char) *q) && !strchr("-_.:", *q))
+                        ok = false;
+        if (ok) {
+                snprintf(buf, n, "%s", given);
+                return;
+        }
+        uint8_t rnd[12];
+        if (getentropy(rnd, sizeof rnd) < 0)
+                memset(rnd, 0, sizeof rnd);
+        size_t o = (size_t) snprintf(buf, n, "req_");
+        for (size_t i = 0; i < sizeof rnd && o + 2 < n; i++)
+                o += (size_t) snprintf(buf + o, n - o, "%02x", rnd[i]);
+}
+
+int proxy_forward(Proxy *proxy, Providers *providers, Request *r, Dialect d) {
+        static const char *const keys[] = { "model", "stream" };
+        _cleanup_free_ char *model = NULL;
+        JsonSpan spans[2];
+        size_t offset = 0;
+        ProxyCall *c;
+        int k;
+
+        k = jscan_object((const char *) buf_data(&r->body), buf_len(&r->body), keys, 2, spans, &offset);
+        if (k == -ENOTDIR)
+                return api_reply_error(r, d, 400, "invalid_json", NULL, 0, "The request body must be a JSON object.");
+        if (k == -EEXIST)
+                return api_reply_error(r, d, 400, "invalid_json", NULL, 0,
+                                       "The request body names \"model\" or \"stream\" twice.");
+        if (k == -ELOOP)
+                return api_reply_error(r, d, 400, "invalid_json", NULL, 0, "The request body is nested too deeply.");
+        if (k < 0)
+                return api_reply_error(r, d, 400, "invalid_json", NULL, 0,
+                                       "The request body is not valid JSON (at byte %zu).", offset);
+        if (spans[0].type != 's')
+                return api_reply_error(r, d, 400, "missing_model", NULL, 0,
+                                       spans[0].type ? "\"model\" must be a string." :
+                                                       "The request body needs a \"model\".");
+        if (spans[1].type && spans[1].type != 't' && spans[1].type != 'f' && spans[1].type != 'z')
+                return api_reply_error(r, d, 400, "invalid_type", NULL, 0, "\"stream\" must be a boolean.");
+        k = jscan_string((const char *) buf_data(&r->body), &spans[0], &model);
+        if (k < 0)
+                return api_reply_error(r, d, 400, "invalid_model", NULL, 0, "\"model\" is not a valid name.");
+
+        c = new0(ProxyCall, 1);
+        if (!c)
+                return -ENOMEM;
+        c->proxy = proxy;
+        c->request = request_ref(r);
+        c->providers = providers_ref(providers);
+        c->dialect = d;
+        c->model_span = spans[0];
+        c->stream = spans[1].type == 't';
+        c->t_start = r->start_usec;
+        c->content_length = -1;
+        make_request_id(r, c->request_id, sizeof c->request_id);
+
+        k = providers_route(providers, model, ++proxy->seed, c->cands);
+        if (k < 0) {
+                call_free(c);
+                return k;
+        }
+        c->n_cands = (size_t) k;
+
+        /* Translation between the dialects is a separate layer; until then only same-dialect upstreams. */
+        size_t kept = 0;
+        bool other_dialect = false;
+        for (size_t i = 0; i < c->n_cands; i++) {
+                if (provider_dialect(c->cands[i].provider->type) == d)
+                        c->cands[kept++] = c->cands[i];
+                else {
+                        free(c->cands[i].model);
+                        other_dialect = true;
+                }
+        }
+        c->n_cands = kept;
+        if (kept == 0) {
+                int rr;
+                if (other_dialect)
+                        rr = api_reply_error(r, d, 400, "translation_unavailable", NULL, 0,
+                                             "Model '%s' is served by a provider with the other API format, and "
+                                             "this gate cannot translate between them yet.", model);
+                else
+                        rr = api_reply_error(r, d, 404, "model_not_found", NULL, 0,
+                                             "The model '%s' does not exist or no provider serves it.", model);
+                call_free(c);
+                return rr;
+        }
+
+        k = sd_event_add_time_relative(proxy->event, &c->timer, CLOCK_MONOTONIC, USEC_PER_SEC, 0, on_timer, c);
+        if (k < 0) {
+                call_free(c);
+                return k;
+        }
+        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+        (void) sd_event_source_set_description(c->timer, "proxy-timeout");
+        request_set_hooks(r, &proxy_hooks, c);
+        call_try_next(c);
+        return 0;
+}
+
+int proxy_init(Proxy *p, sd_event *event) {
+        *p = (Proxy){ .event = event, .policy = { .passthrough = PASSTHROUGH_LOOPBACK, .max_pending = 4096 } };
+        (void) getentropy(&p->seed, sizeof p->seed);
+        return curl_glue_new(event, &p->curl);
+}
+
+void proxy_done(Proxy *p) {
+        p->curl = curl_glue_free(p->curl);
+}

@@ -1,0 +1,29 @@
+/* Proxy: forwards one API request to its upstream provider over libcurl and relays the answer back. */
+#pragma once
+
+#include "http/request.h"
+#include "proxy/curl-glue.h"
+#include "proxy/provider.h"
+
+typedef struct ProxyPolicy {
+        int passthrough;                /* Passthrough (core/config.h) */
+        unsigned max_pending;           /* upstream transfers in flight, all providers */
+} ProxyPolicy;
+
+typedef struct Proxy {
+        CurlGlue *curl;
+        sd_event *event;
+        ProxyPolicy policy;
+        unsigned active;
+        uint64_t upstream_requests;
+        uint64_t retries;
+        uint32_t seed;                  /* weighted routing order */
+} Proxy;
+
+int proxy_init(Proxy *p, sd_event *event);
+void proxy_done(Proxy *p);
+
+/* Forwards r (a complete POST with a JSON body) in dialect d to a provider chosen by the body's model.
+ * providers is referenced for the whole call, so a reload never pulls a provider from under a live
+ * stream. Always answers r: with the upstream's response, or with an error in dialect d. */
+int proxy_forward(Proxy *p, Providers *providers, Request *r, Dialect d);
