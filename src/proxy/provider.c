@@ -106,7 +106,8 @@ static int normalize_base_url(const char *s, char **ret) {
 }
 
 static int fail(char **ret_error, const ConfigProvider *cp, const ConfigProviderEntry *e, const char *why) {
-        if (ret_error && asprintf(ret_error, "%s: [provider.%s] %s = %s: %s", e ? e->source : "configuration",
+        const char *source = e ? e->source : cp->n_entries > 0 ? cp->entries[0].source : "configuration";
+        if (ret_error && asprintf(ret_error, "%s: [provider.%s] %s = %s: %s", source,
                                   cp->name, e ? e->key : "type", e ? e->value : "(missing)", why) < 0)
                 *ret_error = NULL;
         return -EINVAL;

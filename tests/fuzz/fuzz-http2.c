@@ -14,7 +14,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  *   bit 4     the client does not read until the end (hold_output)
  *   bit 5     drain the server half way
  *   bit 6     finish held streaming responses half way rather than at the end
- *   bit 7     small limits, so 413/431/backpressure paths are reachable with short inputs
+ *   bit 7     small limits, so 413/431/backpressure paths are reachable with short inputs;
+ *             together with bit 5, timeouts of 1 µs as well, so the timer paths run
+ * The last byte's low bit picks how the connection ends: the client hangs up, or the server aborts.
  */
 
 #define MAX_HELD 8
@@ -163,6 +165,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 server.limits.h2_max_concurrent_streams = 4;
                 server.limits.send_high_water = 16 * 1024;
                 server.limits.send_low_water = 4 * 1024;
+                if (mode & 0x20) {
+                        server.limits.header_timeout = 1;
+                        server.limits.body_timeout = 1;
+                        server.limits.idle_timeout = 1;
+                        server.limits.send_timeout = 1;
+                }
         }
         memstream_init(&m, event);
         m.hold_output = mode & 0x10;
@@ -194,7 +202,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         finish_held();
         run_loop(event, &m);
 
-        memstream_hangup(&m, 0);
+        if (size > 0 && (data[size - 1] & 1))
+                http_server_abort_all(&server);
+        else
+                memstream_hangup(&m, 0);
         for (unsigned i = 0; i < MAX_HELD; i++)
                 held[i] = request_unref(held[i]);
         http_server_abort_all(&server);

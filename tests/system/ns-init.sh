@@ -18,12 +18,15 @@ die() { echo "ns-init: FATAL: $*"; exit 1; }
 W=${GATE_NS_WORK:?} B=${GATE_NS_BUILD:?}
 [ "$$" = 1 ] || die "not PID 1 of a new PID namespace (pid $$)"
 
+# libmount keeps a lock and utab in /run/mount: keep it out of the host's /run (ours is not private yet).
+export LIBMOUNT_UTAB=$W/utab
 # Nothing below may propagate to the host's mount namespace.
 mount --make-rprivate /
 
 # 1. Private /run; overlays with their upper dirs on it.
 mount -t tmpfs -o mode=0755,nosuid,size=25% tmpfs /run
 mkdir -p /run/gate-ns
+export LIBMOUNT_UTAB=/run/gate-ns/utab
 for d in etc usr var; do
         mkdir -p /run/gate-ns/$d.u /run/gate-ns/$d.w
         mount -t overlay overlay -o lowerdir=/$d,upperdir=/run/gate-ns/$d.u,workdir=/run/gate-ns/$d.w /$d
@@ -98,8 +101,10 @@ mount -o remount,bind,ro /
 mount -o remount,bind,ro /sys
 mount --bind /proc/sys /proc/sys
 mount -o remount,bind,ro /proc/sys
-mount --bind /proc/sysrq-trigger /proc/sysrq-trigger
-mount -o remount,bind,ro /proc/sysrq-trigger
+if [ -e /proc/sysrq-trigger ]; then
+        mount --bind /proc/sysrq-trigger /proc/sysrq-trigger
+        mount -o remount,bind,ro /proc/sysrq-trigger
+fi
 
 ip link set lo up
 
@@ -115,6 +120,7 @@ for u in systemd-sysctl.service systemd-modules-load.service kmod-static-nodes.s
         systemd-remount-fs.service systemd-fsck-root.service ldconfig.service \
         getty.target console-getty.service getty@.service serial-getty@.service container-getty@.service \
         systemd-ask-password-wall.path systemd-ask-password-console.path timers.target \
+        systemd-journald-audit.socket modprobe@.service \
         e2scrub_reap.service apt-daily.service apt-daily-upgrade.service cron.service rsyslog.service \
         ssh.service nginx.service postgresql.service; do
         ln -sfn /dev/null "/etc/systemd/system/$u"

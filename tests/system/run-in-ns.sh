@@ -31,7 +31,6 @@ done
 [ -x /lib/systemd/systemd ] || skip "systemd is not installed"
 [ -x /usr/bin/python3 ] || skip "python3 is not installed in /usr/bin"
 [ -e /usr/share/dbus-1/system.conf ] || skip "no system bus implementation (dbus) is installed"
-grep -qw overlay /proc/filesystems || skip "overlayfs is not available"
 unshare --cgroup --pid --fork --mount --net --uts true 2>/dev/null || skip "cannot create namespaces here"
 case $SYSBUILD in /run/*|/tmp/*|/dev/*) skip "GATE_NS_BUILD must not be under /run, /tmp or /dev" ;; esac
 
@@ -39,11 +38,34 @@ case $SYSBUILD in /run/*|/tmp/*|/dev/*) skip "GATE_NS_BUILD must not be under /r
 LOCK=/run/lock/gate-system-test.lock
 [ -d /run/lock ] || LOCK=/var/lock/gate-system-test.lock
 exec 9>"$LOCK" || skip "cannot open $LOCK"
-flock -w 300 9 || { echo "FAIL $NAME: another run held $LOCK for 5 minutes"; exit 1; }
+flock -w 300 9 || { echo "FAIL $NAME-lock"; note "another run held $LOCK for 5 minutes"; exit 1; }
 
-WORK=$(mktemp -d "${GATE_NS_WORKROOT:-/root}/gate-ns.XXXXXX") || skip "cannot create a work dir"
+WORKROOT=${GATE_NS_WORKROOT:-/root}
+remove_cgroups() { # the namespace's cgroups: the children ns-cgroup.sh made below the runner's cgroups
+        local d i
+        while read -r d; do
+                case $d in /sys/fs/cgroup/*/gate-ns.*|/sys/fs/cgroup/gate-ns.*) ;; *) continue ;; esac
+                for i in $(seq 50); do
+                        [ -d "$d" ] || break
+                        find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+                        [ -d "$d" ] && sleep 0.1
+                done
+                [ -d "$d" ] && note "could not remove cgroup $d"
+        done <"$1"
+}
+# Leftovers of a run that was killed without its trap (its namespace died with it: see --pdeathsig
+# below). We hold the lock, so no other run is using them.
+for old in "$WORKROOT"/gate-ns.??????; do
+        [ -f "$old/console.log" ] || continue
+        note "removing the leftovers of an earlier run: $old"
+        [ -s "$old/cgroups" ] && remove_cgroups "$old/cgroups"
+        rm -rf "$old"
+done
+WORK=$(mktemp -d "$WORKROOT/gate-ns.XXXXXX") || skip "cannot create a work dir"
 UNSHARE= SD=
 PASSED=0 FAILED=0
+# libmount would otherwise create /run/mount on the host for its utab lock.
+export LIBMOUNT_UTAB=$WORK/utab
 
 alive() { # PID is our unshare and has not exited
         local s
@@ -55,6 +77,7 @@ cleanup() {
         local rc=$? i d
         set +e
         trap - EXIT INT TERM
+        local t=$(date +%s%N)
         if [ -n "$UNSHARE" ] && alive "$UNSHARE"; then
                 [ -n "$SD" ] && timeout 10 nsenter -t "$SD" -a systemctl exit >/dev/null 2>&1
                 for i in $(seq 100); do alive "$UNSHARE" || break; sleep 0.1; done
@@ -63,24 +86,20 @@ cleanup() {
                         kill -KILL "$UNSHARE"
                 fi
                 wait "$UNSHARE" 2>/dev/null
+                note "teardown: namespace gone after $((($(date +%s%N) - t) / 1000000)) ms"
         fi
-        # The namespace's cgroups: children that ns-cgroup.sh made below our own cgroups.
-        if [ -s "$WORK/cgroups" ]; then
-                while read -r d; do
-                        case $d in /sys/fs/cgroup/*/gate-ns.*|/sys/fs/cgroup/gate-ns.*) ;; *) continue ;; esac
-                        for i in $(seq 50); do
-                                [ -d "$d" ] || break
-                                find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
-                                [ -d "$d" ] && sleep 0.1
-                        done
-                        [ -d "$d" ] && note "could not remove cgroup $d"
-                done <"$WORK/cgroups"
-        fi
+        [ -s "$WORK/cgroups" ] && remove_cgroups "$WORK/cgroups"
         case $WORK in */gate-ns.??????) rm -rf "$WORK" ;; esac
         exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# overlayfs with upper dirs on tmpfs, tried in a throwaway mount namespace.
+mkdir -p "$WORK/probe"
+unshare --mount sh -c 'mount -t tmpfs tmpfs "$1" && mkdir "$1/l" "$1/u" "$1/w" "$1/m" &&
+        mount -t overlay overlay -o "lowerdir=$1/l,upperdir=$1/u,workdir=$1/w" "$1/m"' sh "$WORK/probe" \
+        >/dev/null 2>&1 || skip "overlayfs (upper dir on tmpfs) cannot be mounted here"
 
 IN() { nsenter -t "$SD" -a env -i PATH=$NSPATH LC_ALL=C.UTF-8 SYSTEMD_COLORS=0 SYSTEMD_PAGER= "$@"; }
 
@@ -108,22 +127,32 @@ check() {
 abort() { # setup failed: no checks can run
         fail "$NAME-setup" "$@"
         [ -n "$SD" ] && dump_journal
-        [ -s "$WORK/console.log" ] && { note "console:"; tail -n 40 "$WORK/console.log" | sed 's/^/|    /'; }
+        [ -s "$WORK/console.log" ] && { note "console:"; log_tail "$WORK/console.log"; }
         exit 1
 }
 dump_journal() {
         note "tail of the namespace's journal:"
         IN journalctl -b --no-pager -n 200 2>&1 | sed 's/^/|    /'
 }
+log_tail() { tail -n 30 "$1" | sed 's/^/|    /'; }
 elapsed() { echo $((($(date +%s%N) - T0) / 1000000)); }
 
 # ---- build with the packaging layout (prefix /usr, /etc, /var) -------------------------------------------------
 if [ ! -f "$SYSBUILD/build.ninja" ]; then
         meson setup "$SYSBUILD" "$SRCDIR" --prefix=/usr --sysconfdir=/etc --localstatedir=/var \
-                >"$WORK/setup.log" 2>&1 || { tail -n 30 "$WORK/setup.log"; abort "meson setup $SYSBUILD failed"; }
+                >"$WORK/setup.log" 2>&1 || { log_tail "$WORK/setup.log"; abort "meson setup $SYSBUILD failed"; }
 fi
-ninja -C "$SYSBUILD" >"$WORK/build.log" 2>&1 || { tail -n 30 "$WORK/build.log"; abort "build in $SYSBUILD failed"; }
-note "built $SYSBUILD in $(elapsed) ms"
+# Regenerate first if meson.build files changed, so that the introspection below is current.
+ninja -C "$SYSBUILD" build.ninja >"$WORK/build.log" 2>&1 || { log_tail "$WORK/build.log"; abort "meson could not regenerate $SYSBUILD"; }
+# Only what `meson install` installs (the unit tests are not needed here).
+targets=$(meson introspect --targets "$SYSBUILD" | /usr/bin/python3 -c '
+import json, os, sys
+for t in json.load(sys.stdin):
+    if t.get("installed"):
+        for f in t["filename"]:
+            print(os.path.relpath(f, sys.argv[1]))' "$SYSBUILD") || abort "meson introspect $SYSBUILD failed"
+ninja -C "$SYSBUILD" $targets >"$WORK/build.log" 2>&1 || { log_tail "$WORK/build.log"; abort "build in $SYSBUILD failed"; }
+note "built $SYSBUILD ($(elapsed) ms since start)"
 
 # ---- fixtures: two certificate pairs for localhost ----------------------------------------------------------------
 mkdir -p "$WORK/certs"
@@ -137,14 +166,15 @@ chmod 0644 "$WORK"/certs/*
 serial_of() { openssl x509 -noout -serial | sed 's/^serial=//'; }
 OLD_SERIAL=$(serial_of <"$WORK/certs/old.crt")
 NEW_SERIAL=$(serial_of <"$WORK/certs/new.crt")
-NEW_FP=$(openssl x509 -noout -fingerprint -sha256 <"$WORK/certs/new.crt" | sed 's/.*=//; s/://g' | tr A-F a-f)
 OLD_FP=$(openssl x509 -noout -fingerprint -sha256 <"$WORK/certs/old.crt" | sed 's/.*=//; s/://g' | tr A-F a-f)
 
 # ---- boot ---------------------------------------------------------------------------------------------------------
-setsid env -i PATH=$NSPATH GATE_NS_WORK="$WORK" GATE_NS_BUILD="$SYSBUILD" GATE_NS_SRC="$SRCDIR" \
-        bash "$HERE/ns-cgroup.sh" >"$WORK/console.log" 2>&1 </dev/null &
-UNSHARE=$!
 # setsid does not fork here (we are not a process group leader), so $! becomes unshare after the execs.
+# --pdeathsig: should this script die without its trap, unshare gets SIGKILL and takes the namespace
+# along (unshare --kill-child). The lock fd stays here.
+setsid setpriv --pdeathsig KILL env -i PATH=$NSPATH GATE_NS_WORK="$WORK" GATE_NS_BUILD="$SYSBUILD" \
+        GATE_NS_SRC="$SRCDIR" bash "$HERE/ns-cgroup.sh" >"$WORK/console.log" 2>&1 </dev/null 9>&- &
+UNSHARE=$!
 for _ in $(seq 100); do
         alive "$UNSHARE" && SD=$(pgrep -P "$UNSHARE" -x systemd) && [ -n "$SD" ] && break
         SD=
@@ -155,9 +185,10 @@ done
 for _ in $(seq 200); do
         state=$(IN systemctl is-system-running 2>/dev/null)
         case $state in running|degraded) break ;; esac
+        alive "$UNSHARE" || break
         sleep 0.25
 done
-note "boot: $state after $(elapsed) ms (systemd is PID $SD on the host)"
+note "boot: $state ($(elapsed) ms since start; systemd is PID $SD on the host)"
 case $state in running|degraded) ;; *) abort "the namespace's systemd did not finish booting (state: ${state:-none})" ;; esac
 if [ "$state" = degraded ]; then
         failed_units=$(IN systemctl list-units --failed --plain --no-legend | awk '{print $1}')
@@ -312,11 +343,20 @@ check_restart() {
         [ "${res#* }" = 0 ] && [ "${res% *}" -gt 10 ]
 }
 
+GATE_UNITS="gate.socket gate-p2p.socket gate-https.socket gate.service gate-certs.path gate-certs-reload.service"
+verify() { # only what concerns gate: the rest of the namespace's units are the host's business
+        IN sh -c "cd /usr/lib/systemd/system && systemd-analyze verify $* $GATE_UNITS 2>&1" | grep -i gate
+}
+
 check_verify() {
         local out
-        out=$(IN sh -c 'cd /usr/lib/systemd/system && systemd-analyze verify gate.socket gate-p2p.socket \
-                gate-https.socket gate.service gate-certs.path gate-certs-reload.service 2>&1')
-        out=$(grep -i gate <<<"$out")
+        out=$(verify --man=no)
+        [ -z "$out" ] || { echo "$out"; return 1; }
+}
+
+check_verify_man() { # the Documentation= man pages exist (systemd-analyze verify's default check)
+        local out
+        out=$(verify --man=yes)
         [ -z "$out" ] || { echo "$out"; return 1; }
 }
 
@@ -345,10 +385,12 @@ print(len(found), len(with_id), with_id[-1]["MESSAGE_ID"] if with_id else "-")')
 }
 
 check_cli_status() {
-        local out
+        local out g
         out=$(IN gate status 2>&1) || { echo "gate status failed: $out"; return 1; }
         echo "$out"
-        grep -qi 'state' <<<"$out" && grep -qi 'generation' <<<"$out"
+        g=$(prop Generation)
+        grep -Eq '^ *State: running$' <<<"$out" || { echo "no 'State: running'"; return 1; }
+        grep -Eq "^ *Generation: $g\$" <<<"$out" || { echo "no 'Generation: $g' (the D-Bus property)"; return 1; }
 }
 
 check 01-socket-listening check_socket
@@ -360,6 +402,11 @@ check 05-dbus-policy check_policy
 check 06-certs-path-reload check_certs
 check 07-restart-keeps-sockets check_restart
 check 08-analyze-verify check_verify
+if IN test -x /usr/bin/man; then
+        check 08-analyze-verify-man check_verify_man
+else
+        note "08-analyze-verify-man not run: man-db is not installed"
+fi
 check 08-analyze-security check_security
 check 09-journal-fields check_journal
 check 10-cli-status check_cli_status

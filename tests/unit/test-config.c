@@ -214,7 +214,7 @@ TEST(unquote) {
                 { "\"quoted\"", "quoted" },
                 { "  \"  keeps inner space \"  ", "  keeps inner space " },
                 { "\"a\\\"b\\\\c\"", "a\"b\\c" },
-                { "\"tab\\there\\n\"", "tab\there\n" },
+                { "\"tab\\there\\n\\r\"", "tab\there\n\r" },
                 { "'literal \\n'", "literal \\n" },
                 { "\"\"", "" },
                 { "", "" },
@@ -380,6 +380,8 @@ static const ValueCase value_cases[] = {
         { "p2p", "listen_port", "http", false },
         /* strings, paths, urls */
         { "p2p", "peers", "node1 node2", true },
+        { "p2p", "peers", "[\"node1\"", false },
+        { "server", "bind", "\"127.0.0.1:1", false },
         { "tls", "cert_dir", "/etc/gate/certs", true },
         { "tls", "cert_dir", "\"unterminated", false },
         { "tls", "default_name", "gate.example.org", true },
@@ -522,6 +524,15 @@ TEST(error_message) {
         ASSERT_ERROR(load_one("server", "max_body_bytes", "100", &c, &e2), EINVAL);
         ASSERT_CONTAINS(e2, "test.conf: [server] max_body_bytes = \"100\": out of range");
         ASSERT_CONTAINS(e2, "1K");
+
+        /* Long values are cut short: a message is not the place for a pasted file. */
+        _cleanup_free_ char *e4 = NULL, *long_value = malloc(1001);
+        ASSERT_NOT_NULL(long_value);
+        memset(long_value, 'x', 1000);
+        long_value[1000] = 0;
+        ASSERT_ERROR(load_one("server", "max_headers", long_value, &c, &e4), EINVAL);
+        ASSERT_CONTAINS(e4, "xxx...\": invalid number");
+        ASSERT_TRUE(strlen(e4) < 400);
 
         /* Control characters are escaped, so the message stays on one line. */
         ASSERT_ERROR(load_one("auth", "passthrough", "\"a\\nb\"", &c, &e3), EINVAL);
@@ -884,12 +895,14 @@ TEST(dump_round_trips) {
                               "header_timeout = 1500ms\n"
                               "[auth]\npassthrough = always\n"
                               "[tls]\ndefault_name = \" odd # name \\\"x\\\" \"\n"
+                              "cert_dir = \"/a\\tb\\nc\\rd\"\n"
                               "[p2p]\npeers = [\"with space\", \"b\"]\n",
                               &c, &error));
         s1 = dump_to_string(c);
         ASSERT_NOT_NULL(s1);
         ASSERT_OK(load_string(s1, &d, &e2));
         ASSERT_STREQ(d->tls_default_name, " odd # name \"x\" ");
+        ASSERT_STREQ(d->tls_cert_dir, "/a\tb\nc\rd");
         ASSERT_EQ(strv_length(d->p2p_peers), 2);
         ASSERT_STREQ(d->p2p_peers[0], "with space");
         ASSERT_EQ(d->server_max_body_bytes, 1536);
@@ -942,4 +955,34 @@ TEST(passthrough_strings) {
         ASSERT_EQ(passthrough_from_string("never"), PASSTHROUGH_NEVER);
         ASSERT_EQ(passthrough_from_string("Never"), _PASSTHROUGH_INVALID);
         ASSERT_EQ(passthrough_from_string(NULL), _PASSTHROUGH_INVALID);
+}
+
+TEST(dump_defaults) {
+        _cleanup_(config_unrefp) Config *c = NULL;
+        _cleanup_free_ char *error = NULL, *s = NULL;
+
+        ASSERT_OK(config_load_files(NULL, STATE, &c, &error));
+        s = dump_to_string(c);
+        ASSERT_CONTAINS(s, "(none: built-in defaults)");
+        ASSERT_CONTAINS(s, "# resolved path: /var/lib/gate/gate.db\n");
+        ASSERT_CONTAINS(s, "[tls]\nbind = \ncert_dir = /var/lib/gate/certs\ndefault_name = \n");
+        ASSERT_CONTAINS(s, "[relay]\nenabled = false\nendpoint = https://relay.hellas.ai\n");
+}
+
+/* The real search paths: only checkable where no gate is installed, which is where tests run. */
+TEST(load_without_files) {
+        _cleanup_(config_unrefp) Config *c = NULL;
+        _cleanup_strv_free_ char **paths = NULL;
+        _cleanup_free_ char *error = NULL;
+
+        ASSERT_OK(config_search_paths(NULL, &paths));
+        if (strv_length(paths) > 0) {
+                printf("skipping %s: %s exists\n", test_current, paths[0]);
+                return;
+        }
+        unsetenv("GATE_CONFIG");
+        unsetenv("DATABASE_URL");
+        ASSERT_OK(config_load(NULL, STATE, &c, &error));
+        ASSERT_EQ(strv_length(c->sources), 0);
+        ASSERT_EQ(c->server_max_connections, 4096);
 }

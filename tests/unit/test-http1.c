@@ -282,7 +282,8 @@ TEST(chunked_request_body) {
 
         fixture_init(&f, NULL);
         ASSERT_OK(feed(&f, "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                           "5\r\nhello\r\n6;name=value\r\n world\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n"));
+                           "5\r\nhello\r\n6;name=value\r\n world\r\nA\r\n0123456789\r\n0\r\n"
+                           "X-Trailer: t\r\n\r\n"));
         out = take_output(&f);
         ASSERT_EQ(status_of(out), 200);
         ASSERT_CONTAINS(out, "POST /c|hello world0123456789");
@@ -359,7 +360,8 @@ TEST(connection_close) {
         _cleanup_free_ char *out = NULL;
 
         fixture_init(&f, NULL);
-        ASSERT_OK(feed(&f, "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"));
+        ASSERT_OK(feed(&f, "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n"
+                           "Host: x\r\n\r\n"));
         out = take_output(&f);
         ASSERT_CONTAINS(out, "connection: close\r\n");
         ASSERT_EQ(count(out, "HTTP/1.1 "), 1);
@@ -374,7 +376,8 @@ TEST(expect_continue) {
         {
                 _cleanup_(fixture_done) Fixture f;
                 fixture_init(&f, NULL);
-                ASSERT_OK(feed(&f, "POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"));
+                ASSERT_OK(feed(&f, "POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                                   "Content-Length: 4\r\n\r\n"));
                 a = take_output(&f);
                 ASSERT_STREQ(a, "HTTP/1.1 100 Continue\r\n\r\n");
                 ASSERT_OK(feed(&f, "body"));
@@ -388,7 +391,8 @@ TEST(expect_continue) {
                 _cleanup_(fixture_done) Fixture f;
                 l.max_body_bytes = 10;
                 fixture_init(&f, &l);
-                ASSERT_OK(feed(&f, "POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 400\r\n\r\n"));
+                ASSERT_OK(feed(&f, "POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                                   "Content-Length: 400\r\n\r\n"));
                 c = take_output(&f);
                 ASSERT_EQ(status_of(c), 413);
                 ASSERT_TRUE(strstr(c, "100 Continue") == NULL);
@@ -397,7 +401,8 @@ TEST(expect_continue) {
         {
                 _cleanup_(fixture_done) Fixture f;
                 fixture_init(&f, NULL);
-                ASSERT_OK(feed(&f, "POST /e HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\nContent-Length: 4\r\n\r\n"));
+                ASSERT_OK(feed(&f, "POST /e HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\n"
+                                   "Content-Length: 4\r\n\r\n"));
                 d = take_output(&f);
                 ASSERT_EQ(status_of(d), 417);
                 ASSERT_TRUE(f.ms.closed);
@@ -412,10 +417,14 @@ typedef struct BadCase {
 } BadCase;
 
 static const BadCase bad_cases[] = {
-        { "cl+te", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400 },
-        { "te+cl", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", 400 },
-        { "dup-cl-same", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 400 },
-        { "dup-cl-diff", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx", 400 },
+        { "cl+te", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+                   "\r\n0\r\n\r\n", 400 },
+        { "te+cl", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n"
+                   "\r\n0\r\n\r\n", 400 },
+        { "dup-cl-same", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+                         "Content-Length: 1\r\n\r\nx", 400 },
+        { "dup-cl-diff", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+                         "Content-Length: 2\r\n\r\nxx", 400 },
         { "cl-list", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 1\r\n\r\nx", 400 },
         { "cl-plus", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\nx", 400 },
         { "cl-neg", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400 },
@@ -423,11 +432,15 @@ static const BadCase bad_cases[] = {
         { "cl-empty", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n", 400 },
         { "cl-huge", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400 },
         { "te-gzip", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501 },
-        { "te-gzip-chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501 },
+        { "te-gzip-chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                             "0\r\n\r\n", 501 },
         { "te-chunked-gzip", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400 },
-        { "te-chunked-twice", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 400 },
-        { "te-two-headers", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400 },
-        { "te-empty-item", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked,\r\n\r\n0\r\n\r\n", 400 },
+        { "te-chunked-twice", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"
+                              "0\r\n\r\n", 400 },
+        { "te-two-headers", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                            "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400 },
+        { "te-empty-item", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked,\r\n\r\n"
+                           "0\r\n\r\n", 400 },
         { "te-empty", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\n\r\n", 400 },
         { "te-garbage", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", 400 },
         { "te-http10", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400 },
@@ -437,12 +450,17 @@ static const BadCase bad_cases[] = {
         { "ws-before-colon", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400 },
         { "space-in-name", "GET / HTTP/1.1\r\nHo st: x\r\n\r\n", 400 },
         { "chunk-size-bad", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400 },
-        { "chunk-size-bare-cr", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\rxhello\r\n0\r\n\r\n", 400 },
-        { "chunk-size-bare-lf", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", 400 },
-        { "chunk-size-overflow", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n", 400 },
+        { "chunk-size-bare-cr", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                "5\rxhello\r\n0\r\n\r\n", 400 },
+        { "chunk-size-bare-lf", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                "5\nhello\r\n0\r\n\r\n", 400 },
+        { "chunk-size-overflow", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 "ffffffffffffffffff\r\n", 400 },
         { "chunk-size-neg", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n", 400 },
-        { "chunk-data-long", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n", 400 },
-        { "chunk-trailer-fold", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: y\r\n z\r\n\r\n", 400 },
+        { "chunk-data-long", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n"
+                             "abc\r\n0\r\n\r\n", 400 },
+        { "chunk-trailer-fold", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+                                "X: y\r\n z\r\n\r\n", 400 },
         { "nul-in-value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n", 400 },
         { "cr-in-value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", 400 },
         { "bare-lf-lines", "GET / HTTP/1.1\nHost: x\n\n", 400 },
@@ -482,7 +500,8 @@ TEST(smuggling_defences) {
         for (size_t i = 0; i < ELEMENTSOF(bad_cases); i++) {
                 /* Cases with a NUL inside are sized by hand. */
                 size_t len = streq(bad_cases[i].name, "nul-in-value") ?
-                        STRLEN("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n") : strlen(bad_cases[i].input);
+                        STRLEN("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n") :
+                        strlen(bad_cases[i].input);
                 check_bad(bad_cases + i, len, false);
                 check_bad(bad_cases + i, len, true);
         }
@@ -505,7 +524,8 @@ TEST(upgrade_ignored) {
 
         fixture_init(&f, NULL);
         /* A body after an Upgrade request is still this request's body, not another protocol. */
-        ASSERT_OK(feed(&f, "POST /u HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        ASSERT_OK(feed(&f, "POST /u HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                           "Upgrade: h2c\r\n"
                            "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Length: 4\r\n\r\nbody"
                            "GET /next HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"));
         out = take_output(&f);
@@ -513,6 +533,18 @@ TEST(upgrade_ignored) {
         ASSERT_TRUE(strstr(out, "101") == NULL);
         ASSERT_CONTAINS(out, "POST /u|body");
         ASSERT_CONTAINS(out, "GET /next|");
+        ASSERT_FALSE(f.ms.closed);
+}
+
+TEST(higher_minor_version) {
+        _cleanup_(fixture_done) Fixture f;
+        _cleanup_free_ char *out = NULL;
+
+        fixture_init(&f, NULL);
+        ASSERT_OK(feed(&f, "GET /v HTTP/1.2\r\nHost: x\r\n\r\n"));
+        out = take_output(&f);
+        ASSERT_EQ(status_of(out), 200);
+        ASSERT_STREQ(ctx.last_protocol, "HTTP/1.1");
         ASSERT_FALSE(f.ms.closed);
 }
 
@@ -568,7 +600,8 @@ TEST(body_too_large) {
         {
                 _cleanup_(fixture_done) Fixture f;
                 fixture_init(&f, &l);
-                ASSERT_OK(feed(&f, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 16\r\n\r\n1234567890123456"));
+                ASSERT_OK(feed(&f, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 16\r\n\r\n"
+                                   "1234567890123456"));
                 c = take_output(&f);
                 ASSERT_EQ(status_of(c), 200);
         }
@@ -680,7 +713,8 @@ TEST(idle_timeout_closes_silently) {
 TEST(bytewise_equals_whole) {
         static const char input[] =
                 "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"
-                "POST /2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n"
+                "POST /2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\n"
+                "de\r\n0\r\n\r\n"
                 "POST /3 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nfghij"
                 "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n"
                 "HEAD /5 HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -760,7 +794,8 @@ TEST(pipelined_backlog_waits_for_reader) {
         l.send_high_water = 4096;
         fixture_init(&f, &l);
         f.ms.hold_output = true;
-        ASSERT_OK(feed(&f, "GET /bigreply HTTP/1.1\r\nHost: x\r\n\r\nGET /bigreply HTTP/1.1\r\nHost: x\r\n\r\n"));
+        ASSERT_OK(feed(&f, "GET /bigreply HTTP/1.1\r\nHost: x\r\n\r\nGET /bigreply HTTP/1.1\r\n"
+                           "Host: x\r\n\r\n"));
         /* The first response is queued; the second request waits until the client reads. */
         ASSERT_EQ(ctx.dispatched, 1);
         ASSERT_TRUE(f.ms.read_paused);
@@ -900,4 +935,44 @@ TEST(handler_forgets_request) {
         ASSERT_FALSE(f.ms.close_flush);
         ASSERT_EQ(f.server.n_sessions, 0);
         ASSERT_EQ(f.server.active_requests, 0);
+}
+
+TEST(pause_inside_read_still_resumes) {
+        HttpLimits l = HTTP_LIMITS_DEFAULT;
+        _cleanup_(fixture_done) Fixture f;
+        _cleanup_free_ char *out = NULL;
+
+        /* The client reads everything at once, but the handler's writes pile up in the session's own
+         * buffer during on_read: it is paused, and must still be woken. */
+        l.send_high_water = 16U << 10;
+        fixture_init(&f, &l);
+        ASSERT_OK(feed(&f, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"));
+        ASSERT_EQ(ctx.write_result, 1);
+        ASSERT_TRUE(f.ms.want_writable);
+        memstream_drain(&f.ms);
+        ASSERT_EQ(ctx.writable, 1);
+        ASSERT_NULL(ctx.held);
+        ASSERT_OK(feed(&f, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n"));
+        out = take_output(&f);
+        ASSERT_CONTAINS(out, "GET /after|");
+}
+
+TEST(header_limit_above_parser_default) {
+        HttpLimits l = HTTP_LIMITS_DEFAULT;
+        _cleanup_(fixture_done) Fixture f;
+        _cleanup_free_ char *big = NULL, *out = NULL;
+        size_t n = 100U << 10;
+
+        /* libhttp-parser has its own 80 KiB limit; the configured one must win. */
+        l.max_header_bytes = 200U << 10;
+        fixture_init(&f, &l);
+        big = malloc(n + 1);
+        ASSERT_NOT_NULL(big);
+        memset(big, 'v', n);
+        big[n] = 0;
+        ASSERT_OK(feed(&f, "GET /big-header HTTP/1.1\r\nHost: x\r\nX-Big: "));
+        ASSERT_OK(feed(&f, big));
+        ASSERT_OK(feed(&f, "\r\n\r\n"));
+        out = take_output(&f);
+        ASSERT_EQ(status_of(out), 200);
 }

@@ -950,6 +950,69 @@ TEST(data_with_final_flight) {
         rm_rf(dir);
 }
 
+/* What the daemon does: the HTTP layer attaches right away, before the handshake, and reads info on its
+ * first on_read. */
+static ssize_t early_on_read(void *userdata, const uint8_t *p, size_t n) {
+        Upper *u = userdata;
+        if (u->handshakes == 0) {
+                u->secure = u->s->info.secure;
+                snprintf(u->alpn, sizeof u->alpn, "%s", u->s->info.alpn);
+        }
+        u->handshakes++;
+        return upper_on_read(userdata, p, n);
+}
+
+static const StreamUpper early_ops = {
+        .on_read = early_on_read,
+        .on_writable = upper_on_writable,
+        .on_close = upper_on_close,
+};
+
+TEST(upper_attached_before_handshake) {
+        _cleanup_free_ char *dir = make_tmpdir();
+        _cleanup_(tls_credentials_unrefp) TlsCredentials *c = NULL;
+        Session s;
+
+        ASSERT_NOT_NULL(dir);
+        ASSERT_OK(gen_pair(dir, "api.test", "api.test", 1, in_days(30), KEY_SEC1));
+        c = load_names(dir, NULL);
+        ASSERT_NOT_NULL(c);
+
+        ASSERT_OK(session_start(&s, NULL, c, "api.test", "h2", NULL));
+        tls_stream_set_handshake_callback(s.tls, NULL, NULL);
+        s.u.s = s.tls;
+        stream_attach(s.tls, &early_ops, &s.u);
+        ASSERT_OK(client_handshake(&s.c, &s.m));
+        ASSERT_OK(client_send(&s.c, NULL, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+        ASSERT_EQ(buf_len(&s.u.got), 0);
+        ASSERT_OK(client_flush(&s.c, &s.m));
+        ASSERT_EQ(buf_len(&s.u.got), 24);
+        ASSERT_TRUE(s.u.secure);
+        ASSERT_STREQ(s.u.alpn, "h2");
+        session_done(&s);
+
+        /* A failed handshake tells the attached upper, so it can free itself. */
+        ASSERT_OK(session_start(&s, NULL, c, "api.test", "h2", NULL));
+        s.u.s = s.tls;
+        stream_attach(s.tls, &early_ops, &s.u);
+        ASSERT_OK(memstream_feed(&s.m, "\x15\x03\x03\x00\x02\x02\x28", 7));    /* a fatal alert */
+        ASSERT_TRUE(s.m.closed);
+        ASSERT_TRUE(s.u.closed);
+        ASSERT_TRUE(s.u.close_error < 0);
+        ASSERT_EQ(buf_len(&s.u.got), 0);
+        session_done(&s);
+
+        /* So does the peer leaving before the handshake is done. */
+        ASSERT_OK(session_start(&s, NULL, c, "api.test", "h2", NULL));
+        s.u.s = s.tls;
+        stream_attach(s.tls, &early_ops, &s.u);
+        memstream_hangup(&s.m, -ECONNRESET);
+        ASSERT_TRUE(s.u.closed);
+        ASSERT_EQ(s.u.close_error, -ECONNRESET);
+        session_done(&s);
+        rm_rf(dir);
+}
+
 TEST(backpressure) {
         _cleanup_free_ char *dir = make_tmpdir();
         _cleanup_(tls_credentials_unrefp) TlsCredentials *c = NULL;

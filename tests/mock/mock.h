@@ -1,0 +1,167 @@
+/* The mock upstream's shared types: a call (one request being answered), its directives, its stream plan. */
+#pragma once
+
+#include <jansson.h>
+#include <systemd/sd-event.h>
+
+#include "http/request.h"
+#include "shared/buf.h"
+
+typedef enum Dialect {
+        DIALECT_OPENAI,
+        DIALECT_ANTHROPIC,
+        _DIALECT_MAX,
+        _DIALECT_INVALID = -EINVAL,
+} Dialect;
+
+/* Behaviour picked per request through the model name: "gpt-4o+chunks=10+pace_ms=20". */
+typedef struct Directives {
+        uint32_t chunks;                /* text deltas when streaming */
+        uint32_t chunk_bytes;           /* 0: natural length ("tok7") */
+        uint32_t pace_ms;               /* between stream events */
+        uint32_t ttfb_ms;               /* before the response head */
+        uint32_t error;                 /* HTTP status to fail with, 0: none */
+        int64_t retry_after;            /* seconds for a retry-after header, -1: none */
+        int64_t reset_after;            /* stream events before a reset, -1: never */
+        int64_t stall_after;            /* stream events before going silent, -1: never */
+        int64_t error_after;            /* stream events before an in-stream error event, -1: never */
+        uint32_t tools;                 /* tool calls instead of text */
+        uint32_t fail_times;            /* the first N calls with this model string fail */
+        bool has_fail_times;
+        bool usage;                     /* usage=0 leaves usage out */
+        bool preamble;                  /* a text block before the tool calls */
+        uint32_t cache_read;            /* prompt tokens read from / written to the cache */
+        uint32_t cache_write;
+} Directives;
+
+#define DIRECTIVES_DEFAULT                                                                      \
+        ((Directives){                                                                          \
+                .chunks = 5,                                                                    \
+                .retry_after = -1,                                                              \
+                .reset_after = -1,                                                              \
+                .stall_after = -1,                                                              \
+                .error_after = -1,                                                              \
+                .usage = true,                                                                  \
+        })
+
+/* Upper bounds for directive values, so a typo cannot make the mock allocate without bound. */
+#define MOCK_MAX_TOOLS 64U
+#define MOCK_MAX_CHUNK_BYTES (16U << 20)
+/* Tool arguments always stream in this many pieces. */
+#define MOCK_TOOL_PIECES 4U
+/* A fixed creation time keeps every answer byte-stable. */
+#define MOCK_CREATED 1700000000
+
+/* A stream is a list of steps, each emitting `count` events of one kind (dialect specific). */
+typedef struct Step {
+        uint16_t kind;
+        uint32_t index;                 /* block, tool or output item the step belongs to */
+        uint32_t count;
+} Step;
+
+typedef struct MockCall MockCall;
+
+typedef struct Endpoint {
+        const char *name;
+        Dialect dialect;
+        bool body_required;             /* POST with a JSON body */
+        /* Checks the request body and fills in the call; returns -EBADMSG after call_bad_request(). */
+        int (*prepare)(MockCall *c);
+        /* The whole (non-streaming) answer. */
+        int (*body)(MockCall *c, Buf *out);
+        /* Streaming: plan the steps, render event i of a step, and an error event sent mid-stream. */
+        int (*plan)(MockCall *c);
+        int (*render)(MockCall *c, const Step *s, uint32_t i, Buf *out);
+        int (*stream_error)(MockCall *c, Buf *out);
+} Endpoint;
+
+typedef struct MockConn MockConn;
+typedef struct Mock Mock;
+
+typedef enum CallState {
+        CALL_WAITING,                   /* ttfb timer armed */
+        CALL_STREAMING,
+        CALL_STALLED,
+        CALL_ENDED,
+} CallState;
+
+struct MockCall {
+        unsigned n_ref;
+        Mock *mock;
+        Request *request;
+        uint64_t id;
+        const Endpoint *ep;
+        Dialect dialect;
+        char request_id[32];            /* "req_mock_N" */
+
+        json_t *body;                   /* parsed request body, or NULL */
+        const char *model;              /* full model string from the body (owned by body) */
+        const char *path_arg;           /* {id} of /v1/models/{id} (owned by the request) */
+        Directives d;
+        bool stream;
+        bool include_usage;             /* OpenAI stream_options.include_usage */
+        uint64_t max_tokens;            /* 0: no limit asked for */
+        uint32_t n_text;                /* text deltas in the answer (after max_tokens) */
+        bool truncated;                 /* n_text was cut by max_tokens */
+        uint64_t input_tokens;
+
+        /* 400 details set by prepare(). */
+        const char *bad_message;
+        const char *bad_param;
+        const char *bad_code;
+        char bad_buf[256];
+
+        Step *steps;
+        size_t n_steps, step;
+        uint32_t sub;                   /* event within the current step */
+        uint64_t events;                /* events sent */
+        uint64_t seq;                   /* Responses API sequence_number */
+        Buf scratch;
+
+        CallState state;
+        bool blocked;                   /* request_write() said stop; waiting for on_writable */
+        bool pacing;                    /* the timer holds the next event back (pace_ms) */
+        bool resetting;                 /* waiting for queued output before breaking the stream */
+        unsigned reset_tries;
+        unsigned status;
+        sd_event_source *timer;
+        sd_event_source *hup;           /* HTTP/1.1: notices a client that went away while we wait */
+
+        MockConn *conn;
+        MockCall *conn_prev, *conn_next;
+};
+
+/* Endpoints, in mock-openai.c and mock-anthropic.c. */
+extern const Endpoint endpoint_openai_chat;
+extern const Endpoint endpoint_openai_completions;
+extern const Endpoint endpoint_openai_responses;
+extern const Endpoint endpoint_openai_embeddings;
+extern const Endpoint endpoint_openai_models;
+extern const Endpoint endpoint_openai_model;
+extern const Endpoint endpoint_anthropic_messages;
+extern const Endpoint endpoint_anthropic_count_tokens;
+extern const Endpoint endpoint_anthropic_models;
+extern const Endpoint endpoint_anthropic_model;
+
+/* Shared helpers (mock-upstream.c). */
+int call_bad_request(MockCall *c, const char *message, const char *param, const char *code);
+int call_add_step(MockCall *c, uint16_t kind, uint32_t index, uint32_t count);
+/* Text delta k of the answer, and the whole text. */
+int call_text_piece(MockCall *c, uint32_t k, Buf *out);
+int call_text_full(MockCall *c, Buf *out);
+/* Name and JSON arguments of tool call t, and piece i of the arguments (of MOCK_TOOL_PIECES). */
+const char *call_tool_name(MockCall *c, uint32_t t);
+int call_tool_args(MockCall *c, uint32_t t, Buf *out);
+int call_tool_piece(MockCall *c, uint32_t t, uint32_t i, Buf *out);
+uint64_t call_output_tokens(MockCall *c);
+/* max_tokens (or the named field) caps the text deltas; sets n_text and truncated. */
+void call_apply_max_tokens(MockCall *c, const char *const *fields);
+
+/* JSON output: appends the dump of j (taking ownership; NULL means out of memory). */
+int buf_put_json(Buf *b, json_t *j, size_t flags);
+/* "data: {j}\n\n", or "event: NAME\ndata: {j}\n\n" when event is set. */
+int sse_put(Buf *b, const char *event, json_t *j);
+/* A JSON string of a Buf's bytes (which the mock produced: ASCII or UTF-8). */
+json_t *json_from_buf(const Buf *b);
+/* Standard base64 with padding. */
+int base64_append(Buf *b, const void *p, size_t n);
