@@ -79,13 +79,16 @@ static void manager_update_status(Manager *m, bool ready) {
         char status[512];
         size_t n = 0;
 
+        bool first = true;
+
         n += (size_t) snprintf(status + n, sizeof status - n, "Serving on");
         for (size_t i = 0; i < m->n_listeners && n < sizeof status - 140; i++) {
                 if (m->listeners[i].kind == LISTENER_P2P)
                         continue;
-                n += (size_t) snprintf(status + n, sizeof status - n, "%s %s%s", i ? "," : "",
+                n += (size_t) snprintf(status + n, sizeof status - n, "%s %s%s", first ? "" : ",",
                                        m->listeners[i].kind == LISTENER_HTTPS ? "https://" : "",
                                        m->listeners[i].address);
+                first = false;
         }
         snprintf(status + n, sizeof status - n, "; generation %u", m->generation);
         if (ready)
@@ -445,10 +448,12 @@ int manager_reload(Manager *m, const char *reason, char **ret_error) {
         m->state = MANAGER_RUNNING;
         free(m->last_reload_error);
         m->last_reload_error = NULL;
+        char reason_field[64], generation_field[48];
+        snprintf(reason_field, sizeof reason_field, "GATE_RELOAD_REASON=%s", reason);
+        snprintf(generation_field, sizeof generation_field, "GATE_GENERATION=%u", m->generation);
         log_struct_internal(LOG_INFO, 0,
-                            (const char *const[]){ "MESSAGE_ID=6b0f1bd2c2a44a5f9c1ef8f3b6a0d6a1",
-                                                   reason && streq(reason, "SIGHUP") ? "GATE_RELOAD_REASON=SIGHUP" :
-                                                   "GATE_RELOAD_REASON=other", NULL },
+                            (const char *const[]){ "MESSAGE_ID=6b0f1bd2c2a44a5f9c1ef8f3b6a0d6a1", reason_field,
+                                                   generation_field, NULL },
                             "Reloaded configuration (%s), generation %u.", reason, m->generation);
         manager_update_status(m, true);
         bus_emit_reloaded(m);

@@ -120,8 +120,21 @@ static void sniffer_close(HttpSession *session) {
         stream_close(stream, false);
 }
 
+/* A connection accepted just before shutdown may carry a request whose bytes are still in flight: give it
+ * a short grace to arrive (it is then answered with "connection: close"), instead of closing it unread. */
+#define SNIFFER_DRAIN_GRACE_USEC (1 * USEC_PER_SEC)
+
+static void sniffer_drain(HttpSession *session) {
+        Sniffer *x = (Sniffer *) session;
+        uint64_t deadline, now;
+
+        if (sd_event_now(x->server->event, CLOCK_MONOTONIC, &now) < 0 ||
+            sd_event_source_get_time(x->timer, &deadline) < 0 || deadline > now + SNIFFER_DRAIN_GRACE_USEC)
+                (void) sd_event_source_set_time_relative(x->timer, SNIFFER_DRAIN_GRACE_USEC);
+}
+
 static const HttpSessionOps sniffer_session_ops = {
-        .drain = sniffer_close,
+        .drain = sniffer_drain,
         .abort = sniffer_close,
 };
 
@@ -134,9 +147,6 @@ int http_server_attach(HttpServer *s, Stream *stream) {
         Sniffer *x;
         int r;
 
-        if (s->draining)
-                return -ESHUTDOWN;
-
         x = new0(Sniffer, 1);
         if (!x)
                 return -ENOMEM;
@@ -144,8 +154,9 @@ int http_server_attach(HttpServer *s, Stream *stream) {
         x->stream = stream;
         x->session.ops = &sniffer_session_ops;
 
-        r = sd_event_add_time_relative(s->event, &x->timer, CLOCK_MONOTONIC, s->limits.header_timeout, 0,
-                                       sniffer_on_timeout, x);
+        r = sd_event_add_time_relative(s->event, &x->timer, CLOCK_MONOTONIC,
+                                       s->draining ? MIN(s->limits.header_timeout, SNIFFER_DRAIN_GRACE_USEC) :
+                                                     s->limits.header_timeout, 0, sniffer_on_timeout, x);
         if (r < 0) {
                 free(x);
                 return r;

@@ -109,7 +109,8 @@ static int tls_pair_load(const char *dir, const char *name, TlsPair **ret, char 
 
         *ret_why = NULL;
 
-        if (asprintf(&crt_path, "%s/%s.crt", dir, name) < 0 || asprintf(&key_path, "%s/%s.key", dir, name) < 0)
+        if (asprintf(&crt_path, "%s/%s.crt", dir, name) < 0 ||
+            asprintf(&key_path, "%s/%s.key", dir, name) < 0)
                 return -ENOMEM;
 
         p = new0(TlsPair, 1);
@@ -417,7 +418,8 @@ int tls_credentials_load_dir(const char *dir, const char *default_name, TlsCrede
                                 p = tls_pair_ref(old);
                         } else
                                 rep.failed++;
-                        r = report_line(&errors, *n, why ?: "cannot load", old ? ", keeping the previous pair" : NULL);
+                        r = report_line(&errors, *n, why ?: "cannot load",
+                                        old ? ", keeping the previous pair" : NULL);
                         if (r < 0)
                                 return r;
                         if (!p)
@@ -467,7 +469,8 @@ int tls_credentials_load_dir(const char *dir, const char *default_name, TlsCrede
 
         c->not_after = 0;
         for (size_t i = 0; i < c->n_pairs; i++)
-                if (c->pairs[i]->not_after > 0 && (c->not_after == 0 || c->pairs[i]->not_after < c->not_after))
+                if (c->pairs[i]->not_after > 0 &&
+                    (c->not_after == 0 || c->pairs[i]->not_after < c->not_after))
                         c->not_after = c->pairs[i]->not_after;
 
         r = gnutls_certificate_allocate_credentials(&c->cred);
@@ -757,8 +760,10 @@ static int tls_process(TlsStream *t) {
 
         if (!t->handshake_done) {
                 r = tls_handshake_step(t);
-                if (r <= 0 || t->dead)
+                if (r <= 0)
                         return r;
+                if (t->dead)
+                        return 0;
         }
 
         for (;;) {

@@ -3,13 +3,13 @@
 # makes everything the booted systemd could write private (or read-only), installs gate into the
 # overlays, and then execs systemd. Started only by run-in-ns.sh (through ns-cgroup.sh).
 #
-# Order matters (docs/systemd.md §7, pitfalls 1-3):
+# Order matters (shared docs/systemd.md §7, pitfalls 1-3):
 #   1. private /run; overlays on /etc /usr /var with upper dirs on that tmpfs
 #   2. install gate (meson install), sysusers + tmpfiles for gate, test fixtures: before the bus starts
 #   3. private /dev, /tmp, /var/tmp and cgroup tree; / /sys /proc/sys read-only
 #   4. masks for units that would touch the host (sysctl, udev, modules, gettys, enabled host services)
 #   5. exec systemd
-# Environment (set by run-in-ns.sh): GATE_NS_WORK, GATE_NS_BUILD, GATE_NS_SRC.
+# Environment (set by run-in-ns.sh): GATE_NS_WORK (work dir with the certs), GATE_NS_BUILD (build dir).
 set -eu
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8
 say() { echo "ns-init: $*"; }
@@ -137,8 +137,9 @@ for g in systemd-sysv-generator systemd-getty-generator systemd-fstab-generator 
         ln -sfn /dev/null "/etc/systemd/system-generators/$g"
 done
 
-# 5. systemd, without the capabilities that reach past the namespaces (modules, clock, raw I/O, kmsg).
+# 5. systemd, without the capabilities that reach past the namespaces (the set systemd-nspawn drops:
+#    modules, clock, raw I/O, kernel log, MAC policy, BPF, accounting, suspend).
 say "exec systemd"
 exec env -i container=gate-test PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-        setpriv --bounding-set -sys_module,-sys_time,-sys_rawio,-syslog,-wake_alarm \
+        setpriv --bounding-set -sys_module,-sys_time,-sys_rawio,-syslog,-wake_alarm,-block_suspend,-bpf,-perfmon,-checkpoint_restore,-mac_admin,-mac_override,-sys_pacct \
         /lib/systemd/systemd --system --unit=multi-user.target --show-status=no --log-color=no

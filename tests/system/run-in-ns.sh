@@ -42,10 +42,10 @@ flock -w 300 9 || { echo "FAIL $NAME-lock"; note "another run held $LOCK for 5 m
 
 WORKROOT=${GATE_NS_WORKROOT:-/root}
 remove_cgroups() { # the namespace's cgroups: the children ns-cgroup.sh made below the runner's cgroups
-        local d i
+        local d
         while read -r d; do
                 case $d in /sys/fs/cgroup/*/gate-ns.*|/sys/fs/cgroup/gate-ns.*) ;; *) continue ;; esac
-                for i in $(seq 50); do
+                for _ in $(seq 50); do
                         [ -d "$d" ] || break
                         find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
                         [ -d "$d" ] && sleep 0.1
@@ -62,7 +62,7 @@ for old in "$WORKROOT"/gate-ns.??????; do
         rm -rf "$old"
 done
 WORK=$(mktemp -d "$WORKROOT/gate-ns.XXXXXX") || skip "cannot create a work dir"
-UNSHARE= SD=
+UNSHARE='' SD=''
 PASSED=0 FAILED=0
 # libmount would otherwise create /run/mount on the host for its utab lock.
 export LIBMOUNT_UTAB=$WORK/utab
@@ -74,13 +74,14 @@ alive() { # PID is our unshare and has not exited
 }
 
 cleanup() {
-        local rc=$? i d
+        local rc=$?
         set +e
         trap - EXIT INT TERM
-        local t=$(date +%s%N)
+        local t
+        t=$(date +%s%N)
         if [ -n "$UNSHARE" ] && alive "$UNSHARE"; then
                 [ -n "$SD" ] && timeout 10 nsenter -t "$SD" -a systemctl exit >/dev/null 2>&1
-                for i in $(seq 100); do alive "$UNSHARE" || break; sleep 0.1; done
+                for _ in $(seq 100); do alive "$UNSHARE" || break; sleep 0.1; done
                 if alive "$UNSHARE"; then
                         note "systemd did not exit in 10 s: SIGKILL to unshare $UNSHARE (takes the namespace with it)"
                         kill -KILL "$UNSHARE"
@@ -173,7 +174,7 @@ OLD_FP=$(openssl x509 -noout -fingerprint -sha256 <"$WORK/certs/old.crt" | sed '
 # --pdeathsig: should this script die without its trap, unshare gets SIGKILL and takes the namespace
 # along (unshare --kill-child). The lock fd stays here.
 setsid setpriv --pdeathsig KILL env -i PATH=$NSPATH GATE_NS_WORK="$WORK" GATE_NS_BUILD="$SYSBUILD" \
-        GATE_NS_SRC="$SRCDIR" bash "$HERE/ns-cgroup.sh" >"$WORK/console.log" 2>&1 </dev/null 9>&- &
+        bash "$HERE/ns-cgroup.sh" >"$WORK/console.log" 2>&1 </dev/null 9>&- &
 UNSHARE=$!
 for _ in $(seq 100); do
         alive "$UNSHARE" && SD=$(pgrep -P "$UNSHARE" -x systemd) && [ -n "$SD" ] && break
@@ -277,7 +278,7 @@ served_serial() {
 }
 
 check_certs() {
-        local s0 s1 n0 n fin na0 na1 i
+        local s0 s1 n0 n fin na0 na1
         IN systemctl start gate-certs.path || return 1
         IN systemctl is-active -q gate-certs.path || { echo "gate-certs.path is not active"; return 1; }
         listening 31146 || { echo "nothing listens on 31146 (gate-https.socket: $(IN systemctl is-active gate-https.socket))"; return 1; }
@@ -290,7 +291,7 @@ check_certs() {
         IN rm -f /run/gate-test-go
         IN python3 "$HERE/tls-client.py" 127.0.0.1 31146 /run/gate-test-go >"$WORK/tls.out" 2>&1 &
         local client=$!
-        for i in $(seq 100); do grep -q '^first\|^error' "$WORK/tls.out" && break; sleep 0.1; done
+        for _ in $(seq 100); do grep -q '^first\|^error' "$WORK/tls.out" && break; sleep 0.1; done
         echo "client: $(head -n 1 "$WORK/tls.out")"
         grep -q "^first $OLD_FP 200" "$WORK/tls.out" || { kill "$client" 2>/dev/null; return 1; }
 
@@ -300,7 +301,7 @@ check_certs() {
                 install -o gate -g gate -m 0640 "$1/new.crt" localhost.crt.tmp
                 mv -f localhost.key.tmp localhost.key
                 mv -f localhost.crt.tmp localhost.crt' sh "$WORK/certs" || { kill "$client"; return 1; }
-        for i in $(seq 150); do
+        for _ in $(seq 150); do
                 fin=$(IN journalctl -u gate-certs-reload.service -o cat --no-pager)
                 n=$(grep -c '^Finished' <<<"$fin")
                 [ "$n" -gt "$n0" ] && break
@@ -314,7 +315,7 @@ check_certs() {
         echo "after: serial $s1 (new pair $NEW_SERIAL); CertificateNotAfter $na0 -> $na1"
 
         IN touch /run/gate-test-go
-        for i in $(seq 100); do grep -q '^second\|^error' "$WORK/tls.out" && break; sleep 0.1; done
+        for _ in $(seq 100); do grep -q '^second\|^error' "$WORK/tls.out" && break; sleep 0.1; done
         wait "$client" 2>/dev/null
         echo "client: $(tail -n 1 "$WORK/tls.out")"
         [ "$s1" = "$NEW_SERIAL" ] || { echo "a new handshake does not get the new certificate"; return 1; }
