@@ -36,6 +36,10 @@ static inline const char *strnull(const char *s) {
         return s ?: "(null)";
 }
 
+static inline const char *strempty(const char *s) {
+        return s ?: "";
+}
+
 typedef struct ConfigItem ConfigItem;
 
 typedef struct ConfigType {
@@ -751,7 +755,8 @@ static int database_url_to_path(const char *url, const char *state_dir, char **r
         if (colon) {
                 if (n != STRLEN("sqlite") || strncasecmp(url, "sqlite", n) != 0) {
                         _cleanup_free_ char *e = escape_for_message(url);
-                        *ret_reason = message_new("unsupported database URL scheme \"%.*s\", only sqlite is supported",
+                        *ret_reason = message_new("unsupported database URL scheme \"%.*s\", "
+                                                  "only sqlite is supported",
                                                   (int) MIN(n, (size_t) 32), strnull(e));
                         return -EINVAL;
                 }
@@ -815,43 +820,40 @@ static const ConfigType type_database_url = { parse_database_url, format_string,
 
 /* ---- the table ---- */
 
-#define SEC USEC_PER_SEC
+#define OFF(field) offsetof(Config, field)
 #define WEEK (7 * 24 * 3600 * USEC_PER_SEC)
 
 static const ConfigItem config_items[] = {
-        { "server", "bind", &type_address_list, offsetof(Config, server_bind), "127.0.0.1:31145 [::1]:31145" },
-        { "server", "max_connections", &type_uint32, offsetof(Config, server_max_connections), "4096", 1, 1000000 },
-        { "server", "max_connections_per_ip", &type_uint32, offsetof(Config, server_max_connections_per_ip),
-          "512", 1, 1000000 },
-        { "server", "max_body_bytes", &type_size, offsetof(Config, server_max_body_bytes), "32M", 1024,
-          UINT64_C(1) << 40 },
-        { "server", "max_header_bytes", &type_size, offsetof(Config, server_max_header_bytes), "64K", 1024,
-          16U << 20 },
-        { "server", "max_headers", &type_uint32, offsetof(Config, server_max_headers), "128", 1, 10000 },
-        { "server", "header_timeout", &type_timespan, offsetof(Config, server_header_timeout), "30s", 1, WEEK },
-        { "server", "body_timeout", &type_timespan, offsetof(Config, server_body_timeout), "60s", 1, WEEK },
-        { "server", "idle_timeout", &type_timespan, offsetof(Config, server_idle_timeout), "75s", 1, WEEK },
-        { "server", "send_timeout", &type_timespan, offsetof(Config, server_send_timeout), "60s", 1, WEEK },
-        { "server", "drain_timeout", &type_timespan, offsetof(Config, server_drain_timeout), "30s", 1, WEEK },
-        { "server", "h2_max_concurrent_streams", &type_uint32, offsetof(Config, server_h2_max_concurrent_streams),
+        { "server", "bind", &type_address_list, OFF(server_bind), "127.0.0.1:31145 [::1]:31145" },
+        { "server", "max_connections", &type_uint32, OFF(server_max_connections), "4096", 1, 1000000 },
+        { "server", "max_connections_per_ip", &type_uint32, OFF(server_max_connections_per_ip), "512", 1, 1000000 },
+        { "server", "max_body_bytes", &type_size, OFF(server_max_body_bytes), "32M", 1024, UINT64_C(1) << 40 },
+        { "server", "max_header_bytes", &type_size, OFF(server_max_header_bytes), "64K", 1024, 16U << 20 },
+        { "server", "max_headers", &type_uint32, OFF(server_max_headers), "128", 1, 10000 },
+        { "server", "header_timeout", &type_timespan, OFF(server_header_timeout), "30s", 1, WEEK },
+        { "server", "body_timeout", &type_timespan, OFF(server_body_timeout), "60s", 1, WEEK },
+        { "server", "idle_timeout", &type_timespan, OFF(server_idle_timeout), "75s", 1, WEEK },
+        { "server", "send_timeout", &type_timespan, OFF(server_send_timeout), "60s", 1, WEEK },
+        { "server", "drain_timeout", &type_timespan, OFF(server_drain_timeout), "30s", 1, WEEK },
+        { "server", "h2_max_concurrent_streams", &type_uint32, OFF(server_h2_max_concurrent_streams),
           "128", 1, 10000 },
 
-        { "auth", "loopback_without_key", &type_bool, offsetof(Config, auth_loopback_without_key), "true" },
-        { "auth", "passthrough", &type_passthrough, offsetof(Config, auth_passthrough), "loopback" },
+        { "auth", "loopback_without_key", &type_bool, OFF(auth_loopback_without_key), "true" },
+        { "auth", "passthrough", &type_passthrough, OFF(auth_passthrough), "loopback" },
 
-        { "database", "url", &type_database_url, offsetof(Config, database_url), NULL },
+        { "database", "url", &type_database_url, OFF(database_url), NULL },
 
-        { "tls", "bind", &type_address_list, offsetof(Config, tls_bind), "" },
-        { "tls", "cert_dir", &type_path, offsetof(Config, tls_cert_dir), NULL },
-        { "tls", "default_name", &type_string, offsetof(Config, tls_default_name), NULL },
+        { "tls", "bind", &type_address_list, OFF(tls_bind), "" },
+        { "tls", "cert_dir", &type_path, OFF(tls_cert_dir), NULL },
+        { "tls", "default_name", &type_string, OFF(tls_default_name), NULL },
 
-        { "p2p", "enabled", &type_bool, offsetof(Config, p2p_enabled), "true" },
-        { "p2p", "listen_port", &type_port, offsetof(Config, p2p_listen_port), "4919", 1, 65535 },
+        { "p2p", "enabled", &type_bool, OFF(p2p_enabled), "true" },
+        { "p2p", "listen_port", &type_port, OFF(p2p_listen_port), "4919", 1, 65535 },
         /* Peers are whatever the P2P layer dials (node ids, addresses): not validated here. */
-        { "p2p", "peers", &type_string_list, offsetof(Config, p2p_peers), "" },
+        { "p2p", "peers", &type_string_list, OFF(p2p_peers), "" },
 
-        { "relay", "enabled", &type_bool, offsetof(Config, relay_enabled), "false" },
-        { "relay", "endpoint", &type_url, offsetof(Config, relay_endpoint), "https://relay.hellas.ai" },
+        { "relay", "enabled", &type_bool, OFF(relay_enabled), "false" },
+        { "relay", "endpoint", &type_url, OFF(relay_endpoint), "https://relay.hellas.ai" },
 };
 
 static const char *const config_groups[] = { "server", "auth", "database", "tls", "p2p", "relay" };
@@ -1154,7 +1156,8 @@ static int config_apply_keyfile(Config *c, GKeyFile *k, const char *source, char
                         if (!provider) {
                                 item = config_item_find(*g, *key);
                                 if (!item) {
-                                        log_warning("%s: [%s] unknown key \"%s\", ignoring.", source, *g, *key);
+                                        log_warning("%s: [%s] unknown key \"%s\", ignoring.",
+                                                    source, *g, *key);
                                         continue;
                                 }
                         }
@@ -1163,7 +1166,8 @@ static int config_apply_keyfile(Config *c, GKeyFile *k, const char *source, char
                         if (!value)
                                 return -ENOMEM;
                         if (!g_utf8_validate(value, -1, NULL)) {
-                                set_error(ret_error, "%s: [%s] %s: value is not valid UTF-8", source, *g, *key);
+                                set_error(ret_error, "%s: [%s] %s: value is not valid UTF-8",
+                                          source, *g, *key);
                                 return -EINVAL;
                         }
 
@@ -1178,7 +1182,8 @@ static int config_apply_keyfile(Config *c, GKeyFile *k, const char *source, char
         return 0;
 }
 
-static int config_apply_data(Config *c, const char *source, const char *data, size_t size, char **ret_error) {
+static int config_apply_data(Config *c, const char *source, const char *data, size_t size,
+                             char **ret_error) {
         _cleanup_(g_key_file_freep) GKeyFile *k = NULL;
         _cleanup_(g_error_freep) GError *error = NULL;
         int r;
@@ -1442,7 +1447,9 @@ void config_dump(const Config *c, FILE *f) {
                         masked = strdup(MASK);
                 else
                         masked = mask_url_password(v);
-                fprintf(f, "%s = %s\n", item->key, masked ?: "(out of memory)");
+                masked = masked ?: strdup("(out of memory)");
+                /* "key =" rather than "key = ": no trailing blanks for editors to flag. */
+                fprintf(f, "%s =%s%s\n", item->key, isempty(masked) ? "" : " ", strempty(masked));
 
                 if (streq(item->group, "database") && streq(item->key, "url") && c->database_path) {
                         _cleanup_free_ char *p = mask_url_password(c->database_path);

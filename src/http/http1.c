@@ -1312,11 +1312,25 @@ static size_t h1_request_pending(Request *r) {
         return h1_pending(h);
 }
 
+/* The response cannot complete: what was sent so far goes out, then the connection closes without the
+ * final chunk (or short of the announced length), which every client reports as a broken transfer. */
+static void h1_reset(Request *r) {
+        Http1Session *h = h1_from_request(r);
+        _unused_ _cleanup_(h1_unrefp) Http1Session *ref = NULL;
+
+        if (!h)
+                return;
+        ref = h1_ref(h);
+        h->resp_keep_alive = false;
+        h1_close(h, h->resp_head_sent ? H1_CLOSE_FLUSH : H1_CLOSE_ABORT);
+}
+
 static const RequestProtoOps h1_request_ops = {
         .send_head = h1_send_head,
         .send_body = h1_send_body,
         .send_end = h1_send_end,
         .pending = h1_request_pending,
+        .reset = h1_reset,
 };
 
 int http1_session_new(HttpServer *s, Stream *stream) {

@@ -14,7 +14,8 @@ static inline size_t buf_len(const Buf *b) {
         return b->tail - b->head;
 }
 static inline const uint8_t *buf_data(const Buf *b) {
-        return b->data + b->head;
+        /* Never NULL + 0 (undefined behaviour): an empty, unallocated buffer reads as "". */
+        return b->data ? b->data + b->head : (const uint8_t *) "";
 }
 static inline bool buf_empty(const Buf *b) {
         return b->tail == b->head;
