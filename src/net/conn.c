@@ -27,6 +27,7 @@ struct Conn {
         sd_event_source *timer;         /* flush and linger bounds while closing */
         Buf in, out;
         bool read_paused;
+        bool rdhup_unknown;             /* peer half-closed behind unread bytes: cannot tell more now */
         bool want_writable;
         bool eof;
         bool closing;                   /* upper detached; flushing or lingering */
@@ -67,6 +68,10 @@ static void conn_update_events(Conn *c) {
         else {
                 if (!c->read_paused && !c->eof && buf_len(&c->in) < CONN_INPUT_MAX)
                         ev |= EPOLLIN;
+                /* While the upper does not read (a request is being handled), still notice a client
+                 * that hangs up, so its upstream work is cancelled at once rather than at the end. */
+                else if (c->read_paused && !c->eof && !c->rdhup_unknown)
+                        ev |= EPOLLRDHUP;
                 if (!buf_empty(&c->out) || c->want_writable)
                         ev |= EPOLLOUT;
         }
@@ -206,6 +211,20 @@ static int conn_on_io(sd_event_source *s, int fd, uint32_t revents, void *userda
                 }
         }
 
+        if ((revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && c->read_paused && !c->eof) {
+                uint8_t b;
+                ssize_t k = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+                if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR)) {
+                        /* Like nginx for proxied requests: a client that closed its side is gone. */
+                        conn_fail(c, k == 0 ? 0 : -errno);
+                        return 0;
+                }
+                if (k > 0)
+                        c->rdhup_unknown = true;
+                conn_update_events(c);
+                return 0;
+        }
+
         if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->read_paused && !c->eof) {
                 uint8_t *p = buf_reserve(&c->in, CONN_READ_CHUNK);
                 if (!p) {
@@ -275,6 +294,7 @@ static void conn_set_read_paused(Stream *s, bool paused) {
         if (c->read_paused == paused)
                 return;
         c->read_paused = paused;
+        c->rdhup_unknown = false;
         /* Input may be buffered already: offer it from the loop, not from inside the caller. */
         if (!paused && (!buf_empty(&c->in) || c->eof))
                 (void) sd_event_source_set_enabled(c->defer, SD_EVENT_ONESHOT);

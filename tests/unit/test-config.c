@@ -563,7 +563,8 @@ TEST(syntax_error) {
         _cleanup_free_ char *error = NULL, *e2 = NULL, *e3 = NULL, *e4 = NULL, *path = NULL;
 
         ASSERT_NOT_NULL(dir);
-        path = write_file(dir, "broken.conf", "# comment\n[server]\nthis is not a key value pair\nbind = 1.2.3.4:5\n");
+        path = write_file(dir, "broken.conf",
+                          "# comment\n[server]\nthis is not a key value pair\nbind = 1.2.3.4:5\n");
         ASSERT_NOT_NULL(path);
 
         char *const paths[] = { path, NULL };
@@ -650,10 +651,13 @@ TEST(search_paths_and_precedence) {
         strv_free(TAKE_PTR(paths));
 
         p1 = write_file(root, "usr/lib/gate/gate.conf",
-                        "[server]\nmax_connections = 1\nmax_headers = 1\nmax_body_bytes = 1K\nidle_timeout = 1s\n");
-        p2 = write_file(root, "etc/gate/gate.conf", "[server]\nmax_headers = 2\nmax_body_bytes = 2K\nidle_timeout = 2s\n");
+                        "[server]\nmax_connections = 1\nmax_headers = 1\nmax_body_bytes = 1K\n"
+                        "idle_timeout = 1s\n");
+        p2 = write_file(root, "etc/gate/gate.conf",
+                        "[server]\nmax_headers = 2\nmax_body_bytes = 2K\nidle_timeout = 2s\n");
         p3 = write_file(root, "etc/gate/gate.conf.d/20-b.conf", "[server]\nidle_timeout = 4s\n");
-        p4 = write_file(root, "etc/gate/gate.conf.d/10-a.conf", "[server]\nmax_body_bytes = 3K\nidle_timeout = 3s\n");
+        p4 = write_file(root, "etc/gate/gate.conf.d/10-a.conf",
+                        "[server]\nmax_body_bytes = 3K\nidle_timeout = 3s\n");
         /* Not configuration: wrong suffix, hidden, a directory. */
         p5 = write_file(root, "etc/gate/gate.conf.d/30-c.conf.disabled", "[server]\nidle_timeout = 9s\n");
         p6 = write_file(root, "etc/gate/gate.conf.d/.40-d.conf", "[server]\nidle_timeout = 9s\n");
@@ -965,7 +969,7 @@ TEST(dump_defaults) {
         s = dump_to_string(c);
         ASSERT_CONTAINS(s, "(none: built-in defaults)");
         ASSERT_CONTAINS(s, "# resolved path: /var/lib/gate/gate.db\n");
-        ASSERT_CONTAINS(s, "[tls]\nbind = \ncert_dir = /var/lib/gate/certs\ndefault_name = \n");
+        ASSERT_CONTAINS(s, "[tls]\nbind =\ncert_dir = /var/lib/gate/certs\ndefault_name =\n");
         ASSERT_CONTAINS(s, "[relay]\nenabled = false\nendpoint = https://relay.hellas.ai\n");
 }
 

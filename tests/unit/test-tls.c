@@ -611,8 +611,8 @@ TEST(mismatch_refused_previous_kept) {
         ASSERT_EQ(rep.loaded, 1);
         ASSERT_EQ(rep.kept, 1);
         ASSERT_EQ(rep.failed, 0);
-        ASSERT_CONTAINS(rep.errors,
-                        "a.test: key \"a.test.key\" does not match certificate \"a.test.crt\", keeping the previous pair\n");
+        ASSERT_CONTAINS(rep.errors, "a.test: key \"a.test.key\" does not match certificate \"a.test.crt\", "
+                                    "keeping the previous pair\n");
         ASSERT_STREQ(tls_credentials_names(b)[0], "a.test");
         ASSERT_STREQ(tls_credentials_names(b)[1], "b.test");
         tls_load_report_done(&rep);
@@ -712,8 +712,8 @@ TEST(garbage_refused) {
         ASSERT_OK(gen_pair(dir, "g1.test", "g1.test", 2, in_days(30), KEY_SEC1));
         ASSERT_OK(gen_pair(dir, "g2.test", "g2.test", 3, in_days(30), KEY_SEC1));
         ASSERT_OK(write_file(dir, "g1.test.crt", junk, sizeof junk));
-        ASSERT_OK(write_file(dir, "g2.test.key", "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n",
-                             STRLEN("-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")));
+#define BAD_KEY "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n"
+        ASSERT_OK(write_file(dir, "g2.test.key", BAD_KEY, STRLEN(BAD_KEY)));
         /* A key without its certificate. */
         ASSERT_OK(write_file(dir, "lonely.test.key", "x", 1));
         ASSERT_OK(tls_credentials_load_dir(dir, NULL, NULL, &c, &rep));
