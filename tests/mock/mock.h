@@ -105,7 +105,9 @@ struct MockCall {
         bool truncated;                 /* n_text was cut by max_tokens */
         uint64_t input_tokens;
 
-        /* 400 details set by prepare(). */
+        /* Refusal details set by prepare() (through call_reject()). */
+        unsigned bad_status;
+        const char *bad_type;
         const char *bad_message;
         const char *bad_param;
         const char *bad_code;
@@ -123,7 +125,8 @@ struct MockCall {
         bool pacing;                    /* the timer holds the next event back (pace_ms) */
         bool resetting;                 /* waiting for queued output before breaking the stream */
         unsigned reset_tries;
-        unsigned status;
+        unsigned status;                /* sent */
+        unsigned fail;                  /* injected error status to send after ttfb_ms */
         sd_event_source *timer;
         sd_event_source *hup;           /* HTTP/1.1: notices a client that went away while we wait */
 
@@ -144,6 +147,10 @@ extern const Endpoint endpoint_anthropic_models;
 extern const Endpoint endpoint_anthropic_model;
 
 /* Shared helpers (mock-upstream.c). */
+/* prepare() refuses the request: records the error (OpenAI param/code; Anthropic uses type and message)
+ * and returns -EBADMSG. call_bad_request() is the common 400 invalid_request_error. */
+int call_reject(MockCall *c, unsigned status, const char *type, const char *message, const char *param,
+                const char *code);
 int call_bad_request(MockCall *c, const char *message, const char *param, const char *code);
 int call_add_step(MockCall *c, uint16_t kind, uint32_t index, uint32_t count);
 /* Text delta k of the answer, and the whole text. */
