@@ -21,8 +21,9 @@ static int handle_health(Request *r, Manager *m) {
 
         n = snprintf(body, sizeof body, "{\"status\":\"%s\",\"version\":\"%s\",\"generation\":%u}\n",
                      manager_state_to_string(m->state), GATE_VERSION, m->generation);
-        /* A stopping gate is still healthy enough to finish requests, but should get no new ones. */
-        return request_reply(r, m->state == MANAGER_STOPPING ? 503 : 200,
+        /* A stopping gate still answers 200 ("status":"stopping"): during a restart the requests that reach
+         * the old process are served, not failed. */
+        return request_reply(r, 200,
                              (const HttpHeader[]){ { "cache-control", "no-store" } }, 1,
                              "application/json", body, (size_t) n);
 }

@@ -281,6 +281,12 @@ check_certs() {
         local s0 s1 n0 n fin na0 na1
         IN systemctl start gate-certs.path || return 1
         IN systemctl is-active -q gate-certs.path || { echo "gate-certs.path is not active"; return 1; }
+        # https is opt-in: systemd refuses to add a socket to a running service, so stop gate first; the
+        # next connection starts it with all three fds.
+        if ! IN systemctl is-active -q gate-https.socket; then
+                IN systemctl stop gate.service || return 1
+                IN systemctl start gate-https.socket || return 1
+        fi
         listening 31146 || { echo "nothing listens on 31146 (gate-https.socket: $(IN systemctl is-active gate-https.socket))"; return 1; }
         s0=$(served_serial)
         echo "before: serial $s0 (old pair $OLD_SERIAL)"
