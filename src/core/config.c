@@ -854,9 +854,12 @@ static const ConfigItem config_items[] = {
 
         { "relay", "enabled", &type_bool, OFF(relay_enabled), "false" },
         { "relay", "endpoint", &type_url, OFF(relay_endpoint), "https://relay.hellas.ai" },
+
+        { "proxy", "max_pending", &type_uint32, OFF(proxy_max_pending), "4096", 1, 1000000 },
+        { "proxy", "max_attempts", &type_uint32, OFF(proxy_max_attempts), "3", 1, 8 },
 };
 
-static const char *const config_groups[] = { "server", "auth", "database", "tls", "p2p", "relay" };
+static const char *const config_groups[] = { "server", "auth", "database", "tls", "p2p", "relay", "proxy" };
 
 static const ConfigItem *config_item_find(const char *group, const char *key) {
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++)

@@ -68,6 +68,10 @@ typedef struct Config {
         bool relay_enabled;
         char *relay_endpoint;
 
+        /* [proxy] */
+        uint32_t proxy_max_pending;             /* upstream transfers in flight, all providers */
+        uint32_t proxy_max_attempts;            /* providers tried per request (failover and retries) */
+
         /* [provider.NAME] groups, in order of first appearance, uninterpreted. */
         ConfigProvider *providers;
         size_t n_providers;

@@ -73,6 +73,7 @@ static void manager_apply_limits(Manager *m) {
         l->send_timeout = c->server_send_timeout;
         l->h2_max_concurrent_streams = c->server_h2_max_concurrent_streams;
         m->proxy.policy.passthrough = c->auth_passthrough;
+        m->proxy.policy.max_pending = c->proxy_max_pending;
 }
 
 static void manager_update_status(Manager *m, bool ready) {

@@ -259,7 +259,7 @@ int providers_build(const Config *c, Providers **ret, char **ret_error) {
         if (!ps)
                 return -ENOMEM;
         ps->n_ref = 1;
-        ps->max_attempts = 3;
+        ps->max_attempts = c->proxy_max_attempts ? c->proxy_max_attempts : 3;
 
         for (size_t i = 0; i < c->n_providers; i++) {
                 Provider *p = NULL;
