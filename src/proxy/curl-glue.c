@@ -129,7 +129,9 @@ int curl_glue_new(sd_event *event, CurlGlue **ret) {
                 curl_glue_free(g);
                 return -ENOMEM;
         }
-        r = sd_event_add_time_relative(event, &g->timer, CLOCK_MONOTONIC, 0, 0, curl_glue_on_timer, g);
+        /* Accuracy 1 µs: sd-event's default (0 = 250 ms) would coalesce curl's "act now" timeouts and
+         * add up to a quarter second to every upstream request. */
+        r = sd_event_add_time_relative(event, &g->timer, CLOCK_MONOTONIC, 0, 1, curl_glue_on_timer, g);
         if (r < 0) {
                 curl_glue_free(g);
                 return r;

@@ -16,8 +16,8 @@
 #include "shared/log.h"
 #include "shared/util.h"
 
-/* One accepted connection: the mock keeps the fd so it can break a stream or notice a vanished client
- * where the engine offers no way to (see conn_kill() and call_watch_hup()). */
+/* One accepted connection: the mock keeps the fd so it can break a stream where the protocol layer has
+ * no reset of its own (see conn_kill()). */
 struct MockConn {
         Mock *mock;
         Conn *conn;
@@ -317,7 +317,6 @@ static MockCall *call_unref(MockCall *c) {
                 return NULL;
         call_conn_unlink(c);
         sd_event_source_disable_unref(c->timer);
-        sd_event_source_disable_unref(c->hup);
         if (c->request) {
                 request_set_hooks(c->request, NULL, NULL);
                 request_unref(c->request);
@@ -338,7 +337,6 @@ static void call_end(MockCall *c, const char *event) {
                 return;
         c->state = CALL_ENDED;
         (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
-        (void) sd_event_source_set_enabled(c->hup, SD_EVENT_OFF);
         call_log_event(c, event);
         r = TAKE_PTR(c->request);
         if (r) {
@@ -368,49 +366,9 @@ static int call_arm_timer(MockCall *c, uint64_t usec) {
         return r;
 }
 
-/* HTTP/1.1 pauses reading while a request is handled and the connection then watches nothing, so a
- * client that leaves while we wait (ttfb, pace, stall) would only be noticed at our next write, or
- * never. A second watch on a dup of the socket sees its FIN. Only armed while waiting: a client that
- * half-closes after its request is taken for gone in these modes. */
-static int call_on_hup(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        MockCall *c = userdata;
-        _cleanup_(call_unrefp) MockCall *ref = call_ref(c);
-
-        (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
-        if (c->state == CALL_ENDED)
-                return 0;
-        log_debug("Request %" PRIu64 ": client went away.", c->id);
-        if (c->request)
-                request_set_hooks(c->request, NULL, NULL);
-        conn_kill(c);
-        call_end(c, "aborted");
-        return 0;
-}
-
-static void call_watch_hup(MockCall *c) {
-        int fd, r;
-
-        if (c->hup || !c->conn || !c->request || !c->request->protocol ||
-            !startswith(c->request->protocol, "HTTP/1"))
-                return;
-        fd = fcntl(c->conn->fd, F_DUPFD_CLOEXEC, 3);
-        if (fd < 0) {
-                log_debug_errno(errno, "Failed to duplicate connection fd, ignoring: %m");
-                return;
-        }
-        r = sd_event_add_io(c->mock->event, &c->hup, fd, EPOLLRDHUP, call_on_hup, c);
-        if (r < 0) {
-                safe_close(fd);
-                log_debug_errno(r, "Failed to watch connection, ignoring: %m");
-                return;
-        }
-        (void) sd_event_source_set_io_fd_own(c->hup, true);
-        (void) sd_event_source_set_description(c->hup, "mock-client-hup");
-}
-
 /* Breaks the client's connection under the engine and makes the engine notice (its write then fails).
- * Used where the engine has no stream reset, and for clients that went away. On HTTP/2 this takes
- * the whole connection down, not one stream. The call's hooks must be cleared already. */
+ * Only for protocol layers without RequestProtoOps.reset (HTTP/2 at the time of writing): this takes the
+ * whole connection down, not one stream. The call's hooks must be cleared already. */
 static void conn_kill(MockCall *c) {
         Request *r = c->request;
 
@@ -642,10 +600,8 @@ static void call_answer_json(MockCall *c) {
         c->state = CALL_STREAMING;
         if (c->d.reset_after >= 0)
                 call_reset(c);
-        else {
+        else
                 c->state = CALL_STALLED;
-                call_watch_hup(c);
-        }
 }
 
 static void call_start_stream(MockCall *c) {
@@ -668,8 +624,6 @@ static void call_start_stream(MockCall *c) {
                 return;
         }
         c->state = CALL_STREAMING;
-        if (c->d.pace_ms > 0 || c->d.stall_after >= 0)
-                call_watch_hup(c);
         call_pump(c);
 }
 
@@ -1041,8 +995,6 @@ static int mock_dispatch(Request *r, void *userdata) {
                 k = call_arm_timer(c, (uint64_t) c->d.ttfb_ms * USEC_PER_MSEC);
                 if (k < 0)
                         return call_fail(c, k);
-                if (c->d.ttfb_ms > 0)
-                        call_watch_hup(c);
                 return 0;
         }
         if (fail > 0)

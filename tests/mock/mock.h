@@ -128,7 +128,6 @@ struct MockCall {
         unsigned status;                /* sent */
         unsigned fail;                  /* injected error status to send after ttfb_ms */
         sd_event_source *timer;
-        sd_event_source *hup;           /* HTTP/1.1: notices a client that went away while we wait */
 
         MockConn *conn;
         MockCall *conn_prev, *conn_next;
