@@ -24,9 +24,10 @@ def source(path):
 
 
 def c_code(text):
-    """C source without comments, so that commented-out code and prose never count."""
-    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
-    return re.sub(r"//[^\n]*", " ", text)
+    """C source without comments (string and character literals left alone), so that commented-out
+    code and prose never count."""
+    token = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|/\*.*?\*/|//[^\n]*', re.S)
+    return token.sub(lambda m: m.group(0) if m.group(0)[0] in "\"'" else " ", text)
 
 
 def function_body(code, name):

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 
 from gatetest import Gate, curl, finish, test
 from mocktest import Mock
@@ -114,14 +113,17 @@ def tool_args(t):
     return {"location": "Paris", "n": t}
 
 
-def assert_key_swapped(req, dialect):
+def assert_key_swapped(req, dialect, sent_headers=None):
     h = req["headers"]
     assert CLIENT_KEY not in json.dumps(h), h
     if dialect == "openai":
         assert h.get("authorization") == "Bearer " + UPSTREAM_KEY, h
     else:
         assert h.get("x-api-key") == UPSTREAM_KEY and "authorization" not in h, h
-        assert h.get("anthropic-version") == "2023-06-01", h
+        # The SDK's own API version, passed on as it is.
+        if sent_headers:
+            assert h.get("anthropic-version") == sent_headers["anthropic-version"], (h, sent_headers)
+        assert h.get("anthropic-version"), h
 
 
 # ---- OpenAI SDK ----
@@ -140,7 +142,7 @@ def openai_chat_create():
     req = upstream(model)
     assert req["path"] == "/v1/chat/completions", req
     assert json.loads(req["body"]) == r["sent"], (req["body"], r["sent"])
-    assert req["headers"].get("x-stainless-lang") == "js", req["headers"]
+    assert req["headers"].get("user-agent") == r["sentHeaders"]["user-agent"], req["headers"]
     assert_key_swapped(req, "openai")
 
 
@@ -170,7 +172,7 @@ def openai_chat_stream_helper():
     assert f["choices"][0]["message"]["content"] == text_of(5), f
     assert f["choices"][0]["finish_reason"] == "stop", f
     assert f["usage"]["completion_tokens"] == 5, f
-    assert r["chunks"] == 9, r
+    assert r["chunks"] >= 7, r
 
 
 @test
@@ -201,7 +203,9 @@ def openai_tool_calls_stream_helper():
     done = sorted(r["argDone"], key=lambda e: e["index"])
     assert [(e["name"], json.loads(e["arguments"])) for e in done] == [("get_weather", tool_args(0)),
                                                                           ("get_time", tool_args(1))], done
-    assert len(r["argDeltas"]) == 8, r["argDeltas"]
+    for t in (0, 1):
+        assert "".join(e["arguments_delta"] for e in r["argDeltas"] if e["index"] == t) == \
+            json.dumps(tool_args(t), separators=(",", ":")), r["argDeltas"]
 
 
 @test
@@ -264,7 +268,7 @@ def openai_responses_stream_helper():
     model = "mock-respsh+chunks=3+pace_ms=5"
     r = openai("responses_stream_helper", model)
     assert r["deltas"] == pieces_of(3), r
-    assert r["output_text"] == text_of(3), r
+    assert r["text"] == text_of(3), r
     assert r["final"]["status"] == "completed", r["final"]
 
 
@@ -342,7 +346,7 @@ def anthropic_messages_create():
     assert r["headers"].get("x-gate-provider") == "anth", r["headers"]
     req = upstream(model)
     assert req["path"] == "/v1/messages", req
-    assert_key_swapped(req, "anthropic")
+    assert_key_swapped(req, "anthropic", r["sentHeaders"])
 
 
 @test
@@ -359,7 +363,7 @@ def anthropic_messages_stream_helper():
     assert r["events"][0] == "message_start" and r["events"][-2:] == ["message_delta", "message_stop"], r["events"]
     req = upstream(model)
     assert json.loads(req["body"])["stream"] is True, req["body"]
-    assert_key_swapped(req, "anthropic")
+    assert_key_swapped(req, "anthropic", r["sentHeaders"])
 
 
 @test
@@ -389,7 +393,7 @@ def anthropic_count_tokens():
     assert req["path"] == "/v1/messages/count_tokens", req
     assert req["body"] == r["sent"], (req["body"], r["sent"])
     assert r["count"] == {"input_tokens": max(len(req["body"].encode()) // 4, 1)}, (r, len(req["body"]))
-    assert_key_swapped(req, "anthropic")
+    assert_key_swapped(req, "anthropic", r["sentHeaders"])
 
 
 @test
