@@ -642,11 +642,22 @@ static size_t h2_pending(Request *r) {
         return buf_len(&st->out);
 }
 
+static void h2_reset(Request *r) {
+        H2Stream *st = r->proto;
+
+        /* What is still queued must not reach the client: the stream ends broken, never short. */
+        buf_done(&st->out);
+        st->eof = true;
+        h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+        session_kick(st->session);
+}
+
 static const RequestProtoOps h2_proto_ops = {
         .send_head = h2_send_head,
         .send_body = h2_send_body,
         .send_end = h2_send_end,
         .pending = h2_pending,
+        .reset = h2_reset,
 };
 
 /* Session lifetime. Every entry point (stream callbacks, timers, server ops) holds a reference, so a

@@ -82,6 +82,13 @@ static int dispatch(Request *r, void *userdata) {
                 return request_reply(r, 200, odd, ELEMENTSOF(odd), NULL, "hello", 5);
         case 'z':
                 return request_reply(r, 204, NULL, 0, NULL, NULL, 0);
+        case 'r':
+                k = request_start_length(r, 200, NULL, 0, 100);
+                if (k >= 0)
+                        k = request_write(r, "partial", 7);
+                if (k >= 0)
+                        request_reset(r);
+                return k;
         case 'n':
                 if (!hold(r))
                         return request_reply_error(r, 503, "overloaded_error", NULL, "Busy.");

@@ -1030,3 +1030,61 @@ TEST(continuation_flood) {
         ASSERT_EQ(h.server.n_sessions, 0);
         ASSERT_EQ(h.server.active_requests, 0);
 }
+
+TEST(drain_without_ping_ack) {
+        _cleanup_(harness_done) Harness h;
+        uint32_t last_id = 0, code = 0;
+        Buf b = {};
+
+        ASSERT_OK(harness_init(&h, NULL));
+        (void) buf_append(&b, preface, sizeof preface - 1);
+        frame(&b, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+        frame(&b, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1, hpack_get,
+              sizeof hpack_get);
+        feed(&h, buf_data(&b), buf_len(&b));
+        buf_done(&b);
+        ASSERT_EQ(T.n_dispatch, 1);
+
+        /* This client never answers our PING: the final GOAWAY comes after the grace period. */
+        http_server_drain(&h.server);
+        ASSERT_EQ(scan_frames(&h.ms.out, NGHTTP2_GOAWAY, &last_id, NULL), 1);
+        ASSERT_EQ(last_id, 0x7fffffffU);
+        ASSERT_EQ(scan_frames(&h.ms.out, NGHTTP2_PING, NULL, NULL), 1);
+        {
+                usec_t end = now_mono() + 3 * USEC_PER_SEC;
+                while (scan_frames(&h.ms.out, NGHTTP2_GOAWAY, NULL, NULL) < 2 && now_mono() < end)
+                        (void) sd_event_run(h.event, 50 * USEC_PER_MSEC);
+        }
+        ASSERT_EQ(scan_frames(&h.ms.out, NGHTTP2_GOAWAY, &last_id, &code), 2);
+        ASSERT_EQ(last_id, 1);
+        ASSERT_EQ(code, NGHTTP2_NO_ERROR);
+        /* The only stream was answered already: nothing keeps the connection. */
+        ASSERT_TRUE(h.ms.closed);
+        ASSERT_EQ(h.server.n_sessions, 0);
+}
+
+TEST(handler_reset) {
+        _cleanup_(harness_done) Harness h;
+        ClientStream *cs;
+
+        ASSERT_OK(harness_init(&h, NULL));
+        cs = submit(&h, "GET", "/stream", NULL, 0, NULL, 0);
+        ASSERT_NOT_NULL(cs);
+        pump(&h);
+        ASSERT_EQ(cs->status, 200);
+        ASSERT_NOT_NULL(T.held);
+
+        /* The upstream broke mid-stream: queued bytes are dropped and the client sees a reset. */
+        ASSERT_OK(request_write(T.held, "lost", 4));
+        request_reset(T.held);
+        ASSERT_EQ(T.n_abort, 1);
+        ASSERT_NULL(T.held);
+        pump(&h);
+        ASSERT_TRUE(cs->closed);
+        ASSERT_TRUE(cs->got_rst);
+        ASSERT_EQ(cs->close_error, NGHTTP2_INTERNAL_ERROR);
+        ASSERT_EQ(buf_len(&cs->body), 1);
+        ASSERT_EQ(h.server.active_streams, 0);
+        ASSERT_EQ(h.server.active_requests, 0);
+        ASSERT_FALSE(h.ms.closed);
+}
