@@ -828,6 +828,8 @@ static const ConfigItem config_items[] = {
         { "server", "max_connections", &type_uint32, OFF(server_max_connections), "4096", 1, 1000000 },
         { "server", "max_connections_per_ip", &type_uint32, OFF(server_max_connections_per_ip), "512", 1, 1000000 },
         { "server", "max_body_bytes", &type_size, OFF(server_max_body_bytes), "32M", 1024, UINT64_C(1) << 40 },
+        { "server", "max_body_bytes_total", &type_size, OFF(server_max_body_bytes_total), "512M", 1024,
+          UINT64_C(1) << 40 },
         { "server", "max_header_bytes", &type_size, OFF(server_max_header_bytes), "64K", 1024, 16U << 20 },
         { "server", "max_headers", &type_uint32, OFF(server_max_headers), "128", 1, 10000 },
         { "server", "header_timeout", &type_timespan, OFF(server_header_timeout), "30s", 1, WEEK },

@@ -37,6 +37,7 @@ typedef struct Config {
         uint32_t server_max_connections;        /* all clients */
         uint32_t server_max_connections_per_ip;
         uint64_t server_max_body_bytes;
+        uint64_t server_max_body_bytes_total;   /* all request bodies held at once */
         uint64_t server_max_header_bytes;
         uint32_t server_max_headers;
         usec_t server_header_timeout;

@@ -65,6 +65,7 @@ static void manager_apply_limits(Manager *m) {
         HttpLimits *l = &m->http.limits;
 
         l->max_body_bytes = c->server_max_body_bytes;
+        l->max_body_bytes_total = c->server_max_body_bytes_total;
         l->max_header_bytes = (uint32_t) MIN(c->server_max_header_bytes, (uint64_t) UINT32_MAX);
         l->max_headers = c->server_max_headers;
         l->header_timeout = c->server_header_timeout;

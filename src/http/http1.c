@@ -955,9 +955,12 @@ static int h1_on_body(http_parser *p, const char *at, size_t n) {
 
         if (!r)
                 return h1_error(h, 400, "bad_request", "Malformed request.");
-        if (buf_len(&r->body) + n > h->server->limits.max_body_bytes)
+        int k = request_body_append(r, at, n);
+        if (k == -EFBIG)
                 return h1_error(h, 413, "request_too_large", "Request body too large.");
-        if (buf_append(&r->body, at, n) < 0)
+        if (k == -ENOBUFS)
+                return h1_error(h, 503, "overloaded", "Too many request bodies in flight; try again shortly.");
+        if (k < 0)
                 return h1_error(h, 500, "internal_error", "Out of memory.");
         return 0;
 }

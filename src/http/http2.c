@@ -53,6 +53,7 @@ struct H2Stream {
         bool has_provider;      /* the response body flows through h2_data_read() */
         bool no_body;           /* HEAD, 204, 304: body writes are dropped */
         bool eof;               /* send_end() seen */
+        bool reset_after_flush; /* reset() seen: send what is queued, then RST_STREAM, never END_STREAM */
         bool deferred;          /* h2_data_read() returned NGHTTP2_ERR_DEFERRED */
         bool response_sent;     /* END_STREAM went out */
         bool notify;            /* fell below low water: wake the handler after this pass */
@@ -420,11 +421,15 @@ static int on_data_chunk_recv(nghttp2_session *h2, uint8_t flags, int32_t stream
                 return 0;
         r = st->request;
 
-        if (len > l->max_body_bytes || buf_len(&r->body) > l->max_body_bytes - len) {
+        k = request_body_append(r, data, len);
+        if (k == -EFBIG) {
                 h2_stream_reject(st, 413, "request_too_large", "Request body too large.");
                 return 0;
         }
-        k = buf_append(&r->body, data, len);
+        if (k == -ENOBUFS) {
+                h2_stream_reject(st, 503, "overloaded", "Too many request bodies in flight; try again shortly.");
+                return 0;
+        }
         if (k < 0) {
                 h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
                 return 0;
@@ -496,6 +501,11 @@ static ssize_t h2_data_read(nghttp2_session *h2, int32_t stream_id, uint8_t *buf
         }
         if (buf_empty(&st->out)) {
                 buf_shrink(&st->out, 16U << 10);
+                /* nghttp2 answers this with RST_STREAM INTERNAL_ERROR: the client sees a broken stream. */
+                if (st->reset_after_flush && n == 0)
+                        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+                if (st->reset_after_flush)
+                        return (ssize_t) n;
                 if (st->eof)
                         *data_flags |= NGHTTP2_DATA_FLAG_EOF;
                 else if (n == 0) {
@@ -645,10 +655,13 @@ static size_t h2_pending(Request *r) {
 static void h2_reset(Request *r) {
         H2Stream *st = r->proto;
 
-        /* What is still queued must not reach the client: the stream ends broken, never short. */
-        buf_done(&st->out);
-        st->eof = true;
-        h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+        /* What was queued before the break still goes out (the upstream sent it, the client should see
+         * it), then the stream ends with RST_STREAM: broken, never short but "complete". */
+        if (st->has_provider && !buf_empty(&st->out)) {
+                st->reset_after_flush = true;
+                h2_stream_resume(st);
+        } else
+                h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
         session_kick(st->session);
 }
 

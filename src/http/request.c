@@ -33,11 +33,28 @@ static Request *request_free(Request *r) {
         free(r->target);
         free(r->path);
         free(r->authority);
+        r->server->body_bytes -= MIN(r->server->body_bytes, (uint64_t) buf_len(&r->body));
         buf_done(&r->body);
         if (r->server->active_requests > 0)
                 r->server->active_requests--;
         free(r);
         return NULL;
+}
+
+int request_body_append(Request *r, const void *p, size_t n) {
+        const HttpLimits *l = &r->server->limits;
+        int k;
+
+        if (n > l->max_body_bytes || buf_len(&r->body) > l->max_body_bytes - n)
+                return -EFBIG;
+        /* Bodies are held whole (the model is read from them and retries resend them): bound them all. */
+        if (r->server->body_bytes + n > l->max_body_bytes_total)
+                return -ENOBUFS;
+        k = buf_append(&r->body, p, n);
+        if (k < 0)
+                return k;
+        r->server->body_bytes += n;
+        return 0;
 }
 
 Request *request_ref(Request *r) {

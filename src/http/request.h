@@ -72,6 +72,10 @@ void request_notify_writable(Request *r);   /* protocol: queue fell below low wa
 void request_abort(Request *r);             /* protocol: client gone; calls on_abort once, detaches */
 void request_dispatch(Request *r);          /* protocol: headers and body complete */
 
+/* Appends to the request body within the limits: -EFBIG beyond max_body_bytes (answer 413), -ENOBUFS
+ * when all bodies held at once would pass max_body_bytes_total (answer 503), -ENOMEM. */
+int request_body_append(Request *r, const void *p, size_t n);
+
 Request *request_ref(Request *r);
 Request *request_unref(Request *r);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Request *, request_unref);

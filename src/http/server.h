@@ -11,6 +11,7 @@ typedef struct HttpSession HttpSession;
 
 typedef struct HttpLimits {
         uint64_t max_body_bytes;        /* request body; 413 beyond */
+        uint64_t max_body_bytes_total;  /* all request bodies held at once, all clients; 503 beyond */
         uint32_t max_header_bytes;      /* request line + all headers; 431 beyond */
         uint32_t max_headers;           /* header count; 431 beyond */
         usec_t header_timeout;          /* first byte to end of headers; 408 beyond (slowloris) */
@@ -25,6 +26,7 @@ typedef struct HttpLimits {
 #define HTTP_LIMITS_DEFAULT                                          \
         ((HttpLimits){                                               \
                 .max_body_bytes = 32ULL << 20,                       \
+                .max_body_bytes_total = 512ULL << 20,                \
                 .max_header_bytes = 64U << 10,                       \
                 .max_headers = 128,                                  \
                 .header_timeout = 30 * USEC_PER_SEC,                 \
@@ -67,6 +69,7 @@ typedef struct HttpServer {
 
         /* Counters (read by metrics/D-Bus). */
         uint64_t requests_total;
+        uint64_t body_bytes;            /* request body bytes held by live requests */
         unsigned active_requests;
         unsigned active_streams;        /* responses currently streaming */
 } HttpServer;

@@ -208,5 +208,25 @@ def slow_reader_memory_bounded():
     assert after - before < 16 * 1024, (before, after, sent)
 
 
+@test
+def all_bodies_in_flight_bounded():
+    # Two clients each start a 40K body; together they pass max_body_bytes_total = 64K.
+    with Gate(config="[server]\nmax_body_bytes = 48K\nmax_body_bytes_total = 64K\n") as g2:
+        g2.start()
+        a = socket.create_connection(("127.0.0.1", g2.port))
+        a.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 40000\r\n\r\n" + b"a" * 30000)
+        time.sleep(0.3)
+        resp = raw(g2.port, b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 40000\r\n\r\n" + b"b" * 40000)
+        assert status_of(resp) == 503, resp
+        a.sendall(b"a" * 10000)
+        a.settimeout(5)
+        assert status_of(a.recv(65536)) == 404
+        a.close()
+        # The budget is given back: a new body fits again.
+        resp = raw(g2.port, b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 40000\r\nConnection: close\r\n\r\n"
+                   + b"c" * 40000)
+        assert status_of(resp) == 404, resp
+
+
 g.stop()
 finish()

@@ -5,6 +5,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import time
 
 # The integration suite's environment names gate only: the mock sits beside it in the build tree.
@@ -564,6 +565,16 @@ def broken_stream(*extra):
                         M.url("/v1/chat/completions"), timeout=10)
     # 18: partial file (HTTP/1.1), 16/92: HTTP/2 stream error, 56: receive failure.
     assert rc in (16, 18, 56, 92), (rc, err)
+    if extra:
+        # curl drops the DATA that arrives together with the RST_STREAM; nghttp shows every frame.
+        body = json.dumps({"model": model, "stream": True, "messages": MSGS}).encode()
+        path = os.path.join(M.dir, "reset-body.json")
+        with open(path, "wb") as f:
+            f.write(body)
+        p = subprocess.run(["nghttp", "-v", "-d", path, M.url("/v1/chat/completions")],
+                           capture_output=True, timeout=10)
+        out = "".join(l + "\n\n" for l in p.stdout.decode().splitlines() if l.startswith("data:"))
+        assert "recv RST_STREAM" in p.stdout.decode(), p.stdout
     assert len(sse_events(out)) == 3, out
     assert "[DONE]" not in out
     r = wait_request(model)
