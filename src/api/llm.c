@@ -1,9 +1,12 @@
 /* The LLM API routes: OpenAI's and Anthropic's endpoints, forwarded to providers, and the model list. */
+#include <jansson.h>
 #include <stdio.h>
 
 #include "api/errors.h"
 #include "api/llm.h"
 #include "core/manager.h"
+#include "proxy/fetch.h"
+#include "shared/log.h"
 #include "shared/util.h"
 
 int api_forward(Request *r, Manager *m) {
@@ -49,7 +52,14 @@ static int append_model(Buf *b, Dialect d, const char *id, const char *owner, bo
         return k;
 }
 
-int api_models(Request *r, Manager *m) {
+static bool strv_contains(char *const *l, const char *s) {
+        for (; l && *l; l++)
+                if (streq(*l, s))
+                        return true;
+        return false;
+}
+
+static int models_reply(Request *r, Providers *providers) {
         Dialect d = api_request_dialect(r);
         const char *one = NULL;
         _cleanup_(buf_done) Buf b = {};
@@ -63,11 +73,18 @@ int api_models(Request *r, Manager *m) {
                         one = NULL;
         }
 
-        for (size_t i = 0; i < m->providers->n_items && k >= 0; i++) {
-                const Provider *p = m->providers->items[i];
-                for (char **x = p->models; x && *x && k >= 0; x++) {
-                        if (!model_is_exact(*x))
-                                continue;
+        for (size_t i = 0; i < providers->n_items && k >= 0; i++) {
+                const Provider *p = providers->items[i];
+                /* Configured exact names first, then what the provider itself lists (once each). */
+                _cleanup_strv_free_ char **all = NULL;
+                size_t n_all = 0;
+                for (char **x = p->models; x && *x && k >= 0; x++)
+                        if (model_is_exact(*x) && !strv_contains(all, *x))
+                                k = strv_extend(&all, &n_all, *x);
+                for (char **x = p->listed_models; x && *x && k >= 0; x++)
+                        if (!strv_contains(all, *x))
+                                k = strv_extend(&all, &n_all, *x);
+                for (char **x = all; x && *x && k >= 0; x++) {
                         if (one) {
                                 /* "provider/model" names it too. */
                                 size_t nl = strlen(p->name);
@@ -120,4 +137,134 @@ int api_models(Request *r, Manager *m) {
         if (k < 0)
                 return k;
         return request_reply(r, 200, NULL, 0, "application/json", buf_data(&out), buf_len(&out));
+}
+
+/* GET /v1/models, waiting for the providers whose own list is due (list_models = true). */
+#define MODELS_FETCH_MAX 32
+
+typedef struct ModelsCall ModelsCall;
+
+typedef struct ModelsFetch {
+        ModelsCall *call;
+        Provider *provider;
+        Fetch *fetch;
+} ModelsFetch;
+
+struct ModelsCall {
+        Request *request;
+        Providers *providers;
+        ModelsFetch fetches[MODELS_FETCH_MAX];
+        size_t n;
+        size_t pending;
+};
+
+static void models_call_free(ModelsCall *c) {
+        for (size_t i = 0; i < c->n; i++)
+                fetch_cancel(c->fetches[i].fetch);
+        request_set_hooks(c->request, NULL, NULL);
+        request_unref(c->request);
+        providers_unref(c->providers);
+        free(c);
+}
+
+static void models_on_abort(Request *r, void *userdata) {
+        models_call_free(userdata);
+}
+
+static const RequestHooks models_hooks = { .on_abort = models_on_abort };
+
+static int parse_model_ids(const char *body, size_t len, char ***ret) {
+        _cleanup_strv_free_ char **ids = NULL;
+        json_t *root, *data, *item;
+        size_t n = 0, i;
+        int k = 0;
+
+        root = json_loadb(body, len, 0, NULL);
+        if (!root)
+                return -EBADMSG;
+        data = json_object_get(root, "data");
+        if (!json_is_array(data))
+                k = -EBADMSG;
+        json_array_foreach(data, i, item) {
+                const char *id = json_string_value(json_object_get(item, "id"));
+                if (k < 0 || n >= 4096)
+                        break;
+                if (id && *id && strlen(id) < 256)
+                        k = strv_extend(&ids, &n, id);
+        }
+        json_decref(root);
+        if (k < 0)
+                return k;
+        *ret = TAKE_PTR(ids);
+        return 0;
+}
+
+static void models_on_fetched(int error, long status, const char *body, size_t len, void *userdata) {
+        ModelsFetch *f = userdata;
+        ModelsCall *c = f->call;
+        Provider *p = f->provider;
+        char **ids = NULL;
+        int k;
+
+        f->fetch = NULL; /* freed by fetch.c after this callback */
+        if (error < 0)
+                log_warning_errno(error, "Failed to list the models of provider %s, keeping the last list: %m",
+                                  p->name);
+        else if (status != 200)
+                log_warning("Provider %s answered %ld to its model list, keeping the last list.", p->name, status);
+        else if ((k = parse_model_ids(body, len, &ids)) < 0)
+                log_warning_errno(k, "Provider %s sent a model list gate cannot read, keeping the last list: %m",
+                                  p->name);
+        else {
+                strv_free(p->listed_models);
+                p->listed_models = ids;
+        }
+        /* Failures count as fetched too: a broken provider is asked again after the TTL, not per request. */
+        p->listed_at = now_mono();
+
+        if (--c->pending > 0)
+                return;
+        request_set_hooks(c->request, NULL, NULL);
+        (void) models_reply(c->request, c->providers);
+        models_call_free(c);
+}
+
+int api_models(Request *r, Manager *m) {
+        ModelsCall *c = NULL;
+        usec_t now = now_mono();
+        int k;
+
+        for (size_t i = 0; i < m->providers->n_items; i++) {
+                Provider *p = m->providers->items[i];
+
+                if (!p->list_models || (p->listed_at > 0 && now - p->listed_at < p->models_ttl))
+                        continue;
+                if (!c) {
+                        c = new0(ModelsCall, 1);
+                        if (!c)
+                                return -ENOMEM;
+                        c->request = request_ref(r);
+                        c->providers = providers_ref(m->providers);
+                }
+                if (c->n >= MODELS_FETCH_MAX)
+                        break;
+                ModelsFetch *f = &c->fetches[c->n];
+                *f = (ModelsFetch){ .call = c, .provider = p };
+                /* OpenAI-style base URLs carry the version; Anthropic-style ones do not. */
+                k = proxy_fetch(&m->proxy, p, p->type == PROVIDER_ANTHROPIC ? "/v1/models?limit=1000" : "/models",
+                                models_on_fetched, f, &f->fetch);
+                if (k < 0) {
+                        log_warning_errno(k, "Failed to ask provider %s for its models: %m", p->name);
+                        continue;
+                }
+                c->n++;
+                c->pending++;
+        }
+        if (!c || c->pending == 0) {
+                if (c)
+                        models_call_free(c);
+                return models_reply(r, m->providers);
+        }
+        request_set_hooks(r, &models_hooks, c);
+        return 0;
 }

@@ -41,6 +41,7 @@ static Provider *provider_free(Provider *p) {
         free(p->api_key);
         strv_free(p->models);
         strv_free(p->headers);
+        strv_free(p->listed_models);
         free(p);
         return NULL;
 }
@@ -83,6 +84,7 @@ static int provider_new(const char *name, ProviderType type, Provider **ret) {
         p->first_byte_timeout = 120 * USEC_PER_SEC;     /* long prompts on slow models take a while */
         p->idle_timeout = 120 * USEC_PER_SEC;
         p->max_retries = 1;
+        p->models_ttl = 600 * USEC_PER_SEC;
         *ret = p;
         return 0;
 }
@@ -194,14 +196,23 @@ static int provider_from_config(const ConfigProvider *cp, Provider **ret, char *
                                 p->max_concurrent = u;
                         else
                                 p->max_retries = MIN(u, 10U);
+                } else if (streq(k, "list_models")) {
+                        int b = parse_bool(v);
+                        if (b < 0) {
+                                provider_free(p);
+                                return fail(ret_error, cp, x, "expected true or false");
+                        }
+                        p->list_models = b;
                 } else if (streq(k, "connect_timeout") || streq(k, "first_byte_timeout") ||
-                           streq(k, "idle_timeout")) {
+                           streq(k, "idle_timeout") || streq(k, "models_ttl")) {
                         if (parse_timespan(v, &t) < 0 || t == 0) {
                                 provider_free(p);
                                 return fail(ret_error, cp, x, "expected a duration such as 30s or 500ms");
                         }
                         if (streq(k, "connect_timeout"))
                                 p->connect_timeout = t;
+                        else if (streq(k, "models_ttl"))
+                                p->models_ttl = t;
                         else if (streq(k, "first_byte_timeout"))
                                 p->first_byte_timeout = t;
                         else

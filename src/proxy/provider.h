@@ -43,7 +43,13 @@ typedef struct Provider {
         unsigned max_retries;           /* same provider after retry-after */
         bool builtin;
 
-        unsigned active;                /* live transfers, counted by the proxy (not configuration) */
+        bool list_models;               /* also list what the provider's own /models reports */
+        usec_t models_ttl;              /* ... cached this long */
+
+        /* Runtime state, not configuration. */
+        unsigned active;                /* live transfers, counted by the proxy */
+        char **listed_models;           /* from the provider's /models, NULL until fetched */
+        usec_t listed_at;               /* CLOCK_MONOTONIC of that fetch, 0 never */
 } Provider;
 
 typedef struct Providers {

@@ -317,6 +317,24 @@ def models_list_both_shapes():
 
 
 @test
+def models_listed_by_the_provider():
+    g2 = Gate(config=config().replace("header.X-Gate-Test = b-side", "header.X-Gate-Test = b-side\nlist_models = true\n"
+                                      "models_ttl = 1h"))
+    with g2:
+        g2.start()
+        n = len([r for r in B.requests() if r["path"] == "/v1/models"])
+        j = json.loads(curl("-s", g2.url("/v1/models"))[1])
+        listed = [m["id"] for m in j["data"] if m["owned_by"] == "mockb"]
+        direct = json.loads(curl("-s", "-H", "authorization: Bearer sk-b", B.url("/v1/models"))[1])
+        assert listed == [m["id"] for m in direct["data"]] and listed, (listed, direct)
+        gate_asked = [r for r in B.requests() if r["path"] == "/v1/models"][n]
+        assert gate_asked["headers"]["authorization"] == "Bearer sk-b", gate_asked
+        # Cached for models_ttl: a second listing does not ask again (+1 is the direct check above).
+        curl("-s", g2.url("/v1/models"))
+        assert len([r for r in B.requests() if r["path"] == "/v1/models"]) == n + 2
+
+
+@test
 def passthrough_of_client_key():
     g2 = Gate(config="[provider.pt]\ntype = openai-compatible\nbase_url = http://%s/v1\nmodels = *\n" % A.address)
     with g2:
