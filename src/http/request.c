@@ -118,6 +118,56 @@ const char *request_header(const Request *r, const char *lowercase_name) {
         return NULL;
 }
 
+const char *request_id(Request *r) {
+        const char *given;
+        bool ok;
+
+        if (r->id[0])
+                return r->id;
+        given = request_header(r, "x-request-id");
+        ok = given && given[0] && strlen(given) < sizeof r->id;
+        for (const char *q = given; ok && *q; q++)
+                if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+                      strchr("-_.:", *q)))
+                        ok = false;
+        if (ok) {
+                snprintf(r->id, sizeof r->id, "%s", given);
+                return r->id;
+        }
+        uint8_t rnd[12];
+        if (getentropy(rnd, sizeof rnd) < 0)
+                memset(rnd, 0, sizeof rnd);
+        size_t o = (size_t) snprintf(r->id, sizeof r->id, "req_");
+        for (size_t i = 0; i < sizeof rnd; i++)
+                o += (size_t) snprintf(r->id + o, sizeof r->id - o, "%02x", rnd[i]);
+        return r->id;
+}
+
+/* Copies the handler's headers and adds x-request-id and x-gate-overhead-us where missing. out must have
+ * room for n + 2 entries; overhead is the buffer for the number. */
+static size_t response_headers(Request *r, const HttpHeader *headers, size_t n, HttpHeader *out,
+                               char overhead[static 24]) {
+        bool have_id = false, have_overhead = false;
+        size_t m = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                if (strcasecmp(headers[i].name, "x-request-id") == 0)
+                        have_id = true;
+                else if (strcasecmp(headers[i].name, "x-gate-overhead-us") == 0)
+                        have_overhead = true;
+                out[m++] = headers[i];
+        }
+        if (!have_id)
+                out[m++] = (HttpHeader){ "x-request-id", request_id(r) };
+        if (!have_overhead) {
+                usec_t total = now_mono() - r->start_usec;
+                snprintf(overhead, 24, "%llu",
+                         (unsigned long long) (total > r->upstream_wait ? total - r->upstream_wait : 0));
+                out[m++] = (HttpHeader){ "x-gate-overhead-us", overhead };
+        }
+        return m;
+}
+
 void request_set_hooks(Request *r, const RequestHooks *hooks, void *userdata) {
         r->hooks = hooks;
         r->hooks_userdata = userdata;
@@ -170,13 +220,17 @@ int request_start(Request *r, unsigned status, const HttpHeader *headers, size_t
 
 int request_start_length(Request *r, unsigned status, const HttpHeader *headers, size_t n_headers,
                          int64_t content_length) {
+        HttpHeader h[n_headers + 2];
+        char overhead[24];
+        size_t n;
         int k;
 
         if (!r->proto_ops)
                 return -ECONNRESET;
         if (r->head_sent)
                 return -EBUSY;
-        k = r->proto_ops->send_head(r, status, headers, n_headers, content_length);
+        n = response_headers(r, headers, n_headers, h, overhead);
+        k = r->proto_ops->send_head(r, status, h, n, content_length);
         if (k < 0)
                 return k;
         r->status = status;
@@ -219,7 +273,8 @@ int request_finish(Request *r) {
 
 int request_reply(Request *r, unsigned status, const HttpHeader *headers, size_t n_headers,
                   const char *content_type, const void *body, size_t len) {
-        HttpHeader h[n_headers + 1];
+        HttpHeader h[n_headers + 1], all[n_headers + 3];
+        char overhead[24];
         size_t n = 0;
         int k;
 
@@ -231,8 +286,9 @@ int request_reply(Request *r, unsigned status, const HttpHeader *headers, size_t
                 h[n++] = (HttpHeader){ "content-type", content_type };
         for (size_t i = 0; i < n_headers; i++)
                 h[n++] = headers[i];
+        n = response_headers(r, h, n, all, overhead);
 
-        k = r->proto_ops->send_head(r, status, h, n, (int64_t) len);
+        k = r->proto_ops->send_head(r, status, all, n, (int64_t) len);
         if (k < 0)
                 return k;
         r->status = status;

@@ -62,6 +62,9 @@ struct Request {
 
         const RequestHooks *hooks;
         void *hooks_userdata;
+
+        char id[48];                    /* x-request-id: the client's (when sane) or generated; "" until asked */
+        usec_t upstream_wait;           /* time spent waiting on upstreams, not gate's own (for the overhead) */
 };
 
 /* For the protocol layers. */
@@ -82,6 +85,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Request *, request_unref);
 
 /* For handlers. */
 const char *request_header(const Request *r, const char *lowercase_name);
+/* The request's id: the client's x-request-id when it is a sane token, else a new random one. Every
+ * response carries it as x-request-id, and x-gate-overhead-us (time since the request was complete,
+ * minus r->upstream_wait), unless the handler set them itself. */
+const char *request_id(Request *r);
 void request_set_hooks(Request *r, const RequestHooks *hooks, void *userdata);
 bool request_is_loopback(const Request *r);
 

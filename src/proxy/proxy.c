@@ -54,12 +54,10 @@ typedef struct ProxyCall {
         bool client_gone;
         bool timed_out;
 
-        usec_t t_start;
         usec_t t_attempt;
         usec_t upstream_wait;           /* time spent waiting for upstreams (and their retry-after) */
         sd_event_source *timer;         /* first byte, then idle between chunks; or retry delay */
         bool timer_is_retry;
-        char request_id[48];
 } ProxyCall;
 
 static void call_try_next(ProxyCall *c);
@@ -128,21 +126,17 @@ static bool header_is_hop(const char *name) {
 }
 
 static int call_start_response(ProxyCall *c, bool with_length) {
-        HttpHeader h[c->n_headers + 4];
-        char overhead[32];
+        HttpHeader h[c->n_headers + 1];
         size_t n = 0;
-        usec_t now = now_mono();
         int r;
 
+        /* x-request-id and x-gate-overhead-us (gate's own share: all the time so far that was not spent
+         * waiting on upstreams) are added by the request layer. */
         for (size_t i = 0; i < c->n_headers; i++)
-                if (!header_is_hop(c->headers[i].name) && !streq(c->headers[i].name, "x-request-id"))
+                if (!header_is_hop(c->headers[i].name) && !streq(c->headers[i].name, "x-request-id") &&
+                    !streq(c->headers[i].name, "x-gate-overhead-us"))
                         h[n++] = c->headers[i];
-        /* gate's own share of the latency: all the time so far that was not spent waiting on upstreams. */
-        usec_t total = now - c->t_start;
-        snprintf(overhead, sizeof overhead, "%llu",
-                 (unsigned long long) (total > c->upstream_wait ? total - c->upstream_wait : 0));
-        h[n++] = (HttpHeader){ "x-request-id", c->request_id };
-        h[n++] = (HttpHeader){ "x-gate-overhead-us", overhead };
+        c->request->upstream_wait = c->upstream_wait;
         h[n++] = (HttpHeader){ "x-gate-provider", c->cands[c->idx].provider->name };
 
         c->started = true;
@@ -291,6 +285,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata) {
 /* Before the last word to the client: whatever happens to the client during it, it is not our event. */
 static void call_detach(ProxyCall *c) {
         request_set_hooks(c->request, NULL, NULL);
+        c->request->upstream_wait = c->upstream_wait;
 }
 
 static void call_fail(ProxyCall *c, unsigned status, const char *code, const char *provider) {
@@ -324,7 +319,7 @@ static void on_done(CURL *easy, CURLcode result, void *userdata) {
                 int e = c->timed_out ? -ETIMEDOUT : errno_from_curl(result);
                 if (!c->head_done)
                         c->upstream_wait += now_mono() - c->t_attempt;
-                log_debug("Upstream %s failed for request %s: %s", p->name, c->request_id,
+                log_debug("Upstream %s failed for request %s: %s", p->name, request_id(c->request),
                           curl_easy_strerror(result));
                 if (!c->started && !c->head_done && c->idx + 1 < c->n_cands &&
                     c->attempts < c->providers->max_attempts) {
@@ -381,7 +376,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 return 0;
         }
         /* First byte or idle timeout: end this attempt as a timeout. */
-        log_debug("Upstream %s timed out for request %s.", c->cands[c->idx].provider->name, c->request_id);
+        log_debug("Upstream %s timed out for request %s.", c->cands[c->idx].provider->name, request_id(c->request));
         c->timed_out = true;
         curl_glue_remove(c->proxy->curl, c->easy);
         on_done(c->easy, CURLE_OPERATION_TIMEDOUT, c);
@@ -472,7 +467,7 @@ static int build_upstream_headers(ProxyCall *c, const Provider *p, const char *k
         } else if (k >= 0 && key)
                 k = add_header(&l, "authorization: Bearer %s", key);
         if (k >= 0)
-                k = add_header(&l, "x-request-id: %s", c->request_id);
+                k = add_header(&l, "x-request-id: %s", request_id(c->request));
         for (char **h = p->headers; h && *h && k >= 0; h++)
                 k = add_header(&l, "%s", *h);
         /* No "Expect: 100-continue" round trip for large bodies: our upstreams read what we send. */
@@ -646,30 +641,11 @@ static void call_try_next(ProxyCall *c) {
         (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
         return;
 fail:
-        log_warning_errno(k, "Failed to start upstream request %s to %s: %m", c->request_id, p->name);
+        log_warning_errno(k, "Failed to start upstream request %s to %s: %m", request_id(c->request), p->name);
         call_detach(c);
         (void) api_reply_error(c->request, c->dialect, 500, "internal_error", NULL, 0,
                                "gate could not start the upstream request (%s).", strerror(-k));
         call_free(c);
-}
-
-static void make_request_id(Request *r, char *buf, size_t n) {
-        const char *given = request_header(r, "x-request-id");
-        bool ok = given && strlen(given) > 0 && strlen(given) < n;
-
-        for (const char *q = given; ok && *q; q++)
-                if (!isalnum((unsigned char) *q) && !strchr("-_.:", *q))
-                        ok = false;
-        if (ok) {
-                snprintf(buf, n, "%s", given);
-                return;
-        }
-        uint8_t rnd[12];
-        if (getentropy(rnd, sizeof rnd) < 0)
-                memset(rnd, 0, sizeof rnd);
-        size_t o = (size_t) snprintf(buf, n, "req_");
-        for (size_t i = 0; i < sizeof rnd && o + 2 < n; i++)
-                o += (size_t) snprintf(buf + o, n - o, "%02x", rnd[i]);
 }
 
 int proxy_forward(Proxy *proxy, Providers *providers, Request *r, Dialect d) {
@@ -710,9 +686,7 @@ int proxy_forward(Proxy *proxy, Providers *providers, Request *r, Dialect d) {
         c->dialect = d;
         c->model_span = spans[0];
         c->stream = spans[1].type == 't';
-        c->t_start = r->start_usec;
         c->content_length = -1;
-        make_request_id(r, c->request_id, sizeof c->request_id);
 
         k = providers_route(providers, model, ++proxy->seed, c->cands);
         if (k < 0) {

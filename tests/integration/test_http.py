@@ -1,5 +1,6 @@
 """HTTP engine end to end: HTTP/1.1 and h2c with curl and raw sockets, routing, bad input, limits."""
 import os
+import re
 import socket
 import subprocess
 import time
@@ -17,6 +18,13 @@ def health_http1():
     assert out.startswith("HTTP/1.1 200"), out
     assert '"status":"running"' in out and '"version"' in out, out
     assert "content-type: application/json" in out.lower()
+    # Every response, not only proxied ones, carries its id and gate's own latency.
+    assert re.search(r"x-request-id: req_[0-9a-f]{24}\r\n", out), out
+    assert re.search(r"x-gate-overhead-us: \d+\r\n", out), out
+    rc, out, _ = curl("--http1.1", "-i", "-H", "x-request-id: abc-123", g.url("/nope"))
+    assert "x-request-id: abc-123\r\n" in out, out
+    rc, out, _ = curl("--http1.1", "-i", "-H", "x-request-id: bad id;<>", g.url("/nope"))
+    assert "x-request-id: req_" in out, out
 
 
 @test
