@@ -512,6 +512,15 @@ int manager_start(Manager *m) {
 
         /* 2. Storage. */
         r = store_open(m->config->database_path, &m->store, &error);
+        if (r == -EBADMSG || r == -EPROTONOSUPPORT) {
+                /* Not ours to repair: say what to do, and exit as a configuration problem (78). */
+                log_error("The database %s cannot be used: %s. %s", m->config->database_path,
+                          error ? error : strerror(-r),
+                          r == -EBADMSG ? "Move it aside (or restore a backup) and start again; gate then "
+                                          "creates a fresh one." :
+                                          "It was written by a newer gate: run that version, or restore a backup.");
+                return -EINVAL;
+        }
         if (r < 0)
                 return log_error_errno(r, "Failed to open the database: %s", error ? error : strerror(-r));
 

@@ -162,8 +162,8 @@ def corrupt_database_is_a_clear_error():
     g.start(wait_ready=False)
     rc = g.wait()
     g.stop()
-    assert rc == 1
-    assert "gate.db" in g.log() and "database" in g.log(), g.log()
+    assert rc == 78, rc
+    assert "gate.db" in g.log() and "Move it aside" in g.log(), g.log()
 
 
 finish()
