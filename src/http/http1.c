@@ -1205,7 +1205,11 @@ static int h1_send_head(Request *r, unsigned status, const HttpHeader *headers, 
                              h->framing != RESP_CLOSE;
 
         len = buf_len(&h->out);
-        k = buf_printf(&h->out, "HTTP/1.1 %u %s\r\n", status, http_status_reason(status));
+        k = buf_append_str(&h->out, "HTTP/1.1 ");
+        if (k >= 0)
+                k = buf_append_uint(&h->out, status, 10);
+        if (k >= 0)
+                k = buf_append_line(&h->out, " ", http_status_reason(status), "", "\r\n");
         for (size_t i = 0; k >= 0 && i < n_headers; i++) {
                 const HttpHeader *x = headers + i;
 
@@ -1215,15 +1219,19 @@ static int h1_send_head(Request *r, unsigned status, const HttpHeader *headers, 
                 }
                 if (header_is_ours(x->name))
                         continue;
-                k = buf_printf(&h->out, "%s: %s\r\n", x->name, x->value);
+                k = buf_append_line(&h->out, x->name, ": ", x->value, "\r\n");
         }
         if (k >= 0)
-                k = buf_printf(&h->out, "date: %s\r\n", http_date_now());
+                k = buf_append_line(&h->out, "date", ": ", http_date_now(), "\r\n");
         if (k >= 0) {
                 /* HEAD answers with the framing a GET would have had. */
-                if (content_length >= 0 && status != 204 && status != 304)
-                        k = buf_printf(&h->out, "content-length: %" PRIi64 "\r\n", content_length);
-                else if (content_length < 0 && !h->http10 && status != 204 && status != 304)
+                if (content_length >= 0 && status != 204 && status != 304) {
+                        k = buf_append_str(&h->out, "content-length: ");
+                        if (k >= 0)
+                                k = buf_append_uint(&h->out, (uint64_t) content_length, 10);
+                        if (k >= 0)
+                                k = buf_append_str(&h->out, "\r\n");
+                } else if (content_length < 0 && !h->http10 && status != 204 && status != 304)
                         k = buf_append_str(&h->out, "transfer-encoding: chunked\r\n");
         }
         if (k >= 0) {
@@ -1264,7 +1272,9 @@ static int h1_send_body(Request *r, const void *p, size_t n) {
                 h->resp_remaining -= n;
                 break;
         case RESP_CHUNKED:
-                k = buf_printf(&h->out, "%zx\r\n", n);
+                k = buf_append_uint(&h->out, n, 16);
+                if (k >= 0)
+                        k = buf_append_str(&h->out, "\r\n");
                 break;
         default:
                 break;

@@ -1,6 +1,5 @@
 /* Proxy: forwards one API request to its upstream provider over libcurl and relays the answer back. */
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -426,18 +425,28 @@ static const char *client_provider_key(Request *r, bool *ret_bearer) {
         return k;
 }
 
-static int add_header(struct curl_slist **l, const char *fmt, ...) _printf_(2, 3);
-static int add_header(struct curl_slist **l, const char *fmt, ...) {
+/* "name: value" into the list; plain concatenation, as this runs for every header of every request. */
+static int add_header(struct curl_slist **l, const char *name, const char *value) {
         char line[8192];
-        va_list ap;
+        size_t a = strlen(name), v = strlen(value);
         struct curl_slist *n;
 
-        va_start(ap, fmt);
-        int k = vsnprintf(line, sizeof line, fmt, ap);
-        va_end(ap);
-        if (k < 0 || (size_t) k >= sizeof line)
+        if (a + 2 + v + 1 > sizeof line)
                 return -E2BIG;
+        memcpy(line, name, a);
+        line[a] = ':';
+        line[a + 1] = ' ';
+        memcpy(line + a + 2, value, v + 1);
         n = curl_slist_append(*l, line);
+        if (!n)
+                return -ENOMEM;
+        *l = n;
+        return 0;
+}
+
+/* A line as given ("Name: value", or "Expect:" to suppress a header curl would add). */
+static int add_raw_header(struct curl_slist **l, const char *line) {
+        struct curl_slist *n = curl_slist_append(*l, line);
         if (!n)
                 return -ENOMEM;
         *l = n;
@@ -455,24 +464,29 @@ static int build_upstream_headers(ProxyCall *c, const Provider *p, const char *k
         for (size_t i = 0; i < ELEMENTSOF(forward) && k >= 0; i++) {
                 const char *v = request_header(r, forward[i]);
                 if (v)
-                        k = add_header(&l, "%s: %s", forward[i], v);
+                        k = add_header(&l, forward[i], v);
         }
         if (k >= 0 && !request_header(r, "content-type"))
-                k = add_header(&l, "content-type: application/json");
+                k = add_raw_header(&l, "content-type: application/json");
         if (k >= 0 && p->type == PROVIDER_ANTHROPIC) {
                 const char *v = request_header(r, "anthropic-version");
-                k = add_header(&l, "anthropic-version: %s", v ? v : "2023-06-01");
+                k = add_header(&l, "anthropic-version", v ? v : "2023-06-01");
                 if (k >= 0 && key)
-                        k = add_header(&l, "x-api-key: %s", key);
-        } else if (k >= 0 && key)
-                k = add_header(&l, "authorization: Bearer %s", key);
+                        k = add_header(&l, "x-api-key", key);
+        } else if (k >= 0 && key) {
+                char bearer[4096];
+                if ((size_t) snprintf(bearer, sizeof bearer, "Bearer %s", key) >= sizeof bearer)
+                        k = -E2BIG;
+                else
+                        k = add_header(&l, "authorization", bearer);
+        }
         if (k >= 0)
-                k = add_header(&l, "x-request-id: %s", request_id(c->request));
+                k = add_header(&l, "x-request-id", request_id(c->request));
         for (char **h = p->headers; h && *h && k >= 0; h++)
-                k = add_header(&l, "%s", *h);
+                k = add_raw_header(&l, *h);
         /* No "Expect: 100-continue" round trip for large bodies: our upstreams read what we send. */
         if (k >= 0)
-                k = add_header(&l, "Expect:");
+                k = add_raw_header(&l, "Expect:");
         if (k < 0) {
                 curl_slist_free_all(l);
                 return k;

@@ -110,3 +110,29 @@ char *buf_steal_str(Buf *b, size_t *ret_len) {
                 *ret_len = len;
         return s;
 }
+
+int buf_append_line(Buf *b, const char *name, const char *sep, const char *value, const char *end) {
+        size_t a = strlen(name), s = strlen(sep), v = strlen(value), e = strlen(end);
+        uint8_t *d = buf_reserve(b, a + s + v + e);
+
+        if (!d)
+                return -ENOMEM;
+        memcpy(d, name, a);
+        memcpy(d + a, sep, s);
+        memcpy(d + a + s, value, v);
+        memcpy(d + a + s + v, end, e);
+        b->tail += a + s + v + e;
+        return 0;
+}
+
+int buf_append_uint(Buf *b, uint64_t v, unsigned base) {
+        static const char digits[] = "0123456789abcdef";
+        char tmp[24];
+        size_t n = sizeof tmp;
+
+        do {
+                tmp[--n] = digits[v % base];
+                v /= base;
+        } while (v > 0);
+        return buf_append(b, tmp + n, sizeof tmp - n);
+}

@@ -33,6 +33,11 @@ static inline void buf_commit(Buf *b, size_t n) {
 int buf_append(Buf *b, const void *p, size_t n);
 int buf_append_str(Buf *b, const char *s);
 int buf_printf(Buf *b, const char *fmt, ...) _printf_(2, 3);
+/* Appends "name: value\r\n" (or name + sep + value + end in general) without printf's cost: this is on
+ * the path of every response head. */
+int buf_append_line(Buf *b, const char *name, const char *sep, const char *value, const char *end);
+/* Appends v in decimal (or hex with base 16). */
+int buf_append_uint(Buf *b, uint64_t v, unsigned base);
 void buf_consume(Buf *b, size_t n);
 static inline void buf_clear(Buf *b) {
         b->head = b->tail = 0;
