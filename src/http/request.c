@@ -134,12 +134,16 @@ const char *request_id(Request *r) {
                 snprintf(r->id, sizeof r->id, "%s", given);
                 return r->id;
         }
+        static const char hex[] = "0123456789abcdef";
         uint8_t rnd[12];
         if (getentropy(rnd, sizeof rnd) < 0)
                 memset(rnd, 0, sizeof rnd);
-        size_t o = (size_t) snprintf(r->id, sizeof r->id, "req_");
-        for (size_t i = 0; i < sizeof rnd; i++)
-                o += (size_t) snprintf(r->id + o, sizeof r->id - o, "%02x", rnd[i]);
+        memcpy(r->id, "req_", 4);
+        for (size_t i = 0; i < sizeof rnd; i++) {
+                r->id[4 + 2 * i] = hex[rnd[i] >> 4];
+                r->id[5 + 2 * i] = hex[rnd[i] & 15];
+        }
+        r->id[4 + 2 * sizeof rnd] = 0;
         return r->id;
 }
 

@@ -83,7 +83,7 @@ static void call_release_provider(ProxyCall *c) {
 static void call_stop_transfer(ProxyCall *c) {
         if (c->easy) {
                 curl_glue_remove(c->proxy->curl, c->easy);
-                curl_easy_cleanup(c->easy);
+                proxy_easy_put(c->proxy, c->easy);
                 c->easy = NULL;
                 c->proxy->active--;
         }
@@ -304,8 +304,8 @@ static void on_done(CURL *easy, CURLcode result, void *userdata) {
         const Provider *p = c->cands[c->idx].provider;
         int r;
 
-        /* curl_glue took the handle off the multi handle; it is ours to clean up. */
-        curl_easy_cleanup(c->easy);
+        /* curl_glue took the handle off the multi handle; it is ours to recycle. */
+        proxy_easy_put(c->proxy, c->easy);
         c->easy = NULL;
         c->proxy->active--;
 
@@ -612,7 +612,7 @@ static void call_try_next(ProxyCall *c) {
         if (k < 0)
                 goto fail;
 
-        c->easy = curl_easy_init();
+        c->easy = proxy_easy_get(c->proxy);
         if (!c->easy) {
                 k = -ENOMEM;
                 goto fail;
@@ -642,7 +642,7 @@ static void call_try_next(ProxyCall *c) {
         c->content_length = -1;
         k = curl_glue_add(c->proxy->curl, c->easy, on_done, c);
         if (k < 0) {
-                curl_easy_cleanup(c->easy);
+                proxy_easy_put(c->proxy, c->easy);
                 c->easy = NULL;
                 goto fail;
         }
@@ -752,6 +752,28 @@ int proxy_init(Proxy *p, sd_event *event) {
         return curl_glue_new(event, &p->curl);
 }
 
+CURL *proxy_easy_get(Proxy *p) {
+        if (p->n_idle > 0) {
+                CURL *e = p->idle[--p->n_idle];
+                curl_easy_reset(e);
+                return e;
+        }
+        return curl_easy_init();
+}
+
+void proxy_easy_put(Proxy *p, CURL *easy) {
+        if (!easy)
+                return;
+        if (p->n_idle < ELEMENTSOF(p->idle)) {
+                /* Options may point into the call that is ending (header list, body): drop them now. */
+                curl_easy_reset(easy);
+                p->idle[p->n_idle++] = easy;
+        } else
+                curl_easy_cleanup(easy);
+}
+
 void proxy_done(Proxy *p) {
+        while (p->n_idle > 0)
+                curl_easy_cleanup(p->idle[--p->n_idle]);
         p->curl = curl_glue_free(p->curl);
 }

@@ -18,7 +18,14 @@ typedef struct Proxy {
         uint64_t upstream_requests;
         uint64_t retries;
         uint32_t seed;                  /* weighted routing order */
+        CURL *idle[64];                 /* easy handles kept for reuse: setting one up is not free */
+        size_t n_idle;
 } Proxy;
+
+/* An easy handle with default options: from the pool (reset) or new. NULL on OOM. */
+CURL *proxy_easy_get(Proxy *p);
+/* Gives a handle (off the multi handle) back to the pool, or frees it when the pool is full. */
+void proxy_easy_put(Proxy *p, CURL *easy);
 
 int proxy_init(Proxy *p, sd_event *event);
 void proxy_done(Proxy *p);
