@@ -1,8 +1,12 @@
 /* The command line: parses argv and runs one command; returns the process exit code. */
 #include <curl/curl.h>
 #include <getopt.h>
+#include <langinfo.h>
+#include <libintl.h>
+#include <locale.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "core/bus.h"
 #include "core/cli.h"
@@ -12,26 +16,29 @@
 #include "http/request.h"
 #include "shared/log.h"
 
+/* What a person reads at the terminal is translated (po/); log messages are not. */
+#define _(s) gettext(s)
+
 static void help(FILE *f) {
-        fprintf(f,
-                "Usage: gate [OPTIONS] COMMAND ...\n"
+        /* TRANSLATORS: keep the command and option names, and the column the descriptions start in. */
+        fputs(_("Usage: gate [OPTIONS] COMMAND ...\n"
                 "\n"
                 "An LLM API gateway: OpenAI- and Anthropic-compatible APIs on port 31145.\n"
-                "\n"
-                "Commands:\n"
+                "\n"), f);
+        fputs(_("Commands:\n"
                 "  serve                 Run the daemon in the foreground\n"
                 "  config check [FILE]   Check the configuration and print the effective one\n"
                 "  status [--json]       Show the running daemon's state (over D-Bus)\n"
                 "  reload [--certificates]\n"
                 "                        Reload the configuration (or only the certificates)\n"
-                "\n"
-                "Options:\n"
+                "\n"), f);
+        fputs(_("Options:\n"
                 "  -h --help             Show this help\n"
                 "     --version          Show the version\n"
                 "     --user             Talk to a daemon on the user bus (default: system bus)\n"
-                "\n"
-                "Environment: GATE_CONFIG (config file), DATABASE_URL, GATE_LOG (log level).\n"
-                "See gate(8) and gate.conf(5).\n");
+                "\n"), f);
+        fputs(_("Environment: GATE_CONFIG (config file), DATABASE_URL, GATE_LOG (log level).\n"
+                "See gate(8) and gate.conf(5).\n"), f);
 }
 
 _printf_(1, 2) static int usage_error(const char *fmt, ...) {
@@ -41,7 +48,8 @@ _printf_(1, 2) static int usage_error(const char *fmt, ...) {
         va_start(ap, fmt);
         vfprintf(stderr, fmt, ap);
         va_end(ap);
-        fprintf(stderr, "\nTry 'gate --help' for more information.\n");
+        fputc('\n', stderr);
+        fputs(_("Try 'gate --help' for more information.\n"), stderr);
         return EXIT_USAGE;
 }
 
@@ -50,7 +58,10 @@ static int cmd_serve(int argc, char *argv[]) {
         int r;
 
         if (argc > 1)
-                return usage_error("serve takes no arguments, got '%s'.", argv[1]);
+                return usage_error(_("serve takes no arguments, got '%s'."), argv[1]);
+
+        /* The daemon speaks English in its logs (%m included), whatever the environment says. */
+        (void) setlocale(LC_ALL, "C");
 
         /* Before anything else runs: libcurl's global state (TLS backend) is not thread-safe to set up late. */
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -77,10 +88,10 @@ static int cmd_config(int argc, char *argv[]) {
         int r;
 
         if (argc < 2 || !streq(argv[1], "check"))
-                return usage_error("config: unknown or missing subcommand '%s' (expected 'check').",
+                return usage_error(_("config: unknown or missing subcommand '%s' (expected 'check')."),
                                    argc < 2 ? "" : argv[1]);
         if (argc > 3)
-                return usage_error("config check takes at most one FILE, got '%s'.", argv[3]);
+                return usage_error(_("config check takes at most one FILE, got '%s'."), argv[3]);
 
         r = manager_state_directory(false, &state_dir);
         if (r < 0) {
@@ -89,7 +100,7 @@ static int cmd_config(int argc, char *argv[]) {
         }
         r = config_load(argc == 3 ? argv[2] : NULL, state_dir, &c, &error);
         if (r < 0) {
-                fprintf(stderr, "gate: invalid configuration: %s\n", error ? error : strerror(-r));
+                fprintf(stderr, _("gate: invalid configuration: %s\n"), error ? error : strerror(-r));
                 return EXIT_CONFIG;
         }
         config_dump(c, stdout);
@@ -103,7 +114,9 @@ static int bus_connect(sd_bus **ret) {
 
         r = arg_user ? sd_bus_open_user(ret) : sd_bus_open_system(ret);
         if (r < 0)
-                fprintf(stderr, "gate: failed to connect to the %s bus: %s\n", arg_user ? "user" : "system",
+                fprintf(stderr,
+                        arg_user ? _("gate: failed to connect to the user bus: %s\n")
+                                 : _("gate: failed to connect to the system bus: %s\n"),
                         strerror(-r));
         return r;
 }
@@ -112,13 +125,19 @@ static int bus_connect(sd_bus **ret) {
 static int bus_call_failed(const char *what, const sd_bus_error *e, int r) {
         if (sd_bus_error_has_name(e, SD_BUS_ERROR_SERVICE_UNKNOWN) ||
             sd_bus_error_has_name(e, SD_BUS_ERROR_NAME_HAS_NO_OWNER))
-                fprintf(stderr, "gate: %s: gate is not running (no %s on the %s bus).\n", what, GATE_BUS_NAME,
-                        arg_user ? "user" : "system");
+                fprintf(stderr,
+                        /* TRANSLATORS: the first %s is the command (reload, status), the second a D-Bus name. */
+                        arg_user ? _("gate: %s: gate is not running (no %s on the user bus).\n")
+                                 /* TRANSLATORS: the first %s is the command, the second a D-Bus name. */
+                                 : _("gate: %s: gate is not running (no %s on the system bus).\n"),
+                        what, GATE_BUS_NAME);
         else if (sd_bus_error_has_name(e, SD_BUS_ERROR_ACCESS_DENIED))
-                fprintf(stderr, "gate: %s: access denied (%s). Only root may do this on the system bus.\n", what,
+                /* TRANSLATORS: %s: the command (reload, status); then the bus's own message, in English. */
+                fprintf(stderr, _("gate: %s: access denied (%s). Only root may do this on the system bus.\n"), what,
                         e->message ? e->message : "policy");
         else
-                fprintf(stderr, "gate: %s failed: %s\n", what, e && e->message ? e->message : strerror(-r));
+                /* TRANSLATORS: %s: the command (reload, status); then the reason, from the bus or the system. */
+                fprintf(stderr, _("gate: %s failed: %s\n"), what, e && e->message ? e->message : strerror(-r));
         return sd_bus_error_has_name(e, GATE_BUS_INTERFACE ".Error.InvalidConfig") ? EXIT_CONFIG : EXIT_FAILURE;
 }
 
@@ -135,7 +154,7 @@ static int cmd_reload(int argc, char *argv[]) {
                 else if (streq(argv[i], "--user"))
                         arg_user = true;
                 else
-                        return usage_error("reload: unknown argument '%s'.", argv[i]);
+                        return usage_error(_("reload: unknown argument '%s'."), argv[i]);
         }
         if (bus_connect(&bus) < 0)
                 return EXIT_FAILURE;
@@ -146,12 +165,12 @@ static int cmd_reload(int argc, char *argv[]) {
         if (certs) {
                 uint64_t not_after = 0;
                 (void) sd_bus_message_read(reply, "t", &not_after);
-                printf("Certificates reloaded; earliest expiry %llu (µs since the epoch).\n",
+                printf(_("Certificates reloaded; earliest expiry %llu (µs since the epoch).\n"),
                        (unsigned long long) not_after);
         } else {
                 uint32_t gen = 0;
                 (void) sd_bus_message_read(reply, "u", &gen);
-                printf("Reloaded, generation %u.\n", gen);
+                printf(_("Reloaded, generation %u.\n"), gen);
         }
         return EXIT_SUCCESS;
 }
@@ -241,7 +260,7 @@ static int cmd_status(int argc, char *argv[]) {
                 else if (streq(argv[i], "--user"))
                         arg_user = true;
                 else
-                        return usage_error("status: unknown argument '%s'.", argv[i]);
+                        return usage_error(_("status: unknown argument '%s'."), argv[i]);
         }
         if (bus_connect(&bus) < 0)
                 return EXIT_FAILURE;
@@ -274,8 +293,30 @@ static int cmd_status(int argc, char *argv[]) {
                 printf("\n}\n");
         return EXIT_SUCCESS;
 bad:
-        fprintf(stderr, "gate: status: unexpected reply from the daemon: %s\n", strerror(-r));
+        fprintf(stderr, _("gate: status: unexpected reply from the daemon: %s\n"), strerror(-r));
         return EXIT_FAILURE;
+}
+
+/* Translations for what the command line prints (po/). Only LC_MESSAGES follows the environment: every other
+ * category stays "C", because the code the command line shares with the daemon (the configuration parser, HTTP)
+ * uses strcasecmp(), tolower() and isalpha(), whose results follow LC_CTYPE (in a Turkish locale 'I' does not
+ * fold to 'i'). The translations are still written in LC_CTYPE's character set, looked up
+ * here and then set back, so that a terminal in another encoding than UTF-8 gets its own.
+ *
+ * glibc ignores $LANGUAGE while LC_MESSAGES is "C", but not when it is "C.UTF-8", which is always present:
+ * LANG=C.UTF-8 LANGUAGE=de gives German without any other locale installed. */
+static void i18n_setup(void) {
+        char codeset[64] = "";
+
+        (void) setlocale(LC_MESSAGES, "");
+        if (setlocale(LC_CTYPE, "")) {
+                snprintf(codeset, sizeof codeset, "%s", nl_langinfo(CODESET));
+                (void) setlocale(LC_CTYPE, "C");
+        }
+        (void) bindtextdomain(GETTEXT_PACKAGE, GATE_LOCALEDIR);
+        if (codeset[0])
+                (void) bind_textdomain_codeset(GETTEXT_PACKAGE, codeset);
+        (void) textdomain(GETTEXT_PACKAGE);
 }
 
 int cli_main(int argc, char *argv[]) {
@@ -288,6 +329,7 @@ int cli_main(int argc, char *argv[]) {
         };
         int c;
 
+        i18n_setup();
         log_setup();
 
         /* Options stop at the command: "gate config check --foo" is the command's business. */
@@ -305,7 +347,7 @@ int cli_main(int argc, char *argv[]) {
                         break;
                 case '?':
                 default:
-                        return usage_error("unknown option '%s'.", argv[optind - 1]);
+                        return usage_error(_("unknown option '%s'."), argv[optind - 1]);
                 }
 
         if (optind >= argc) {
@@ -326,5 +368,5 @@ int cli_main(int argc, char *argv[]) {
                 help(stdout);
                 return EXIT_SUCCESS;
         }
-        return usage_error("unknown command '%s'.", cmd);
+        return usage_error(_("unknown command '%s'."), cmd);
 }

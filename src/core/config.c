@@ -10,6 +10,7 @@
 #include "core/config.h"
 #include "shared/log.h"
 #include "shared/util.h"
+#include "store/prices.h"
 
 /* After our headers: glib #undefs and redefines MIN/MAX, macro.h would warn the other way round. */
 #include <glib.h>
@@ -18,6 +19,7 @@
 #define CONFIG_FILE_MAX (4U << 20)
 
 #define PROVIDER_GROUP_PREFIX "provider."
+#define PRICE_GROUP_PREFIX "price."
 #define MASK "********"
 
 /* Whether the char c is one of the listed ones (which may include 0). */
@@ -859,9 +861,18 @@ static const ConfigItem config_items[] = {
 
         { "proxy", "max_pending", &type_uint32, OFF(proxy_max_pending), "4096", 1, 1000000 },
         { "proxy", "max_attempts", &type_uint32, OFF(proxy_max_attempts), "3", 1, 8 },
+
+        /* A row is about 700 bytes, and the writer holds a copy of the queue while it writes. */
+        { "usage", "queue_max", &type_uint32, OFF(usage_queue_max), "10000", 1, 1000000 },
+        { "usage", "flush_interval", &type_timespan, OFF(usage_flush_interval), "1s", 10 * USEC_PER_MSEC,
+          3600 * USEC_PER_SEC },
+        { "usage", "price_file", &type_path, OFF(usage_price_file), NULL },
+
+        { "metrics", "max_series", &type_uint32, OFF(metrics_max_series), "1000", 1, 1000000 },
 };
 
-static const char *const config_groups[] = { "server", "auth", "database", "tls", "p2p", "relay", "proxy" };
+static const char *const config_groups[] = { "server", "auth", "database", "tls", "p2p", "relay", "proxy",
+                                             "usage", "metrics" };
 
 static const ConfigItem *config_item_find(const char *group, const char *key) {
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
@@ -899,6 +910,9 @@ static Config *config_free(Config *c) {
         for (size_t i = 0; i < c->n_providers; i++)
                 config_provider_done(c->providers + i);
         free(c->providers);
+        for (size_t i = 0; i < c->n_prices; i++)
+                free(c->prices[i].pattern);
+        free(c->prices);
         strv_free(c->sources);
         free(c->state_dir);
         free(c);
@@ -1041,6 +1055,81 @@ static int config_provider_set(Config *c, const char *name, const char *key, con
         return 0;
 }
 
+static const char *const config_price_key_table[_CONFIG_PRICE_KEY_MAX] = {
+        [CONFIG_PRICE_INPUT] = "input",
+        [CONFIG_PRICE_OUTPUT] = "output",
+        [CONFIG_PRICE_CACHE_READ] = "cache_read",
+        [CONFIG_PRICE_CACHE_WRITE] = "cache_write",
+};
+
+const char *config_price_key_to_string(ConfigPriceKey k) {
+        if (k < 0 || k >= _CONFIG_PRICE_KEY_MAX)
+                return NULL;
+        return config_price_key_table[k];
+}
+
+ConfigPriceKey config_price_key_from_string(const char *s) {
+        if (!s)
+                return _CONFIG_PRICE_KEY_INVALID;
+        for (ConfigPriceKey k = 0; k < _CONFIG_PRICE_KEY_MAX; k++)
+                if (streq(s, config_price_key_table[k]))
+                        return k;
+        return _CONFIG_PRICE_KEY_INVALID;
+}
+
+/* One key of a [price.PATTERN] group. Unlike provider groups these are parsed here: they are plain
+ * numbers, and `gate config check` should catch a typo in a price. */
+static int config_price_set(Config *c, const char *pattern, const char *key, const char *value,
+                            const char *source, char **ret_error) {
+        _cleanup_free_ char *unquoted = NULL;
+        ConfigPrice *p = NULL;
+        ConfigPriceKey k;
+        uint64_t v;
+        int r;
+
+        k = config_price_key_from_string(key);
+        if (k < 0) {
+                log_warning("%s: [" PRICE_GROUP_PREFIX "%s] unknown key \"%s\", ignoring.", source, pattern, key);
+                return 0;
+        }
+
+        r = config_value_unquote(value, &unquoted);
+        if (r == -ENOMEM)
+                return r;
+        if (r >= 0)
+                r = usd_parse(unquoted, PRICE_DECIMALS, &v);
+        if (r < 0) {
+                _cleanup_free_ char *e = escape_for_message(unquoted ?: value), *g = escape_for_message(pattern);
+
+                set_error(ret_error, "%s: [" PRICE_GROUP_PREFIX "%s] %s = \"%s\": invalid price, expected US "
+                          "dollars per million tokens with at most %u decimals",
+                          source, strnull(g), key, strnull(e), PRICE_DECIMALS);
+                return -EINVAL;
+        }
+
+        for (size_t i = 0; i < c->n_prices; i++)
+                if (streq(c->prices[i].pattern, pattern)) {
+                        p = c->prices + i;
+                        break;
+                }
+        if (!p) {
+                _cleanup_free_ char *n = strdup(pattern);
+                ConfigPrice *np;
+
+                if (!n)
+                        return -ENOMEM;
+                np = reallocarray(c->prices, c->n_prices + 1, sizeof *np);
+                if (!np)
+                        return -ENOMEM;
+                c->prices = np;
+                p = c->prices + c->n_prices++;
+                *p = (ConfigPrice) { .pattern = TAKE_PTR(n) };
+        }
+        p->value[k] = v;
+        p->set |= 1U << k;
+        return 0;
+}
+
 const ConfigProviderEntry *config_provider_find(const ConfigProvider *p, const char *key) {
         if (!p || !key)
                 return NULL;
@@ -1136,10 +1225,12 @@ static int config_apply_keyfile(Config *c, GKeyFile *k, const char *source, char
         groups = g_key_file_get_groups(k, NULL);
         for (char **g = groups; g && *g; g++) {
                 _cleanup_(g_strfreevp) char **keys = NULL;
-                const char *provider = NULL;
+                const char *provider = NULL, *price = NULL;
 
                 if (startswith(*g, PROVIDER_GROUP_PREFIX) && (*g)[STRLEN(PROVIDER_GROUP_PREFIX)] != 0)
                         provider = *g + STRLEN(PROVIDER_GROUP_PREFIX);
+                else if (startswith(*g, PRICE_GROUP_PREFIX) && (*g)[STRLEN(PRICE_GROUP_PREFIX)] != 0)
+                        price = *g + STRLEN(PRICE_GROUP_PREFIX);
                 else if (!config_group_known(*g)) {
                         log_warning("%s: unknown group [%s], ignoring.", source, *g);
                         continue;
@@ -1158,7 +1249,7 @@ static int config_apply_keyfile(Config *c, GKeyFile *k, const char *source, char
                         if (seen)
                                 continue;
 
-                        if (!provider) {
+                        if (!provider && !price) {
                                 item = config_item_find(*g, *key);
                                 if (!item) {
                                         log_warning("%s: [%s] unknown key \"%s\", ignoring.",
@@ -1178,6 +1269,8 @@ static int config_apply_keyfile(Config *c, GKeyFile *k, const char *source, char
 
                         if (provider)
                                 r = config_provider_set(c, provider, *key, value, source);
+                        else if (price)
+                                r = config_price_set(c, price, *key, value, source, ret_error);
                         else
                                 r = config_apply_value(c, source, item, value, ret_error);
                         if (r < 0)
@@ -1477,6 +1570,19 @@ void config_dump(const Config *c, FILE *f) {
                         else
                                 v = mask_url_password(e->value);
                         fprintf(f, "%s = %s\n", e->key, v ?: "(out of memory)");
+                }
+        }
+
+        for (size_t i = 0; i < c->n_prices; i++) {
+                const ConfigPrice *p = c->prices + i;
+
+                fprintf(f, "\n[" PRICE_GROUP_PREFIX "%s]\n", p->pattern);
+                for (ConfigPriceKey k = 0; k < _CONFIG_PRICE_KEY_MAX; k++) {
+                        char b[USD_FORMAT_MAX];
+
+                        if (p->set & (1U << k))
+                                fprintf(f, "%s = %s\n", config_price_key_to_string(k),
+                                        usd_format(b, sizeof b, p->value[k], PRICE_DECIMALS, 2));
                 }
         }
 }

@@ -29,6 +29,26 @@ typedef struct ConfigProvider {
         size_t n_entries;
 } ConfigProvider;
 
+/* A [price.PATTERN] group, merged over all sources key by key. Prices are in micro-USD per million
+ * tokens (see store/prices.h); keys left out are 0 here, and "set" says which were given. */
+typedef enum ConfigPriceKey {
+        CONFIG_PRICE_INPUT,
+        CONFIG_PRICE_OUTPUT,
+        CONFIG_PRICE_CACHE_READ,
+        CONFIG_PRICE_CACHE_WRITE,
+        _CONFIG_PRICE_KEY_MAX,
+        _CONFIG_PRICE_KEY_INVALID = -EINVAL,
+} ConfigPriceKey;
+
+typedef struct ConfigPrice {
+        char *pattern;                          /* PATTERN, non-empty */
+        uint64_t value[_CONFIG_PRICE_KEY_MAX];
+        unsigned set;                           /* bit (1 << ConfigPriceKey) per key given */
+} ConfigPrice;
+
+const char *config_price_key_to_string(ConfigPriceKey k);
+ConfigPriceKey config_price_key_from_string(const char *s);
+
 typedef struct Config {
         unsigned n_ref;
 
@@ -72,6 +92,18 @@ typedef struct Config {
         /* [proxy] */
         uint32_t proxy_max_pending;             /* upstream transfers in flight, all providers */
         uint32_t proxy_max_attempts;            /* providers tried per request (failover and retries) */
+
+        /* [usage] */
+        uint32_t usage_queue_max;               /* usage rows waiting for the database; the oldest go beyond */
+        usec_t usage_flush_interval;            /* how often queued rows are written, in one transaction */
+        char *usage_price_file;                 /* NULL: the shipped DATADIR/gate/prices.conf */
+
+        /* [metrics] */
+        uint32_t metrics_max_series;            /* label sets per metric; more are counted as "other" */
+
+        /* [price.PATTERN] groups, in order of first appearance. */
+        ConfigPrice *prices;
+        size_t n_prices;
 
         /* [provider.NAME] groups, in order of first appearance, uninterpreted. */
         ConfigProvider *providers;

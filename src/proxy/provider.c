@@ -80,6 +80,8 @@ static int provider_new(const char *name, ProviderType type, Provider **ret) {
         }
         p->type = type;
         p->weight = 1;
+        /* OpenAI serves the Responses API itself; most OpenAI-compatible servers do not. */
+        p->responses_native = type == PROVIDER_OPENAI;
         p->connect_timeout = 10 * USEC_PER_SEC;
         p->first_byte_timeout = 120 * USEC_PER_SEC;     /* long prompts on slow models take a while */
         p->idle_timeout = 120 * USEC_PER_SEC;
@@ -196,6 +198,16 @@ static int provider_from_config(const ConfigProvider *cp, Provider **ret, char *
                                 p->max_concurrent = u;
                         else
                                 p->max_retries = MIN(u, 10U);
+                } else if (streq(k, "responses_api")) {
+                        if (!streq(v, "native") && !streq(v, "translate")) {
+                                provider_free(p);
+                                return fail(ret_error, cp, x, "expected native or translate");
+                        }
+                        if (type == PROVIDER_ANTHROPIC && streq(v, "native")) {
+                                provider_free(p);
+                                return fail(ret_error, cp, x, "Anthropic has no Responses API: only translate");
+                        }
+                        p->responses_native = streq(v, "native");
                 } else if (streq(k, "list_models")) {
                         int b = parse_bool(v);
                         if (b < 0) {

@@ -43,6 +43,7 @@ typedef struct Provider {
         unsigned max_retries;           /* same provider after retry-after */
         bool builtin;
 
+        bool responses_native;          /* forwards /v1/responses as is (else translates it to chat) */
         bool list_models;               /* also list what the provider's own /models reports */
         usec_t models_ttl;              /* ... cached this long */
 

@@ -10,11 +10,14 @@
 #include "shared/errors.h"
 #include "shared/log.h"
 #include "shared/util.h"
+#include "translate/translate.h"
 
 /* A retryable error body is held back (so a retry stays invisible to the client) up to this size. */
 #define HOLD_MAX (256U << 10)
 /* Waiting for an upstream's retry-after longer than this is not worth it: hand its answer over. */
 #define RETRY_AFTER_MAX_USEC (5 * USEC_PER_SEC)
+/* A non-streaming answer to translate is collected whole, up to this size. */
+#define TRANSLATE_BODY_MAX (32U << 20)
 
 typedef struct ProxyCall {
         Proxy *proxy;
@@ -32,6 +35,14 @@ typedef struct ProxyCall {
         JsonSpan model_span;
         bool stream;
         Buf body;                       /* the body sent upstream when the model name was rewritten */
+        char *client_model;             /* the model the client asked for (answers name it) */
+
+        /* Translation, when the current candidate speaks another dialect (kind >= 0). */
+        TranslateKind kind;
+        TranslatedRequest treq;         /* the upstream body for the current attempt */
+        StreamTranslator *translator;   /* a streamed 2xx answer being translated */
+        Buf tout;                       /* translated bytes on their way to the client */
+        bool buffering;                 /* whole upstream body collected for translation (not streamed) */
 
         CURL *easy;
         struct curl_slist *upstream_headers;
@@ -104,6 +115,10 @@ static void call_free(ProxyCall *c) {
         candidates_done(c->cands, c->n_cands);
         buf_done(&c->body);
         buf_done(&c->hold);
+        buf_done(&c->tout);
+        translated_request_done(&c->treq);
+        stream_translator_free(c->translator);
+        free(c->client_model);
         if (c->request) {
                 request_set_hooks(c->request, NULL, NULL);
                 request_unref(c->request);
@@ -161,6 +176,49 @@ static bool call_can_retry(ProxyCall *c) {
                c->same_retries < c->cands[c->idx].provider->max_retries;
 }
 
+/* The headers of a translated answer: the upstream's own describe another dialect's body. */
+static size_t translated_headers(ProxyCall *c, HttpHeader h[static 4]) {
+        size_t n = 0;
+        const char *ra = NULL;
+
+        for (size_t i = 0; i < c->n_headers; i++)
+                if (streq(c->headers[i].name, "retry-after"))
+                        ra = c->headers[i].value;
+        h[n++] = (HttpHeader){ "x-gate-provider", c->cands[c->idx].provider->name };
+        if (c->treq.dropped)
+                h[n++] = (HttpHeader){ "x-gate-translation-dropped", c->treq.dropped };
+        if (ra)
+                h[n++] = (HttpHeader){ "retry-after", ra };
+        return n;
+}
+
+static int call_start_translated_stream(ProxyCall *c) {
+        HttpHeader h[6];
+        size_t n;
+        int r;
+
+        r = stream_translator_new(c->kind, c->client_model, c->treq.include_usage, &c->translator);
+        if (r < 0)
+                return r;
+        stream_translator_set_input_tokens(c->translator, c->treq.input_tokens_estimate);
+        n = translated_headers(c, h);
+        h[n++] = (HttpHeader){ "content-type", "text/event-stream; charset=utf-8" };
+        h[n++] = (HttpHeader){ "cache-control", "no-cache" };
+        c->request->upstream_wait = c->upstream_wait;
+        c->started = true;
+        return request_start(c->request, (unsigned) c->status, h, n);
+}
+
+/* Sends what the translator produced. */
+static int call_flush_translated(ProxyCall *c) {
+        int r = 0;
+
+        if (!buf_empty(&c->tout))
+                r = request_write(c->request, buf_data(&c->tout), buf_len(&c->tout));
+        buf_clear(&c->tout);
+        return r;
+}
+
 static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata) {
         ProxyCall *c = userdata;
         size_t len = size * nitems;
@@ -188,8 +246,17 @@ static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata
                 (void) sd_event_source_set_time_relative(c->timer, p->idle_timeout);
                 (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
                 if (!c->holding && !c->client_gone) {
+                        int r;
                         c->in_curl = true;
-                        int r = call_start_response(c, false);
+                        if (c->kind < 0)
+                                r = call_start_response(c, false);
+                        else if (s >= 200 && s < 300 && c->treq.stream)
+                                r = call_start_translated_stream(c);
+                        else {
+                                /* A whole JSON answer (or an error) is translated once it is complete. */
+                                c->buffering = true;
+                                r = 0;
+                        }
                         c->in_curl = false;
                         if (r < 0 || c->client_gone)
                                 return 0; /* aborts the transfer */
@@ -248,9 +315,12 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata) {
         if (c->client_gone)
                 return 0;
 
-        if (c->holding) {
-                if (buf_len(&c->hold) + len <= HOLD_MAX)
+        if (c->holding || c->buffering) {
+                if (buf_len(&c->hold) + len <= (c->kind >= 0 ? TRANSLATE_BODY_MAX : HOLD_MAX))
                         return buf_append(&c->hold, data, len) < 0 ? 0 : len;
+                /* A body to translate must be whole: one this large is refused (502). */
+                if (c->kind >= 0)
+                        return 0;
                 /* Too big to hold back: give up the retry and relay what we have. */
                 c->holding = false;
                 c->in_curl = true;
@@ -271,7 +341,14 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata) {
         }
 
         c->in_curl = true;
-        r = request_write(c->request, data, len);
+        if (c->translator) {
+                int t = stream_translator_feed(c->translator, data, len, &c->tout);
+                r = call_flush_translated(c);
+                /* A malformed upstream stream: the client got its error event; end the transfer. */
+                if (t < 0)
+                        r = t;
+        } else
+                r = request_write(c->request, data, len);
         c->in_curl = false;
         if (r < 0 || c->client_gone)
                 return 0;
@@ -289,6 +366,11 @@ static void call_detach(ProxyCall *c) {
 
 static void call_fail(ProxyCall *c, unsigned status, const char *code, const char *provider) {
         call_detach(c);
+        if (c->started && c->translator) {
+                /* The client's dialect has an error event: send it before breaking the stream. */
+                (void) stream_translator_finish(c->translator, false, &c->tout);
+                (void) call_flush_translated(c);
+        }
         if (c->started) {
                 /* Bytes went out already: the client must see a broken response, not a short one. */
                 request_reset(c->request);
@@ -296,6 +378,32 @@ static void call_fail(ProxyCall *c, unsigned status, const char *code, const cha
                 (void) api_reply_error(c->request, c->dialect, status, code, NULL, 0,
                                        "Upstream provider %s did not answer properly%s.", provider,
                                        status == 504 ? " in time" : "");
+        call_free(c);
+}
+
+/* A complete upstream answer (success or error) in the client's dialect. */
+static void call_reply_translated(ProxyCall *c) {
+        _cleanup_free_ char *out = NULL;
+        HttpHeader h[4];
+        size_t n, len = 0;
+        int r;
+
+        if (c->status >= 200 && c->status < 300)
+                r = translate_response(c->kind, (const char *) buf_data(&c->hold), buf_len(&c->hold),
+                                       c->client_model, &out, &len);
+        else
+                r = translate_error(c->kind, (unsigned) c->status, (const char *) buf_data(&c->hold),
+                                    buf_len(&c->hold), &out, &len);
+        if (r < 0) {
+                log_debug_errno(r, "Untranslatable answer from %s for request %s: %m",
+                                c->cands[c->idx].provider->name, request_id(c->request));
+                call_fail(c, 502, "upstream_error", c->cands[c->idx].provider->name);
+                return;
+        }
+        n = translated_headers(c, h);
+        call_detach(c);
+        c->started = true;
+        (void) request_reply(c->request, (unsigned) c->status, h, n, "application/json", out, len);
         call_free(c);
 }
 
@@ -345,11 +453,33 @@ static void on_done(CURL *easy, CURLcode result, void *userdata) {
                         call_try_next(c);
                         return;
                 }
+                if (c->kind >= 0) {
+                        call_reply_translated(c);
+                        return;
+                }
                 /* Out of tries: the client gets the upstream's own answer, status and body unchanged. */
                 call_detach(c);
                 r = call_start_response(c, true);
                 call_free(c);
                 (void) r;
+                return;
+        }
+
+        if (c->buffering) {
+                call_reply_translated(c);
+                return;
+        }
+
+        if (c->translator) {
+                call_detach(c);
+                r = stream_translator_finish(c->translator, true, &c->tout);
+                (void) call_flush_translated(c);
+                /* An upstream stream that ended before its final event must not look complete. */
+                if (r == -EPIPE)
+                        request_reset(c->request);
+                else
+                        (void) request_finish(c->request);
+                call_free(c);
                 return;
         }
 
@@ -535,6 +665,28 @@ static int build_body(ProxyCall *c, const char **ret, size_t *ret_len) {
         return 0;
 }
 
+/* What it takes for provider p to serve a request on path: 0 passthrough (*ret_kind < 0), 1 translation
+ * (*ret_kind set), -EOPNOTSUPP when p's API has no such endpoint. */
+static int call_kind(const char *path, const Provider *p, TranslateKind *ret_kind) {
+        bool anthropic = p->type == PROVIDER_ANTHROPIC;
+
+        *ret_kind = _TRANSLATE_KIND_INVALID;
+        if (streq(path, "/v1/chat/completions"))
+                *ret_kind = anthropic ? TRANSLATE_CHAT_TO_MESSAGES : _TRANSLATE_KIND_INVALID;
+        else if (streq(path, "/v1/messages"))
+                *ret_kind = anthropic ? _TRANSLATE_KIND_INVALID : TRANSLATE_MESSAGES_TO_CHAT;
+        else if (streq(path, "/v1/responses"))
+                /* OpenAI itself has the Responses API; OpenAI-compatible servers mostly do not (responses_api). */
+                *ret_kind = anthropic ? TRANSLATE_RESPONSES_TO_MESSAGES :
+                            p->responses_native ? _TRANSLATE_KIND_INVALID : TRANSLATE_RESPONSES_TO_CHAT;
+        else if (streq(path, "/v1/messages/count_tokens")) {
+                if (!anthropic)
+                        return -EOPNOTSUPP; /* answered with an estimate before routing gets here */
+        } else if (anthropic)
+                return -EOPNOTSUPP; /* /v1/completions, /v1/embeddings: Anthropic has neither */
+        return *ret_kind >= 0;
+}
+
 static void call_try_next(ProxyCall *c) {
         Provider *p;
         const char *key = NULL, *body;
@@ -565,10 +717,13 @@ static void call_try_next(ProxyCall *c) {
         }
         c->head_done = false;
         c->holding = false;
+        c->buffering = false;
         c->status = 0;
         c->retry_after = 0;
         c->timed_out = false;
         buf_clear(&c->hold);
+        buf_clear(&c->tout);
+        c->translator = stream_translator_free(c->translator);
         call_free_headers(c);
 
         p = c->cands[c->idx].provider;
@@ -604,11 +759,34 @@ static void call_try_next(ProxyCall *c) {
                 }
         }
 
-        k = build_url(p, c->request->target, &c->url);
+        (void) call_kind(c->request->path, p, &c->kind);
+        if (c->kind >= 0) {
+                _cleanup_free_ char *error = NULL;
+
+                translated_request_done(&c->treq);
+                k = translate_request(c->kind, (const char *) buf_data(&c->request->body), buf_len(&c->request->body),
+                                      c->cands[c->idx].model, &c->treq, &error);
+                if (k == -EINVAL) {
+                        call_detach(c);
+                        (void) api_reply_error(c->request, c->dialect, 400, "translation_refused", NULL, 0, "%s",
+                                               error ? error : "The request cannot be translated.");
+                        call_free(c);
+                        return;
+                }
+                if (k < 0)
+                        goto fail;
+                body = c->treq.body;
+                body_len = c->treq.len;
+                /* Anthropic-style base URLs have no version path; OpenAI-style ones do. */
+                k = asprintf(&c->url, "%s%s%s", p->base_url, p->type == PROVIDER_ANTHROPIC ? "/v1" : "",
+                             translate_upstream_path(c->kind)) < 0 ? -ENOMEM : 0;
+        } else {
+                k = build_url(p, c->request->target, &c->url);
+                if (k >= 0)
+                        k = build_body(c, &body, &body_len);
+        }
         if (k >= 0)
                 k = build_upstream_headers(c, p, key, &c->upstream_headers);
-        if (k >= 0)
-                k = build_body(c, &body, &body_len);
         if (k < 0)
                 goto fail;
 
@@ -698,6 +876,7 @@ int proxy_forward(Proxy *proxy, Providers *providers, Request *r, Dialect d) {
         c->request = request_ref(r);
         c->providers = providers_ref(providers);
         c->dialect = d;
+        c->kind = _TRANSLATE_KIND_INVALID;
         c->model_span = spans[0];
         c->stream = spans[1].type == 't';
         c->content_length = -1;
@@ -709,29 +888,51 @@ int proxy_forward(Proxy *proxy, Providers *providers, Request *r, Dialect d) {
         }
         c->n_cands = (size_t) k;
 
-        /* Translation between the dialects is a separate layer; until then only same-dialect upstreams. */
+        /* Providers of the other dialect serve through translation; those whose API lacks the endpoint
+         * (Anthropic has no embeddings) drop out. */
+        if (streq(r->path, "/v1/messages/count_tokens") && c->n_cands > 0 &&
+            c->cands[0].provider->type != PROVIDER_ANTHROPIC) {
+                /* Only Anthropic counts tokens for real: anyone else gets an estimate that says so. */
+                _cleanup_free_ char *out = NULL;
+                size_t len = 0;
+                int rr = translate_count_tokens_estimate((const char *) buf_data(&r->body), buf_len(&r->body), &out,
+                                                         &len);
+                if (rr == -EINVAL)
+                        rr = api_reply_error(r, d, 400, "invalid_request", NULL, 0,
+                                             "count_tokens needs a JSON object with a \"messages\" array.");
+                else if (rr >= 0)
+                        rr = request_reply(r, 200, (const HttpHeader[]){ { "x-gate-token-count", "estimate" } }, 1,
+                                           "application/json", out, len);
+                call_free(c);
+                return rr;
+        }
         size_t kept = 0;
-        bool other_dialect = false;
+        bool unsupported = false;
         for (size_t i = 0; i < c->n_cands; i++) {
-                if (provider_dialect(c->cands[i].provider->type) == d)
+                TranslateKind kind;
+                if (call_kind(r->path, c->cands[i].provider, &kind) >= 0)
                         c->cands[kept++] = c->cands[i];
                 else {
                         free(c->cands[i].model);
-                        other_dialect = true;
+                        unsupported = true;
                 }
         }
         c->n_cands = kept;
         if (kept == 0) {
                 int rr;
-                if (other_dialect)
-                        rr = api_reply_error(r, d, 400, "translation_unavailable", NULL, 0,
-                                             "Model '%s' is served by a provider with the other API format, and "
-                                             "this gate cannot translate between them yet.", model);
+                if (unsupported)
+                        rr = api_reply_error(r, d, 400, "unsupported_endpoint", NULL, 0,
+                                             "Model '%s' is served by a provider whose API has no %s.", model, r->path);
                 else
                         rr = api_reply_error(r, d, 404, "model_not_found", NULL, 0,
                                              "The model '%s' does not exist or no provider serves it.", model);
                 call_free(c);
                 return rr;
+        }
+        c->client_model = strdup(model);
+        if (!c->client_model) {
+                call_free(c);
+                return -ENOMEM;
         }
 
         k = sd_event_add_time_relative(proxy->event, &c->timer, CLOCK_MONOTONIC, USEC_PER_SEC, 0, on_timer, c);

@@ -13,6 +13,56 @@ static const char *const migrations[] = {
         "  value TEXT NOT NULL"
         ") STRICT;"
         "INSERT INTO meta (key, value) VALUES ('created_at', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));",
+
+        /* 2: gate's own API keys. Only a keyed hash of a key is kept; times are µs since the epoch. A name
+         * is unique among active keys, so that a revoked key's name can be given to its successor. */
+        "CREATE TABLE api_keys ("
+        "  id INTEGER PRIMARY KEY,"
+        "  name TEXT NOT NULL,"
+        "  hash BLOB NOT NULL UNIQUE,"
+        "  prefix TEXT NOT NULL,"
+        "  models TEXT,"
+        "  rpm INTEGER NOT NULL DEFAULT 0,"
+        "  tpm INTEGER NOT NULL DEFAULT 0,"
+        "  budget_nanousd INTEGER NOT NULL DEFAULT 0,"
+        "  budget_period TEXT CHECK (budget_period IN ('day', 'month')),"
+        "  expires_at INTEGER,"
+        "  admin INTEGER NOT NULL DEFAULT 0,"
+        "  created_at INTEGER NOT NULL,"
+        "  revoked_at INTEGER"
+        ") STRICT;"
+        "CREATE UNIQUE INDEX api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL;"
+        "INSERT INTO meta (key, value) VALUES ('keys_generation', '0');",
+
+        /* 3: one row per request. Token counts are normalised: input excludes cache reads and writes.
+         * cost in nano-USD; priced = 0 when the price table did not know the model. */
+        "CREATE TABLE usage ("
+        "  id INTEGER PRIMARY KEY,"
+        "  time INTEGER NOT NULL,"
+        "  key_id INTEGER,"
+        "  client TEXT,"
+        "  route TEXT,"
+        "  dialect_in TEXT,"
+        "  dialect_out TEXT,"
+        "  provider TEXT,"
+        "  model_requested TEXT,"
+        "  model_served TEXT,"
+        "  status INTEGER NOT NULL,"
+        "  input_tokens INTEGER NOT NULL DEFAULT 0,"
+        "  output_tokens INTEGER NOT NULL DEFAULT 0,"
+        "  cache_read_tokens INTEGER NOT NULL DEFAULT 0,"
+        "  cache_write_tokens INTEGER NOT NULL DEFAULT 0,"
+        "  cost_nanousd INTEGER NOT NULL DEFAULT 0,"
+        "  priced INTEGER NOT NULL DEFAULT 0,"
+        "  ttfb_us INTEGER,"
+        "  total_us INTEGER,"
+        "  overhead_us INTEGER,"
+        "  stream INTEGER NOT NULL DEFAULT 0,"
+        "  bytes_in INTEGER NOT NULL DEFAULT 0,"
+        "  bytes_out INTEGER NOT NULL DEFAULT 0"
+        ") STRICT;"
+        "CREATE INDEX usage_time ON usage (time);"
+        "CREATE INDEX usage_key_time ON usage (key_id, time);",
 };
 
 int store_schema_version_latest(void) {

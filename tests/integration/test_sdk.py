@@ -71,6 +71,7 @@ ANTHROPIC_LISTED = ["claude-sonnet-4-20250514", "claude-3-5-haiku-20241022"]
 CONFIG = """
 [provider.oai]
 type = openai-compatible
+responses_api = native
 base_url = http://%s/v1
 models = %s, mock-*, gpt-*, text-embedding-*
 api_key = %s
@@ -440,6 +441,7 @@ def anthropic_unknown_model_is_not_found_error():
 PASSTHROUGH = """
 [provider.oai]
 type = openai-compatible
+responses_api = native
 base_url = http://%s/v1
 models = mock-*
 

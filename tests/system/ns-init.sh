@@ -1,21 +1,24 @@
 #!/bin/bash
 # Pre-exec wrapper for the system suite: runs as PID 1 of a fresh PID+mount+net+uts+cgroup namespace,
 # makes everything the booted systemd could write private (or read-only), installs gate into the
-# overlays, and then execs systemd. Started only by run-in-ns.sh (through ns-cgroup.sh).
+# overlays (run-in-ns.sh; run-deb.sh installs its package after boot), and then execs systemd. Started
+# only through ns-lib.sh's ns_boot (and ns-cgroup.sh).
 #
 # Order matters (shared docs/systemd.md §7, pitfalls 1-3):
 #   1. private /run; overlays on /etc /usr /var with upper dirs on that tmpfs
-#   2. install gate (meson install), sysusers + tmpfiles for gate, test fixtures: before the bus starts
+#   2. install gate (meson install), sysusers + tmpfiles for gate, test fixtures: before the bus starts;
+#      when GATE_NS_BUILD is set. Then $GATE_NS_WORK/prepare.sh, when there is one.
 #   3. private /dev, /tmp, /var/tmp and cgroup tree; / /sys /proc/sys read-only
 #   4. masks for units that would touch the host (sysctl, udev, modules, gettys, enabled host services)
 #   5. exec systemd
-# Environment (set by run-in-ns.sh): GATE_NS_WORK (work dir with the certs), GATE_NS_BUILD (build dir).
+# Environment (set through ns_boot): GATE_NS_WORK (work dir with the certs), GATE_NS_BUILD (build dir, or
+# empty: nothing of gate is installed before boot).
 set -eu
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8
 say() { echo "ns-init: $*"; }
 die() { echo "ns-init: FATAL: $*"; exit 1; }
 
-W=${GATE_NS_WORK:?} B=${GATE_NS_BUILD:?}
+W=${GATE_NS_WORK:?} B=${GATE_NS_BUILD:-}
 [ "$$" = 1 ] || die "not PID 1 of a new PID namespace (pid $$)"
 
 # libmount keeps a lock and utab in /run/mount: keep it out of the host's /run (ours is not private yet).
@@ -34,21 +37,28 @@ done
 # /var/run and /var/lock are symlinks into /run on Debian: they now point at the private /run.
 
 # 2. Install gate into the overlays, as a package would (the build dir is configured for prefix /usr).
-say "installing $B"
-meson install -C "$B" --no-rebuild --quiet >/run/gate-ns/install.log 2>&1 || {
-        cat /run/gate-ns/install.log; die "meson install failed"; }
-# The user must exist and the policy be in place when the bus first loads its configuration.
-systemd-sysusers gate.conf
-systemd-tmpfiles --create gate.conf
-getent passwd gate >/dev/null || die "systemd-sysusers did not create user gate"
+if [ -n "$B" ]; then
+        say "installing $B"
+        meson install -C "$B" --no-rebuild --quiet >/run/gate-ns/install.log 2>&1 || {
+                cat /run/gate-ns/install.log; die "meson install failed"; }
+        # The user must exist and the policy be in place when the bus first loads its configuration.
+        systemd-sysusers gate.conf
+        systemd-tmpfiles --create gate.conf
+        getent passwd gate >/dev/null || die "systemd-sysusers did not create user gate"
 
-# Fixtures: the first certificate pair, owned by gate as a relay/ACME client would leave it.
-install -o gate -g gate -m 0640 "$W/certs/old.crt" /var/lib/gate/certs/localhost.crt
-install -o gate -g gate -m 0640 "$W/certs/old.key" /var/lib/gate/certs/localhost.key
-# HTTPS through systemd on a high port instead of 443: gate receives it as the fd named "https".
-mkdir -p /etc/systemd/system/gate-https.socket.d
-printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:31146\n' \
-        >/etc/systemd/system/gate-https.socket.d/50-system-test.conf
+        # Fixtures: the first certificate pair, owned by gate as a relay/ACME client would leave it.
+        install -o gate -g gate -m 0640 "$W/certs/old.crt" /var/lib/gate/certs/localhost.crt
+        install -o gate -g gate -m 0640 "$W/certs/old.key" /var/lib/gate/certs/localhost.key
+        # HTTPS through systemd on a high port instead of 443: gate receives it as the fd named "https".
+        mkdir -p /etc/systemd/system/gate-https.socket.d
+        printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:31146\n' \
+                >/etc/systemd/system/gate-https.socket.d/50-system-test.conf
+fi
+# The calling script's own preparations, in the overlays (before any of the host's files are read-only).
+if [ -f "$W/prepare.sh" ]; then
+        say "running $W/prepare.sh"
+        sh -e "$W/prepare.sh" || die "$W/prepare.sh failed"
+fi
 # The journal lives in the private /run only.
 mkdir -p /etc/systemd/journald.conf.d
 printf '[Journal]\nStorage=volatile\nRateLimitBurst=0\n' >/etc/systemd/journald.conf.d/50-system-test.conf

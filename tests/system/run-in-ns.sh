@@ -18,125 +18,16 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRCDIR=${SRCDIR:-$(cd "$HERE/../.." && pwd)}
 BUILDDIR=${BUILDDIR:-$SRCDIR/build}
 SYSBUILD=${GATE_NS_BUILD:-$BUILDDIR/system-usr}
-NSPATH=/usr/sbin:/usr/bin:/sbin:/bin
-
-skip() { echo "SKIP $NAME: $*"; exit 77; }
-note() { echo "#    $*"; }
+# Boot, teardown and the check helpers (skip, note, IN, check, abort, ...): shared with run-deb.sh.
+. "$HERE/ns-lib.sh"
 
 # ---- preconditions --------------------------------------------------------------------------------------
-[ "$(id -u)" = 0 ] || skip "needs root (boots systemd in namespaces)"
-for c in unshare nsenter setsid setpriv flock mount mknod ip ss curl openssl meson ninja; do
-        command -v "$c" >/dev/null 2>&1 || skip "$c is not installed"
-done
-[ -x /lib/systemd/systemd ] || skip "systemd is not installed"
-[ -x /usr/bin/python3 ] || skip "python3 is not installed in /usr/bin"
-[ -e /usr/share/dbus-1/system.conf ] || skip "no system bus implementation (dbus) is installed"
-unshare --cgroup --pid --fork --mount --net --uts true 2>/dev/null || skip "cannot create namespaces here"
+ns_preconditions curl openssl meson ninja
 case $SYSBUILD in /run/*|/tmp/*|/dev/*) skip "GATE_NS_BUILD must not be under /run, /tmp or /dev" ;; esac
 
-# ---- one run at a time --------------------------------------------------------------------------------------
-LOCK=/run/lock/gate-system-test.lock
-[ -d /run/lock ] || LOCK=/var/lock/gate-system-test.lock
-exec 9>"$LOCK" || skip "cannot open $LOCK"
-flock -w 300 9 || { echo "FAIL $NAME-lock"; note "another run held $LOCK for 5 minutes"; exit 1; }
-
-WORKROOT=${GATE_NS_WORKROOT:-/root}
-remove_cgroups() { # the namespace's cgroups: the children ns-cgroup.sh made below the runner's cgroups
-        local d
-        while read -r d; do
-                case $d in /sys/fs/cgroup/*/gate-ns.*|/sys/fs/cgroup/gate-ns.*) ;; *) continue ;; esac
-                for _ in $(seq 50); do
-                        [ -d "$d" ] || break
-                        find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
-                        [ -d "$d" ] && sleep 0.1
-                done
-                [ -d "$d" ] && note "could not remove cgroup $d"
-        done <"$1"
-}
-# Leftovers of a run that was killed without its trap (its namespace died with it: see --pdeathsig
-# below). We hold the lock, so no other run is using them.
-for old in "$WORKROOT"/gate-ns.??????; do
-        [ -f "$old/console.log" ] || continue
-        note "removing the leftovers of an earlier run: $old"
-        [ -s "$old/cgroups" ] && remove_cgroups "$old/cgroups"
-        rm -rf "$old"
-done
-WORK=$(mktemp -d "$WORKROOT/gate-ns.XXXXXX") || skip "cannot create a work dir"
-UNSHARE='' SD=''
-PASSED=0 FAILED=0
-# libmount would otherwise create /run/mount on the host for its utab lock.
-export LIBMOUNT_UTAB=$WORK/utab
-
-alive() { # PID is our unshare and has not exited
-        local s
-        s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-        [[ $s == *"(unshare) "[!Z]* ]]
-}
-
-cleanup() {
-        local rc=$?
-        set +e
-        trap - EXIT INT TERM
-        local t
-        t=$(date +%s%N)
-        if [ -n "$UNSHARE" ] && alive "$UNSHARE"; then
-                [ -n "$SD" ] && timeout 10 nsenter -t "$SD" -a systemctl exit >/dev/null 2>&1
-                for _ in $(seq 100); do alive "$UNSHARE" || break; sleep 0.1; done
-                if alive "$UNSHARE"; then
-                        note "systemd did not exit in 10 s: SIGKILL to unshare $UNSHARE (takes the namespace with it)"
-                        kill -KILL "$UNSHARE"
-                fi
-                wait "$UNSHARE" 2>/dev/null
-                note "teardown: namespace gone after $((($(date +%s%N) - t) / 1000000)) ms"
-        fi
-        [ -s "$WORK/cgroups" ] && remove_cgroups "$WORK/cgroups"
-        case $WORK in */gate-ns.??????) rm -rf "$WORK" ;; esac
-        exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# overlayfs with upper dirs on tmpfs, tried in a throwaway mount namespace.
-mkdir -p "$WORK/probe"
-unshare --mount sh -c 'mount -t tmpfs tmpfs "$1" && mkdir "$1/l" "$1/u" "$1/w" "$1/m" &&
-        mount -t overlay overlay -o "lowerdir=$1/l,upperdir=$1/u,workdir=$1/w" "$1/m"' sh "$WORK/probe" \
-        >/dev/null 2>&1 || skip "overlayfs (upper dir on tmpfs) cannot be mounted here"
-
-IN() { nsenter -t "$SD" -a env -i PATH=$NSPATH LC_ALL=C.UTF-8 SYSTEMD_COLORS=0 SYSTEMD_PAGER= "$@"; }
-
-ok() { echo "ok   $1"; PASSED=$((PASSED + 1)); }
-fail() {
-        local name=$1
-        shift
-        echo "FAIL $name"
-        for l in "$@"; do note "$l"; done
-        FAILED=$((FAILED + 1))
-}
-# check NAME CMD...: one named check from a function that prints its reasons on failure.
-check() {
-        local name=$1 out
-        shift
-        if out=$("$@" 2>&1); then
-                ok "$name"
-                [ -z "$out" ] || printf '%s\n' "$out" | sed 's/^/#    /'
-        else
-                echo "FAIL $name"
-                printf '%s\n' "$out" | sed 's/^/#    /'
-                FAILED=$((FAILED + 1))
-        fi
-}
-abort() { # setup failed: no checks can run
-        fail "$NAME-setup" "$@"
-        [ -n "$SD" ] && dump_journal
-        [ -s "$WORK/console.log" ] && { note "console:"; log_tail "$WORK/console.log"; }
-        exit 1
-}
-dump_journal() {
-        note "tail of the namespace's journal:"
-        IN journalctl -b --no-pager -n 200 2>&1 | sed 's/^/|    /'
-}
-log_tail() { tail -n 30 "$1" | sed 's/^/|    /'; }
-elapsed() { echo $((($(date +%s%N) - T0) / 1000000)); }
+# ---- one run at a time; the work dir --------------------------------------------------------------------------
+ns_lock
+ns_workdir
 
 # ---- build with the packaging layout (prefix /usr, /etc, /var) -------------------------------------------------
 if [ ! -f "$SYSBUILD/build.ninja" ]; then
@@ -170,32 +61,7 @@ NEW_SERIAL=$(serial_of <"$WORK/certs/new.crt")
 OLD_FP=$(openssl x509 -noout -fingerprint -sha256 <"$WORK/certs/old.crt" | sed 's/.*=//; s/://g' | tr A-F a-f)
 
 # ---- boot ---------------------------------------------------------------------------------------------------------
-# setsid does not fork here (we are not a process group leader), so $! becomes unshare after the execs.
-# --pdeathsig: should this script die without its trap, unshare gets SIGKILL and takes the namespace
-# along (unshare --kill-child). The lock fd stays here.
-setsid setpriv --pdeathsig KILL env -i PATH=$NSPATH GATE_NS_WORK="$WORK" GATE_NS_BUILD="$SYSBUILD" \
-        bash "$HERE/ns-cgroup.sh" >"$WORK/console.log" 2>&1 </dev/null 9>&- &
-UNSHARE=$!
-for _ in $(seq 100); do
-        alive "$UNSHARE" && SD=$(pgrep -P "$UNSHARE" -x systemd) && [ -n "$SD" ] && break
-        SD=
-        [ -e "/proc/$UNSHARE" ] || break
-        sleep 0.1
-done
-[ -n "$SD" ] || abort "systemd did not start in the namespace"
-for _ in $(seq 200); do
-        state=$(IN systemctl is-system-running 2>/dev/null)
-        case $state in running|degraded) break ;; esac
-        alive "$UNSHARE" || break
-        sleep 0.25
-done
-note "boot: $state ($(elapsed) ms since start; systemd is PID $SD on the host)"
-case $state in running|degraded) ;; *) abort "the namespace's systemd did not finish booting (state: ${state:-none})" ;; esac
-if [ "$state" = degraded ]; then
-        failed_units=$(IN systemctl list-units --failed --plain --no-legend | awk '{print $1}')
-        note "degraded boot; failed units: $(echo $failed_units)"
-        if echo "$failed_units" | grep -q '^gate'; then abort "gate units failed during boot"; fi
-fi
+ns_boot GATE_NS_BUILD="$SYSBUILD"
 
 # ---- checks -------------------------------------------------------------------------------------------------------
 GATE_DBUS=(ai.hellas.Gate /ai/hellas/Gate ai.hellas.Gate1)

@@ -1,0 +1,552 @@
+/* Usage: one row per request, queued in bounded memory and written by a thread of its own in batches. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "shared/errors.h"
+#include "shared/log.h"
+#include "shared/util.h"
+#include "store/usage.h"
+
+/* The writer waits this long for a lock held by someone else (a CLI creating a key) before giving up
+ * until the next interval. It runs on its own thread, so the wait blocks no request. */
+#define USAGE_BUSY_TIMEOUT_MS 1000
+
+void usage_field_set(char *field, size_t n, const char *s) {
+        size_t k;
+
+        if (n == 0)
+                return;
+        if (!s) {
+                field[0] = 0;
+                return;
+        }
+        k = strnlen(s, n);
+        if (k >= n) {
+                /* Cut, backing off to the start of a UTF-8 character. */
+                k = n - 1;
+                while (k > 0 && ((unsigned char) s[k] & 0xc0) == 0x80)
+                        k--;
+        }
+        memcpy(field, s, k);
+        field[k] = 0;
+}
+
+struct UsageQueue {
+        /* The ring, guarded by lock. Every row has a sequence number: ring[head] is seq_head. */
+        pthread_mutex_t lock;
+        pthread_cond_t wake;
+        UsageRecord *ring;
+        size_t alloc, head, len, max;
+        uint64_t seq_head;
+        /* While a batch is written, rows with seq < inflight_end are in it. A row dropped meanwhile
+         * counts as dropped only if the write then fails. */
+        uint64_t inflight_end;
+        uint64_t dropped_inflight;
+        uint64_t drops, written;
+        int last_error;
+        usec_t interval;
+        bool stop, kick;
+
+        /* The writer's side: one flush at a time, guarded by flush_lock. */
+        pthread_mutex_t flush_lock;
+        Store *store;
+        sqlite3_stmt *insert;
+        UsageRecord *batch;
+        size_t batch_alloc;
+
+        pthread_t thread;
+        bool thread_started;
+};
+
+static const char insert_sql[] =
+        "INSERT INTO usage (time, key_id, client, route, dialect_in, dialect_out, provider, model_requested, "
+        "model_served, status, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
+        "cost_nanousd, priced, ttfb_us, total_us, overhead_us, stream, bytes_in, bytes_out) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+static int usage_open(const char *path, Store **ret) {
+        _cleanup_(store_closep) Store *s = NULL;
+        _cleanup_free_ char *error = NULL;
+        int k;
+
+        /* An in-memory database is private to its connection: give the queue one with the schema. */
+        if (streq(path, ":memory:"))
+                return store_open(path, ret, &error);
+
+        /* The file exists and is migrated (store_open() ran first); skip its checks on this connection. */
+        s = new0(Store, 1);
+        if (!s)
+                return -ENOMEM;
+        s->path = strdup(path);
+        if (!s->path)
+                return -ENOMEM;
+        k = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+        if (k != SQLITE_OK)
+                return errno_from_sqlite(k);
+        (void) sqlite3_extended_result_codes(s->db, 1);
+        (void) sqlite3_busy_timeout(s->db, USAGE_BUSY_TIMEOUT_MS);
+        k = sqlite3_exec(s->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+        if (k != SQLITE_OK)
+                return errno_from_sqlite(k);
+        s->schema_version = store_schema_version_latest();
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+int usage_queue_new(const char *path, uint32_t max, UsageQueue **ret) {
+        _cleanup_(usage_queue_freep) UsageQueue *q = NULL;
+        pthread_condattr_t attr;
+        int k, r;
+
+        if (!path || max == 0 || !ret)
+                return -EINVAL;
+        q = new0(UsageQueue, 1);
+        if (!q)
+                return -ENOMEM;
+        q->max = max;
+        q->interval = USEC_PER_SEC;
+        pthread_mutex_init(&q->lock, NULL);
+        pthread_mutex_init(&q->flush_lock, NULL);
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&q->wake, &attr);
+        pthread_condattr_destroy(&attr);
+
+        r = usage_open(path, &q->store);
+        if (r < 0)
+                return r;
+        k = sqlite3_prepare_v3(q->store->db, insert_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->insert, NULL);
+        if (k != SQLITE_OK)
+                return errno_from_sqlite(k);
+
+        *ret = TAKE_PTR(q);
+        return 0;
+}
+
+UsageQueue *usage_queue_free(UsageQueue *q) {
+        if (!q)
+                return NULL;
+        if (q->thread_started) {
+                pthread_mutex_lock(&q->lock);
+                q->stop = true;
+                pthread_cond_signal(&q->wake);
+                pthread_mutex_unlock(&q->lock);
+                pthread_join(q->thread, NULL);
+        }
+        if (q->insert)
+                sqlite3_finalize(q->insert);
+        store_close(q->store);
+        free(q->ring);
+        free(q->batch);
+        pthread_cond_destroy(&q->wake);
+        pthread_mutex_destroy(&q->lock);
+        pthread_mutex_destroy(&q->flush_lock);
+        free(q);
+        return NULL;
+}
+
+/* Caller holds lock. */
+static void usage_queue_drop_oldest(UsageQueue *q) {
+        if (q->seq_head < q->inflight_end)
+                q->dropped_inflight++;
+        else
+                q->drops++;
+        q->head = (q->head + 1) % q->alloc;
+        q->len--;
+        q->seq_head++;
+}
+
+/* Caller holds lock. Grows the ring geometrically up to max; rows keep their order. */
+static int usage_queue_grow(UsageQueue *q) {
+        size_t n = MIN(MAX(q->alloc * 2, (size_t) 64), q->max), first;
+        UsageRecord *ring;
+
+        if (n <= q->len)
+                return -ENOBUFS;
+        ring = new(UsageRecord, n);
+        if (!ring)
+                return -ENOMEM;
+        first = MIN(q->len, q->alloc - q->head);
+        if (q->len > 0) {
+                memcpy(ring, q->ring + q->head, first * sizeof *ring);
+                memcpy(ring + first, q->ring, (q->len - first) * sizeof *ring);
+        }
+        free(q->ring);
+        q->ring = ring;
+        q->alloc = n;
+        q->head = 0;
+        return 0;
+}
+
+int usage_queue_push(UsageQueue *q, const UsageRecord *r) {
+        int ret = 0;
+
+        if (!q || !r)
+                return -EINVAL;
+        pthread_mutex_lock(&q->lock);
+        if (q->len >= q->max) {
+                usage_queue_drop_oldest(q);
+                ret = 1;
+        }
+        if (q->len >= q->alloc && usage_queue_grow(q) < 0) {
+                q->drops++;
+                pthread_mutex_unlock(&q->lock);
+                return -ENOMEM;
+        }
+        q->ring[(q->head + q->len) % q->alloc] = *r;
+        q->len++;
+        pthread_mutex_unlock(&q->lock);
+        return ret;
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s) {
+        if (isempty(s))
+                sqlite3_bind_null(st, i);
+        else
+                sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+}
+
+static void bind_u64(sqlite3_stmt *st, int i, uint64_t v) {
+        sqlite3_bind_int64(st, i, (int64_t) MIN(v, (uint64_t) INT64_MAX));
+}
+
+static int usage_insert(UsageQueue *q, const UsageRecord *u) {
+        sqlite3_stmt *st = q->insert;
+        int k;
+
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        bind_u64(st, 1, u->time);
+        if (u->key_id > 0)
+                bind_u64(st, 2, u->key_id);
+        bind_text_or_null(st, 3, u->client);
+        bind_text_or_null(st, 4, u->route);
+        bind_text_or_null(st, 5, u->dialect_in);
+        bind_text_or_null(st, 6, u->dialect_out);
+        bind_text_or_null(st, 7, u->provider);
+        bind_text_or_null(st, 8, u->model_requested);
+        bind_text_or_null(st, 9, u->model_served);
+        sqlite3_bind_int(st, 10, (int) MIN(u->status, 999U));
+        bind_u64(st, 11, u->input_tokens);
+        bind_u64(st, 12, u->output_tokens);
+        bind_u64(st, 13, u->cache_read_tokens);
+        bind_u64(st, 14, u->cache_write_tokens);
+        bind_u64(st, 15, u->cost);
+        sqlite3_bind_int(st, 16, u->priced);
+        if (u->ttfb != USEC_INFINITY)
+                bind_u64(st, 17, u->ttfb);
+        if (u->duration != USEC_INFINITY)
+                bind_u64(st, 18, u->duration);
+        if (u->overhead != USEC_INFINITY)
+                bind_u64(st, 19, u->overhead);
+        sqlite3_bind_int(st, 20, u->stream);
+        bind_u64(st, 21, u->bytes_in);
+        bind_u64(st, 22, u->bytes_out);
+        k = sqlite3_step(st);
+        sqlite3_reset(st);
+        return k == SQLITE_DONE ? 0 : errno_from_sqlite(k);
+}
+
+static int usage_exec(UsageQueue *q, const char *sql) {
+        int k = sqlite3_exec(q->store->db, sql, NULL, NULL, NULL);
+        return k == SQLITE_OK ? 0 : errno_from_sqlite(k);
+}
+
+static int usage_write_batch(UsageQueue *q, const UsageRecord *rows, size_t n) {
+        int r;
+
+        r = usage_exec(q, "BEGIN IMMEDIATE");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                r = usage_insert(q, rows + i);
+                if (r < 0)
+                        goto rollback;
+        }
+        r = usage_exec(q, "COMMIT");
+        if (r < 0)
+                goto rollback;
+        return 0;
+
+rollback:
+        /* SQLite may have rolled back by itself (a full disk does that). */
+        if (!sqlite3_get_autocommit(q->store->db))
+                (void) usage_exec(q, "ROLLBACK");
+        return r;
+}
+
+static int usage_queue_flush_locked(UsageQueue *q) {
+        size_t n, first;
+        int r;
+
+        pthread_mutex_lock(&q->lock);
+        n = q->len;
+        pthread_mutex_unlock(&q->lock);
+        if (n == 0)
+                return 0;
+
+        /* The batch belongs to the flusher: grow it outside the queue's lock. */
+        if (q->batch_alloc < n) {
+                size_t want = MAX(n, MIN(q->batch_alloc * 2, q->max));
+                UsageRecord *b = reallocarray(q->batch, want, sizeof *b);
+                if (!b)
+                        return -ENOMEM;
+                q->batch = b;
+                q->batch_alloc = want;
+        }
+
+        pthread_mutex_lock(&q->lock);
+        n = MIN(q->len, q->batch_alloc);
+        first = MIN(n, q->alloc - q->head);
+        memcpy(q->batch, q->ring + q->head, first * sizeof *q->batch);
+        memcpy(q->batch + first, q->ring, (n - first) * sizeof *q->batch);
+        q->inflight_end = q->seq_head + n;
+        q->dropped_inflight = 0;
+        pthread_mutex_unlock(&q->lock);
+
+        r = usage_write_batch(q, q->batch, n);
+
+        pthread_mutex_lock(&q->lock);
+        if (r >= 0) {
+                /* Rows of the batch that pushes have not dropped meanwhile leave the ring now. */
+                if (q->seq_head < q->inflight_end) {
+                        size_t k = (size_t) (q->inflight_end - q->seq_head);
+                        q->head = (q->head + k) % q->alloc;
+                        q->len -= k;
+                        q->seq_head += k;
+                }
+                q->written += n;
+                q->last_error = 0;
+        } else {
+                q->drops += q->dropped_inflight;
+                q->last_error = r;
+        }
+        q->dropped_inflight = 0;
+        q->inflight_end = 0;
+        pthread_mutex_unlock(&q->lock);
+
+        if (r < 0)
+                return log_debug_errno(r, "Failed to write %zu usage rows, keeping them queued: %m", n);
+        return (int) MIN(n, (size_t) INT32_MAX);
+}
+
+int usage_queue_flush(UsageQueue *q) {
+        int r;
+
+        if (!q)
+                return -EINVAL;
+        pthread_mutex_lock(&q->flush_lock);
+        r = usage_queue_flush_locked(q);
+        pthread_mutex_unlock(&q->flush_lock);
+        return r;
+}
+
+static void *usage_writer(void *userdata) {
+        UsageQueue *q = userdata;
+
+        pthread_mutex_lock(&q->lock);
+        while (!q->stop) {
+                struct timespec ts;
+                usec_t until = now_mono() + q->interval;
+
+                ts.tv_sec = (time_t) (until / USEC_PER_SEC);
+                ts.tv_nsec = (long) (until % USEC_PER_SEC * NSEC_PER_USEC);
+                while (!q->stop && !q->kick && pthread_cond_timedwait(&q->wake, &q->lock, &ts) == 0)
+                        ;
+                q->kick = false;
+                if (q->stop)
+                        break;
+                pthread_mutex_unlock(&q->lock);
+                (void) usage_queue_flush(q);
+                pthread_mutex_lock(&q->lock);
+        }
+        pthread_mutex_unlock(&q->lock);
+
+        /* One last attempt on the way out, so that a clean stop loses nothing. */
+        (void) usage_queue_flush(q);
+        return NULL;
+}
+
+int usage_queue_start(UsageQueue *q, usec_t interval) {
+        sigset_t all, saved;
+        int k;
+
+        if (!q || interval == 0)
+                return -EINVAL;
+        if (q->thread_started)
+                return -EBUSY;
+        q->interval = interval;
+
+        /* Signals are the event loop's business: the writer is created with all of them blocked. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &saved);
+        k = pthread_create(&q->thread, NULL, usage_writer, q);
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        if (k != 0)
+                return -k;
+        (void) pthread_setname_np(q->thread, "gate-usage");
+        q->thread_started = true;
+        return 0;
+}
+
+void usage_queue_configure(UsageQueue *q, uint32_t max, usec_t interval) {
+        if (!q)
+                return;
+        pthread_mutex_lock(&q->lock);
+        if (max > 0) {
+                q->max = max;
+                while (q->len > q->max)
+                        usage_queue_drop_oldest(q);
+        }
+        if (interval > 0 && interval != q->interval) {
+                q->interval = interval;
+                q->kick = true;
+                pthread_cond_signal(&q->wake);
+        }
+        pthread_mutex_unlock(&q->lock);
+}
+
+#define QUEUE_GETTER(type, name, expr)                  \
+        type name(UsageQueue *q) {                      \
+                type v;                                 \
+                if (!q)                                 \
+                        return 0;                       \
+                pthread_mutex_lock(&q->lock);           \
+                v = (expr);                             \
+                pthread_mutex_unlock(&q->lock);         \
+                return v;                               \
+        }
+
+QUEUE_GETTER(size_t, usage_queue_depth, q->len)
+QUEUE_GETTER(uint64_t, usage_queue_drops, q->drops)
+QUEUE_GETTER(uint64_t, usage_queue_written, q->written)
+QUEUE_GETTER(int, usage_queue_last_error, q->last_error)
+QUEUE_GETTER(size_t, usage_queue_memory, (q->alloc + q->batch_alloc) * sizeof(UsageRecord))
+
+Store *usage_queue_store(UsageQueue *q) {
+        return q ? q->store : NULL;
+}
+
+/* ---- reading ---- */
+
+static void sqlite3_finalizep(sqlite3_stmt **st) {
+        if (*st)
+                sqlite3_finalize(*st);
+}
+
+int usage_spend(Store *s, uint64_t key_id, usec_t since, uint64_t *ret) {
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+        int k;
+
+        if (!s || !ret)
+                return -EINVAL;
+        k = sqlite3_prepare_v2(s->db, "SELECT COALESCE(SUM(cost_nanousd), 0) FROM usage WHERE key_id = ? AND time >= ?",
+                               -1, &st, NULL);
+        if (k != SQLITE_OK)
+                return errno_from_sqlite(k);
+        bind_u64(st, 1, key_id);
+        bind_u64(st, 2, since);
+        k = sqlite3_step(st);
+        if (k != SQLITE_ROW)
+                return errno_from_sqlite(k) ?: -EIO;
+        *ret = (uint64_t) MAX(sqlite3_column_int64(st, 0), 0);
+        return 0;
+}
+
+int usage_last_used(Store *s, uint64_t key_id, usec_t *ret) {
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+        int k;
+
+        if (!s || !ret)
+                return -EINVAL;
+        k = sqlite3_prepare_v2(s->db, "SELECT COALESCE(MAX(time), 0) FROM usage WHERE key_id = ?", -1, &st, NULL);
+        if (k != SQLITE_OK)
+                return errno_from_sqlite(k);
+        bind_u64(st, 1, key_id);
+        k = sqlite3_step(st);
+        if (k != SQLITE_ROW)
+                return errno_from_sqlite(k) ?: -EIO;
+        *ret = (usec_t) MAX(sqlite3_column_int64(st, 0), 0);
+        return 0;
+}
+
+void usage_summary_free_many(UsageSummary *l, size_t n) {
+        for (size_t i = 0; l && i < n; i++) {
+                free(l[i].key_name);
+                free(l[i].model);
+        }
+        free(l);
+}
+
+int usage_summarize(Store *s, usec_t since, uint64_t key_id, UsageSummary **ret, size_t *ret_n) {
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+        UsageSummary *l = NULL;
+        size_t n = 0;
+        int k, r;
+
+        if (!s || !ret || !ret_n)
+                return -EINVAL;
+        k = sqlite3_prepare_v2(s->db,
+                               "SELECT u.key_id, k.name, COALESCE(NULLIF(u.model_served, ''), u.model_requested, '') AS m, "
+                               "  COUNT(*), SUM(u.status >= 400), "
+                               "  SUM(u.priced = 0 AND u.input_tokens + u.output_tokens + u.cache_read_tokens "
+                               "      + u.cache_write_tokens > 0), "
+                               "  SUM(u.input_tokens), SUM(u.output_tokens), SUM(u.cache_read_tokens), "
+                               "  SUM(u.cache_write_tokens), SUM(u.cost_nanousd) "
+                               "FROM usage u LEFT JOIN api_keys k ON k.id = u.key_id "
+                               "WHERE u.time >= ?1 AND (?2 = 0 OR u.key_id IS ?3) "
+                               "GROUP BY u.key_id, m "
+                               "ORDER BY u.key_id IS NOT NULL, u.key_id, SUM(u.cost_nanousd) DESC, m",
+                               -1, &st, NULL);
+        if (k != SQLITE_OK)
+                return errno_from_sqlite(k);
+        bind_u64(st, 1, since);
+        sqlite3_bind_int(st, 2, key_id != USAGE_ANY_KEY);
+        if (key_id != USAGE_ANY_KEY && key_id > 0)
+                bind_u64(st, 3, key_id);
+        else
+                sqlite3_bind_null(st, 3);
+
+        while ((k = sqlite3_step(st)) == SQLITE_ROW) {
+                UsageSummary *nl, *u;
+                const char *name = (const char *) sqlite3_column_text(st, 1);
+
+                nl = reallocarray(l, n + 1, sizeof *l);
+                if (!nl) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                l = nl;
+                u = l + n++;
+                *u = (UsageSummary) {
+                        .key_id = (uint64_t) MAX(sqlite3_column_int64(st, 0), 0),
+                        .key_name = name ? strdup(name) : NULL,
+                        .model = strdup((const char *) sqlite3_column_text(st, 2) ?: ""),
+                        .requests = (uint64_t) MAX(sqlite3_column_int64(st, 3), 0),
+                        .errors = (uint64_t) MAX(sqlite3_column_int64(st, 4), 0),
+                        .unpriced = (uint64_t) MAX(sqlite3_column_int64(st, 5), 0),
+                        .input_tokens = (uint64_t) MAX(sqlite3_column_int64(st, 6), 0),
+                        .output_tokens = (uint64_t) MAX(sqlite3_column_int64(st, 7), 0),
+                        .cache_read_tokens = (uint64_t) MAX(sqlite3_column_int64(st, 8), 0),
+                        .cache_write_tokens = (uint64_t) MAX(sqlite3_column_int64(st, 9), 0),
+                        .cost = (uint64_t) MAX(sqlite3_column_int64(st, 10), 0),
+                };
+                if ((name && !u->key_name) || !u->model) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        if (k != SQLITE_DONE) {
+                r = errno_from_sqlite(k) ?: -EIO;
+                goto fail;
+        }
+        *ret = l;
+        *ret_n = n;
+        return 0;
+fail:
+        usage_summary_free_many(l, n);
+        return r;
+}
