@@ -385,9 +385,10 @@ int manager_reload_certificates(Manager *m, char **ret_error) {
         int r;
 
         if (!manager_has_listener(m, LISTENER_HTTPS)) {
-                if (ret_error)
-                        *ret_error = strdup("No https listener.");
-                return -ENODEV;
+                /* Nothing serves TLS yet: the certificates are read when an https listener appears. A
+                 * path unit firing meanwhile is not an error. */
+                log_debug("Certificate reload requested without an https listener, nothing to do.");
+                return 0;
         }
         r = manager_load_tls(m, ret_error);
         if (r < 0)

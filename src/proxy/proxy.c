@@ -949,7 +949,8 @@ int proxy_forward(Proxy *proxy, Providers *providers, Request *r, Dialect d) {
 
 int proxy_init(Proxy *p, sd_event *event) {
         *p = (Proxy){ .event = event, .policy = { .passthrough = PASSTHROUGH_LOOPBACK, .max_pending = 4096 } };
-        (void) getentropy(&p->seed, sizeof p->seed);
+        if (getentropy(&p->seed, sizeof p->seed) < 0)
+                p->seed = (uint32_t) now_mono(); /* only the weighted order depends on it */
         return curl_glue_new(event, &p->curl);
 }
 

@@ -111,6 +111,17 @@ def potfiles_lists_every_source_with_translations():
 
 
 @test
+def every_cli_source_in_potfiles():
+    # The command line lives in src/core/cli*.c: what it prints is for people, so it is translated.
+    listed = set(lines_of(os.path.join(PO, "POTFILES")))
+    cli = {os.path.join("src", "core", n) for n in os.listdir(os.path.join(SRCDIR, "src", "core"))
+           if re.fullmatch(r"cli.*\.c", n)}
+    assert "src/core/cli.c" in cli, cli
+    assert cli <= listed, ("command-line sources missing from po/POTFILES (wrap their messages in _() and "
+                           "translate them in every LANG.po): %s" % sorted(cli - listed))
+
+
+@test
 def linguas_has_german_and_every_catalogue_exists():
     langs = lines_of(os.path.join(PO, "LINGUAS"))
     assert "de" in langs, langs

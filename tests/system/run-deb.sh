@@ -9,10 +9,11 @@
 # Root only; prints "SKIP system-deb: ..." and exits 77 otherwise. One run of the suite at a time (flock).
 # The package is installed inside the namespace only: /etc, /usr and /var are overlays there (ns-init.sh).
 #
-# The package is built on every run, with plain dpkg-buildpackage (no ccache), from a copy of the source
-# tree (its git-tracked and untracked-but-not-ignored files) in $GATE_DEB_DIR/gate-VERSION: the .debs land
-# in $GATE_DEB_DIR, never beside the repository. The upgrade installs the same build under a higher
-# version (repacked with dpkg-deb), so that the new package's maintainer scripts run as in an upgrade.
+# The package is built on every run (about 30 s), with plain dpkg-buildpackage (no ccache; nocheck, as the
+# unit and fuzz suites run by themselves), from a copy of the source tree (its git-tracked and untracked but
+# not ignored files) in $GATE_DEB_DIR/gate-VERSION: the .debs land in $GATE_DEB_DIR, never beside the
+# repository. The upgrade installs the same build under a higher version (repacked with dpkg-deb), so that
+# the new package's maintainer scripts run as in an upgrade.
 #
 # Environment: SRCDIR, BUILDDIR (set by meson). GATE_DEB_DIR: where to build (default $BUILDDIR/deb,
 # emptied first). GATE_NS_WORKROOT: parent of the work dir (/root). GATE_NS_HOLD=1: keep the namespace up
@@ -50,7 +51,14 @@ DEB2=$DEBDIR/gate_${UPVERSION}_$ARCH.deb
 build_package() {
         local tree=$DEBDIR/gate-$VERSION t
         t=$(date +%s%N)
-        rm -rf "$DEBDIR" && mkdir -p "$tree" || return 1
+        # Emptied only when it is one of ours (marked, or holding nothing but what a build leaves), never a
+        # directory someone pointed GATE_DEB_DIR at.
+        if [ -e "$DEBDIR" ] && [ ! -e "$DEBDIR/.gate-system-deb" ] &&
+           ls -A "$DEBDIR" | grep -qv '^gate[-_]\|^build\.log$'; then
+                echo "$DEBDIR holds files this test did not make: refusing to empty it"
+                return 1
+        fi
+        rm -rf "$DEBDIR" && mkdir -p "$tree" && touch "$DEBDIR/.gate-system-deb" || return 1
         # The working tree as it is (changes not yet committed included), without build dirs or .git.
         if git -C "$SRCDIR" rev-parse --git-dir >/dev/null 2>&1; then
                 (cd "$SRCDIR" && git ls-files -z --cached --others --exclude-standard |
@@ -61,8 +69,10 @@ build_package() {
                         -cf - . | tar -xf - -C "$tree" || return 1
         fi
         # A clean environment: nothing of meson's test environment (or a developer's ccache) leaks in.
+        # nocheck: the unit and fuzz suites, which debian/rules runs, run on their own in the same
+        # `meson test`; a failure there need not hide what this test finds about the package.
         if ! (cd "$tree" && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$WORK" LC_ALL=C.UTF-8 \
-                DEB_BUILD_OPTIONS="parallel=$(nproc)" dpkg-buildpackage -us -uc -b) >"$DEBDIR/build.log" 2>&1; then
+                DEB_BUILD_OPTIONS="nocheck parallel=$(nproc)" dpkg-buildpackage -us -uc -b) >"$DEBDIR/build.log" 2>&1; then
                 echo "dpkg-buildpackage failed; the end of $DEBDIR/build.log:"
                 tail -n 40 "$DEBDIR/build.log"
                 return 1
@@ -77,6 +87,7 @@ build_package() {
                 sed -i "s/^Version: .*/Version: $UPVERSION/" "$WORK/repack/DEBIAN/control" &&
                 dpkg-deb --root-owner-group -b "$WORK/repack" "$DEB2" >/dev/null || return 1
         rm -rf "$WORK/repack"
+        touch "$WORK/built"
 }
 
 check_lintian() {
@@ -88,7 +99,7 @@ check_lintian() {
 }
 
 check 00-build-package build_package
-[ -f "$DEB2" ] || abort "the package did not build: no checks can run"
+[ -e "$WORK/built" ] || abort "the package did not build: no checks can run"
 if command -v lintian >/dev/null 2>&1; then
         check 00-lintian check_lintian
 else

@@ -15,7 +15,7 @@ TEST(open_creates_and_migrates) {
         Store *s = NULL;
         char *error = NULL;
 
-        asprintf(&path, "%s/gate.db", d);
+        ASSERT_TRUE(asprintf(&path, "%s/gate.db", d) > 0);
         ASSERT_OK(store_open(path, &s, &error));
         ASSERT_EQ(s->schema_version, store_schema_version_latest());
         ASSERT_OK(store_meta_get(s, "created_at", &v));
@@ -38,7 +38,7 @@ TEST(not_a_database) {
         Store *s = NULL;
         FILE *f;
 
-        asprintf(&path, "%s/gate.db", d);
+        ASSERT_TRUE(asprintf(&path, "%s/gate.db", d) > 0);
         f = fopen(path, "w");
         for (int i = 0; i < 200; i++)
                 fputs("definitely not sqlite ", f);
@@ -53,7 +53,7 @@ TEST(newer_schema_refused) {
         Store *s = NULL;
         char cmd[512];
 
-        asprintf(&path, "%s/gate.db", d);
+        ASSERT_TRUE(asprintf(&path, "%s/gate.db", d) > 0);
         ASSERT_OK(store_open(path, &s, &error));
         ASSERT_OK(sqlite3_exec(s->db, "PRAGMA user_version = 999", NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO);
         store_close(s);
