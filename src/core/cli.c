@@ -2,7 +2,6 @@
 #include <curl/curl.h>
 #include <getopt.h>
 #include <langinfo.h>
-#include <libintl.h>
 #include <locale.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,10 +13,8 @@
 #include "core/manager.h"
 #include "gate-build.h"
 #include "http/request.h"
+#include "shared/gettext.h"    /* what a person reads at the terminal is translated (po/); logs are not */
 #include "shared/log.h"
-
-/* What a person reads at the terminal is translated (po/); log messages are not. */
-#define _(s) gettext(s)
 
 static void help(FILE *f) {
         /* TRANSLATORS: keep the command and option names, and the column the descriptions start in. */
