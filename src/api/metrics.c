@@ -113,15 +113,16 @@ static bool name_is_valid(const char *s, bool colon) {
         return true;
 }
 
-static int metrics_add(Metrics *m, const char *name, const char *help, MetricType type, const char *const *labels,
-                       const double *bounds, size_t n_bounds, Metric **ret) {
+static int metrics_add(Metrics *m, const char *name, const char *help, MetricType type,
+                       const char *const *labels, const double *bounds, size_t n_bounds, Metric **ret) {
         Metric *c, **l;
         size_t n_labels = 0;
 
         if (!m || !name_is_valid(name, true) || !help)
                 return -EINVAL;
         for (const char *const *p = labels; p && *p; p++) {
-                if (!name_is_valid(*p, false) || startswith(*p, "__") || (type == METRIC_HISTOGRAM && streq(*p, "le")))
+                if (!name_is_valid(*p, false) || startswith(*p, "__") ||
+                    (type == METRIC_HISTOGRAM && streq(*p, "le")))
                         return -EINVAL;
                 n_labels++;
         }
@@ -173,7 +174,8 @@ oom:
         return -ENOMEM;
 }
 
-int metrics_add_counter(Metrics *m, const char *name, const char *help, const char *const *labels, Metric **ret) {
+int metrics_add_counter(Metrics *m, const char *name, const char *help, const char *const *labels,
+                        Metric **ret) {
         return metrics_add(m, name, help, METRIC_COUNTER, labels, NULL, 0, ret);
 }
 
@@ -561,8 +563,8 @@ static int metrics_render_locked(Metrics *m, Buf *out) {
 
         if (!any_labels)
                 return 0;
-        r = buf_append_str(out, "# HELP gate_metrics_series_dropped_total Label sets beyond [metrics] max_series, "
-                                "counted under \"other\".\n"
+        r = buf_append_str(out, "# HELP gate_metrics_series_dropped_total Label sets beyond [metrics] "
+                                "max_series, counted under \"other\".\n"
                                 "# TYPE gate_metrics_series_dropped_total counter\n");
         for (size_t i = 0; r >= 0 && i < m->n_metrics; i++)
                 if (m->metrics[i]->n_labels > 0)
@@ -585,7 +587,8 @@ int metrics_render(Metrics *m, Buf *out) {
 
 /* ---- gate's metric set ---- */
 
-static const double latency_buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300 };
+static const double latency_buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
+                                          300 };
 /* gate's own share of a request is meant to stay in microseconds. */
 static const double overhead_buckets[] = { 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                                            0.005, 0.01, 0.025, 0.1 };
@@ -612,11 +615,13 @@ int gate_metrics_new(uint32_t max_series, GateMetrics **ret) {
         if ((r = metrics_add_counter(g->registry, "gate_requests_total", "Requests answered.", request_labels,
                                      &g->requests)) < 0 ||
             (r = metrics_add_histogram(g->registry, "gate_request_duration_seconds",
-                                       "Time from the request's arrival to the end of its response.", latency_labels,
-                                       latency_buckets, ELEMENTSOF(latency_buckets), &g->duration)) < 0 ||
+                                       "Time from the request's arrival to the end of its response.",
+                                       latency_labels, latency_buckets, ELEMENTSOF(latency_buckets),
+                                       &g->duration)) < 0 ||
             (r = metrics_add_histogram(g->registry, "gate_time_to_first_byte_seconds",
-                                       "Time from the request's arrival to the first byte of the upstream's body.",
-                                       latency_labels, latency_buckets, ELEMENTSOF(latency_buckets), &g->ttfb)) < 0 ||
+                                       "Time from the request's arrival to the first byte of the upstream's "
+                                       "body.", latency_labels, latency_buckets, ELEMENTSOF(latency_buckets),
+                                       &g->ttfb)) < 0 ||
             (r = metrics_add_histogram(g->registry, "gate_overhead_seconds",
                                        "gate's own share of a request's time (without the upstream's).",
                                        overhead_labels, overhead_buckets, ELEMENTSOF(overhead_buckets),
@@ -624,8 +629,8 @@ int gate_metrics_new(uint32_t max_series, GateMetrics **ret) {
             (r = metrics_add_counter(g->registry, "gate_tokens_total",
                                      "Tokens as the upstreams reported them; type is input (uncached), output, "
                                      "cache_read or cache_write.", token_labels, &g->tokens)) < 0 ||
-            (r = metrics_add_counter(g->registry, "gate_cost_usd_total", "Cost of the tokens by the price table.",
-                                     model_labels, &g->cost)) < 0 ||
+            (r = metrics_add_counter(g->registry, "gate_cost_usd_total",
+                                     "Cost of the tokens by the price table.", model_labels, &g->cost)) < 0 ||
             (r = metrics_add_counter(g->registry, "gate_unpriced_requests_total",
                                      "Requests with tokens whose model the price table does not know.",
                                      model_labels, &g->unpriced)) < 0 ||
@@ -677,7 +682,8 @@ void gate_metrics_request(GateMetrics *g, const MetricsRequest *r) {
                                seconds(r->overhead));
 
         static const char *const types[] = { "input", "output", "cache_read", "cache_write" };
-        const uint64_t counts[] = { r->input_tokens, r->output_tokens, r->cache_read_tokens, r->cache_write_tokens };
+        const uint64_t counts[] = { r->input_tokens, r->output_tokens, r->cache_read_tokens,
+                                    r->cache_write_tokens };
         bool any = false;
         for (size_t i = 0; i < ELEMENTSOF(types); i++)
                 if (counts[i] > 0) {

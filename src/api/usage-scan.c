@@ -531,7 +531,8 @@ static void sse_byte(UsageScanner *s, char c) {
                 if (eol)
                         s->line = LINE_START;
                 else if (c == ':')
-                        s->line = s->field_len == 4 && memcmp(s->field, "data", 4) == 0 ? LINE_DATA_FIRST : LINE_SKIP;
+                        s->line = s->field_len == 4 && memcmp(s->field, "data", 4) == 0 ? LINE_DATA_FIRST :
+                                                                                            LINE_SKIP;
                 else if (s->field_len < sizeof s->field)
                         s->field[s->field_len++] = c;
                 else
@@ -591,7 +592,8 @@ void usage_scanner_result(const UsageScanner *s, Usage *ret) {
 
                 u.input_tokens = in - cached;
                 u.cache_read_tokens = cached;
-                u.output_tokens = SEEN(USAGE_FIELD_COMPLETION) ? v[USAGE_FIELD_COMPLETION] : v[USAGE_FIELD_OUTPUT];
+                u.output_tokens = SEEN(USAGE_FIELD_COMPLETION) ? v[USAGE_FIELD_COMPLETION] :
+                                                                 v[USAGE_FIELD_OUTPUT];
         }
 #undef SEEN
         u.found = s->seen != 0;

@@ -75,7 +75,10 @@ typedef struct UsageScanner {
         char model[USAGE_SCAN_MODEL_MAX];
 } UsageScanner;
 
-/* sse: the body is text/event-stream (else one JSON document). */
+/* Feed it the upstream's bytes as they arrive, before any translation: dialect is what the upstream
+ * speaks, sse says its body is text/event-stream (else one JSON document). OpenAI streams report usage
+ * only when the request asked for it (stream_options.include_usage); Anthropic streams always do. For
+ * a key's tokens-per-minute, a request used input + cache_read + cache_write + output tokens. */
 void usage_scanner_init(UsageScanner *s, Dialect dialect, bool sse);
 void usage_scanner_feed(UsageScanner *s, const void *p, size_t n);
 /* The normalised result so far (callable at any time, also after a broken stream). */

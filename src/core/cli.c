@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/bus.h"
+#include "core/cli-keys.h"
 #include "core/cli.h"
 #include "core/config.h"
 #include "core/manager.h"
@@ -28,6 +29,14 @@ static void help(FILE *f) {
                 "  status [--json]       Show the running daemon's state (over D-Bus)\n"
                 "  reload [--certificates]\n"
                 "                        Reload the configuration (or only the certificates)\n"
+                "  keys create --name NAME [OPTIONS]\n"
+                "                        Create an API key of gate's own (shown once)\n"
+                "  keys list [--json]    List the API keys, without secrets\n"
+                "  keys show KEY [--json]\n"
+                "                        Show one API key (KEY: its ID or name)\n"
+                "  keys revoke KEY       Revoke an API key\n"
+                "  usage [--since DATE] [--key KEY] [--json]\n"
+                "                        Sum the recorded usage per key and model\n"
                 "\n"), f);
         fputs(_("Options:\n"
                 "  -h --help             Show this help\n"
@@ -357,6 +366,10 @@ int cli_main(int argc, char *argv[]) {
                 return cmd_serve(argc - optind, argv + optind);
         if (streq(cmd, "config"))
                 return cmd_config(argc - optind, argv + optind);
+        if (streq(cmd, "keys"))
+                return cli_keys(argc - optind, argv + optind);
+        if (streq(cmd, "usage"))
+                return cli_usage(argc - optind, argv + optind);
         if (streq(cmd, "status"))
                 return cmd_status(argc - optind, argv + optind);
         if (streq(cmd, "reload"))

@@ -92,7 +92,8 @@ int keys_list(Store *s, KeyInfo ***ret, size_t *ret_n);
  * apart), in an open-addressing table indexed by the keyed hash itself. */
 typedef struct KeyStore KeyStore;
 
-/* Loads (creating if needed) the secret from state_dir and all keys from the store. */
+/* Loads (creating if needed) the secret from state_dir and all keys from the store, which must outlive
+ * the KeyStore (it reads keys from it at every reload). */
 int keys_new(Store *s, const char *state_dir, KeyStore **ret);
 KeyStore *keys_free(KeyStore *ks);
 DEFINE_TRIVIAL_CLEANUP_FUNC(KeyStore *, keys_free);

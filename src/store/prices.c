@@ -324,8 +324,10 @@ uint64_t price_cost(const Price *p, uint64_t input, uint64_t output, uint64_t ca
         if (!p)
                 return 0;
         /* tokens × micro-USD per million tokens = pico-USD. */
-        pico = (unsigned __int128) input * p->input + (unsigned __int128) output * p->output +
-                (unsigned __int128) cache_read * p->cache_read + (unsigned __int128) cache_write * p->cache_write;
+        pico = (unsigned __int128) input * p->input +
+                (unsigned __int128) output * p->output +
+                (unsigned __int128) cache_read * p->cache_read +
+                (unsigned __int128) cache_write * p->cache_write;
         pico = (pico + 500) / 1000;
         return pico > UINT64_MAX ? UINT64_MAX : (uint64_t) pico;
 }

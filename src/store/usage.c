@@ -135,7 +135,9 @@ UsageQueue *usage_queue_free(UsageQueue *q) {
                 pthread_cond_signal(&q->wake);
                 pthread_mutex_unlock(&q->lock);
                 pthread_join(q->thread, NULL);
-        }
+        } else if (q->store)
+                /* Without a writer, the caller's thread makes the last attempt. */
+                (void) usage_queue_flush(q);
         if (q->insert)
                 sqlite3_finalize(q->insert);
         store_close(q->store);
@@ -443,7 +445,8 @@ int usage_spend(Store *s, uint64_t key_id, usec_t since, uint64_t *ret) {
 
         if (!s || !ret)
                 return -EINVAL;
-        k = sqlite3_prepare_v2(s->db, "SELECT COALESCE(SUM(cost_nanousd), 0) FROM usage WHERE key_id = ? AND time >= ?",
+        k = sqlite3_prepare_v2(s->db,
+                               "SELECT COALESCE(SUM(cost_nanousd), 0) FROM usage WHERE key_id = ? AND time >= ?",
                                -1, &st, NULL);
         if (k != SQLITE_OK)
                 return errno_from_sqlite(k);
@@ -462,7 +465,8 @@ int usage_last_used(Store *s, uint64_t key_id, usec_t *ret) {
 
         if (!s || !ret)
                 return -EINVAL;
-        k = sqlite3_prepare_v2(s->db, "SELECT COALESCE(MAX(time), 0) FROM usage WHERE key_id = ?", -1, &st, NULL);
+        k = sqlite3_prepare_v2(s->db, "SELECT COALESCE(MAX(time), 0) FROM usage WHERE key_id = ?", -1, &st,
+                               NULL);
         if (k != SQLITE_OK)
                 return errno_from_sqlite(k);
         bind_u64(st, 1, key_id);
@@ -490,7 +494,8 @@ int usage_summarize(Store *s, usec_t since, uint64_t key_id, UsageSummary **ret,
         if (!s || !ret || !ret_n)
                 return -EINVAL;
         k = sqlite3_prepare_v2(s->db,
-                               "SELECT u.key_id, k.name, COALESCE(NULLIF(u.model_served, ''), u.model_requested, '') AS m, "
+                               "SELECT u.key_id, k.name, "
+                               "  COALESCE(NULLIF(u.model_served, ''), u.model_requested, '') AS m, "
                                "  COUNT(*), SUM(u.status >= 400), "
                                "  SUM(u.priced = 0 AND u.input_tokens + u.output_tokens + u.cache_read_tokens "
                                "      + u.cache_write_tokens > 0), "
@@ -499,7 +504,7 @@ int usage_summarize(Store *s, usec_t since, uint64_t key_id, UsageSummary **ret,
                                "FROM usage u LEFT JOIN api_keys k ON k.id = u.key_id "
                                "WHERE u.time >= ?1 AND (?2 = 0 OR u.key_id IS ?3) "
                                "GROUP BY u.key_id, m "
-                               "ORDER BY u.key_id IS NOT NULL, u.key_id, SUM(u.cost_nanousd) DESC, m",
+                               "ORDER BY u.key_id IS NULL, u.key_id, SUM(u.cost_nanousd) DESC, m",
                                -1, &st, NULL);
         if (k != SQLITE_OK)
                 return errno_from_sqlite(k);

@@ -48,7 +48,8 @@ typedef struct UsageQueue UsageQueue;
  * store_open(); ":memory:" gets a private database, so that nothing is kept), with room for max rows.
  * The writer thread is not started yet: usage_queue_flush() writes synchronously until then. */
 int usage_queue_new(const char *path, uint32_t max, UsageQueue **ret);
-/* Stops the writer (which makes a last attempt to write what is queued) and frees everything. */
+/* Stops the writer and makes a last attempt to write what is queued (bounded by the busy timeout of
+ * one second when the database is locked), then frees everything. */
 UsageQueue *usage_queue_free(UsageQueue *q);
 DEFINE_TRIVIAL_CLEANUP_FUNC(UsageQueue *, usage_queue_free);
 

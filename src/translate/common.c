@@ -103,7 +103,7 @@ json_t *json_stringn_lossy(const char *s, size_t n) {
         /* Not UTF-8: keep what is, replace what is not, one byte at a time. */
         while (i < n) {
                 unsigned char c = (unsigned char) s[i];
-                size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+                size_t len = utf8_sequence_length(c);
                 json_t *probe = len > 0 && i + len <= n ? json_stringn(s + i, len) : NULL;
 
                 if (probe && !(len == 1 && c == 0)) {
@@ -375,7 +375,8 @@ void random_hex(char *buf, size_t n_hex) {
 }
 
 static bool id_char_ok(char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+               c == '-';
 }
 
 int id_derive(const char *prefix, const char *upstream_id, char **ret) {
@@ -385,7 +386,7 @@ int id_derive(const char *prefix, const char *upstream_id, char **ret) {
         char rnd[25], *s;
 
         for (size_t i = 0; i < ELEMENTSOF(known); i++)
-                if (startswith(tail, known[i])) {
+                if (startswith(tail, known[i]) && tail[strlen(known[i])]) {
                         tail += strlen(known[i]);
                         break;
                 }
@@ -407,18 +408,15 @@ int id_derive(const char *prefix, const char *upstream_id, char **ret) {
         return 0;
 }
 
-int tool_id_sanitize(const char *prefix, const char *id, char **ret) {
-        char rnd[25], *s;
+int tool_id_sanitize(const char *prefix, const char *id, const char *base, unsigned n, char **ret) {
+        char *s;
 
         if (isempty(id)) {
-                random_hex(rnd, 24);
-                if (asprintf(&s, "%s%s", prefix, rnd) < 0)
+                /* No id from the upstream: one made from the answer's id and the call's place in it, so the
+                 * same answer always gets the same ids. */
+                if (asprintf(&s, "%s%s_%u", prefix, base ?: "", n) < 0)
                         return -ENOMEM;
-                *ret = s;
-                return 0;
-        }
-        s = strdup(id);
-        if (!s)
+        } else if (!(s = strdup(id)))
                 return -ENOMEM;
         for (char *p = s; *p; p++)
                 if (!id_char_ok(*p))

@@ -134,8 +134,8 @@ static int file_block(ReqCtx *c, const json_t *part, const char *where, json_t *
                 /* Anthropic's plain-text documents take the text itself, which we would have to decode:
                  * send it as the PDF path does, base64, only for PDF. */
                 return req_refuse(c, "%s: only PDF files can be sent to an Anthropic upstream", where);
-        *ret = json_pack("{s:s, s:{s:s, s:s, s:s}}", "type", "document", "source", "type", "base64", "media_type",
-                         media, "data", data);
+        *ret = json_pack("{s:s, s:{s:s, s:s, s:s}}", "type", "document", "source", "type", "base64",
+                         "media_type", media, "data", data);
         if (*ret && filename && json_set(*ret, "title", json_string(filename)) < 0)
                 return -ENOMEM;
         return *ret ? 0 : -ENOMEM;
@@ -222,8 +222,8 @@ static int tool_use_block(ReqCtx *c, const json_t *call, const char *where, json
         if (type && !streq(type, "function"))
                 return req_refuse(c, "%s: tool call type '%s' cannot be expressed for an Anthropic upstream",
                                   where, type);
-        if (!name)
-                return req_refuse(c, "%s: a tool call needs function.name", where);
+        if (!name || !id)
+                return req_refuse(c, "%s: a tool call needs id and function.name", where);
         if (isempty(args))
                 input = json_object();
         else {
@@ -236,7 +236,7 @@ static int tool_use_block(ReqCtx *c, const json_t *call, const char *where, json
                                           "upstream", where);
                 }
         }
-        r = tool_id_sanitize("toolu_", id, &tid);
+        r = tool_id_sanitize("toolu_", id, NULL, 0, &tid);
         if (r < 0) {
                 json_decref(input);
                 return r;
@@ -269,7 +269,9 @@ static int flush_results(Turns *t) {
 
         if (json_array_size(t->pending_results) == 0)
                 return 0;
-        r = json_append(t->messages, json_pack("{s:s, s:O}", "role", "user", "content", t->pending_results));
+        /* A copy: the list is cleared for the next turn. */
+        r = json_append(t->messages,
+                        json_pack("{s:s, s:o}", "role", "user", "content", json_copy(t->pending_results)));
         if (r >= 0 && json_array_clear(t->pending_results) < 0)
                 r = -ENOMEM;
         return r;
@@ -306,7 +308,7 @@ static int convert_messages(ReqCtx *c, const json_t *msgs, size_t first, bool fr
 
                         if (!id)
                                 return req_refuse(c, "messages[%zu]: a tool message needs tool_call_id", i);
-                        r = tool_id_sanitize("toolu_", id, &tid);
+                        r = tool_id_sanitize("toolu_", id, NULL, 0, &tid);
                         if (r < 0)
                                 return r;
                         if (json_is_string(content) || !content || json_is_null(content))
@@ -351,19 +353,24 @@ static int convert_messages(ReqCtx *c, const json_t *msgs, size_t first, bool fr
                                 r = json_append(messages, json_pack("{s:s, s:O}", "role", "system", "content",
                                                                     blocks));
                 } else if (streq(role, "assistant")) {
-                        const json_t *content = json_object_get(m, "content"), *calls = json_object_get(m, "tool_calls");
+                        const json_t *content = json_object_get(m, "content"),
+                                     *calls = json_object_get(m, "tool_calls");
                         const json_t *call;
                         size_t k;
 
                         if (i + 1 == json_array_size(msgs))
-                                return req_refuse(c, "messages[%zu]: a final assistant message cannot be expressed "
-                                                  "for an Anthropic upstream (it would be continued, not answered)",
-                                                  i);
+                                return req_refuse(
+                                        c,
+                                        "messages[%zu]: a final assistant message cannot be expressed "
+                                        "for an Anthropic upstream (it would be continued, not answered)",
+                                        i);
                         if (json_object_get(m, "audio") && !json_is_null(json_object_get(m, "audio")))
                                 return refuse_field(c, "audio");
-                        if (json_object_get(m, "function_call") && !json_is_null(json_object_get(m, "function_call")))
+                        if (json_object_get(m, "function_call") &&
+                            !json_is_null(json_object_get(m, "function_call")))
                                 return refuse_field(c, "function_call");
-                        if (json_object_get(m, "reasoning_content") && (r = req_drop(c, "reasoning_content")) < 0)
+                        if (json_object_get(m, "reasoning_content") &&
+                            (r = req_drop(c, "reasoning_content")) < 0)
                                 return r;
                         if (from_responses && (r = gate_thinking_blocks(c, m, blocks)) < 0)
                                 return r;
@@ -397,7 +404,8 @@ static int convert_messages(ReqCtx *c, const json_t *msgs, size_t first, bool fr
                         }
                         if (json_array_size(blocks) == 0)
                                 continue;
-                        r = json_append(messages, json_pack("{s:s, s:O}", "role", "assistant", "content", blocks));
+                        r = json_append(messages,
+                                        json_pack("{s:s, s:O}", "role", "assistant", "content", blocks));
                 } else if (streq(role, "function"))
                         return refuse_field(c, "function role");
                 else
@@ -433,9 +441,11 @@ static int convert_tools(ReqCtx *c, const json_t *tools, json_t *out) {
                 if (!name)
                         return req_refuse(c, "tools[%zu]: function.name is required", i);
                 /* OpenAI allows leaving parameters out for a function without arguments. */
-                tool = json_pack("{s:s, s:o}", "name", name, "input_schema",
-                                 json_is_object(params) ? json_deep_copy(params) :
-                                                          json_pack("{s:s, s:{}}", "type", "object", "properties"));
+                if (json_is_object(params))
+                        tool = json_pack("{s:s, s:O}", "name", name, "input_schema", params);
+                else
+                        tool = json_pack("{s:s, s:{s:s, s:{}}}", "name", name, "input_schema", "type", "object",
+                                         "properties");
                 r = json_copy_member(tool, fn, "description");
                 if (r >= 0 && json_is_boolean(json_object_get(fn, "strict")))
                         r = json_copy_member(tool, fn, "strict");
@@ -463,11 +473,13 @@ static int convert_tool_choice(ReqCtx *c, const json_t *in, bool have_tools, jso
                         v = json_pack("{s:s}", "type", "auto");
                 else if (s && streq(s, "required"))
                         v = json_pack("{s:s}", "type", "any");
-                else if (type && streq(type, "function") && json_get_str(json_object_get(tc, "function"), "name"))
+                else if (type && streq(type, "function") &&
+                         json_get_str(json_object_get(tc, "function"), "name"))
                         v = json_pack("{s:s, s:s}", "type", "tool", "name",
                                       json_get_str(json_object_get(tc, "function"), "name"));
                 else
-                        return req_refuse(c, "tool_choice: this value cannot be expressed for an Anthropic upstream");
+                        return req_refuse(
+                                c, "tool_choice: this value cannot be expressed for an Anthropic upstream");
                 if (!v)
                         return -ENOMEM;
         }
@@ -501,8 +513,8 @@ static int convert_response_format(ReqCtx *c, const json_t *rf, json_t *out) {
         if (type && streq(type, "json_schema")) {
                 if (!json_is_object(schema))
                         return req_refuse(c, "response_format.json_schema.schema is required");
-                return json_set(out, "output_config", json_pack("{s:{s:s, s:O}}", "format", "type", "json_schema",
-                                                                "schema", schema));
+                return json_set(out, "output_config",
+                                json_pack("{s:{s:s, s:O}}", "format", "type", "json_schema", "schema", schema));
         }
         return req_refuse(c, "response_format: type '%s' cannot be expressed for an Anthropic upstream",
                           type ?: "(none)");
@@ -511,9 +523,26 @@ static int convert_response_format(ReqCtx *c, const json_t *rf, json_t *out) {
 int request_chat_to_messages(ReqCtx *c, json_t *in, const char *upstream_model, bool from_responses,
                              json_t **ret) {
         static const char *const handled[] = {
-                "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "n",
-                "stop", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls",
-                "reasoning_effort", "response_format", "user", "safety_identifier", "service_tier", "modalities",
+                "model",
+                "messages",
+                "max_tokens",
+                "max_completion_tokens",
+                "temperature",
+                "top_p",
+                "top_k",
+                "n",
+                "stop",
+                "stream",
+                "stream_options",
+                "tools",
+                "tool_choice",
+                "parallel_tool_calls",
+                "reasoning_effort",
+                "response_format",
+                "user",
+                "safety_identifier",
+                "service_tier",
+                "modalities",
         };
         static const char *const refused[] = { "audio", "web_search_options", "functions", "function_call" };
         _cleanup_json_ json_t *out = json_object();

@@ -112,9 +112,12 @@ static int document_parts(ReqCtx *c, const json_t *block, const char *where, jso
         const char *type = json_get_str(source, "type");
         int r;
 
-        if (json_object_get(block, "title") || json_object_get(block, "context"))
-                if ((r = req_drop(c, "document.title")) < 0)
-                        return r;
+        /* A PDF's title becomes its file name; a text document's title and any context have no place. */
+        if (json_object_get(block, "context") && (r = req_drop(c, "document.context")) < 0)
+                return r;
+        if (json_object_get(block, "title") && !streq(type ?: "", "base64") &&
+            (r = req_drop(c, "document.title")) < 0)
+                return r;
         if (json_object_get(block, "citations"))
                 if ((r = req_drop(c, "citations")) < 0)
                         return r;
@@ -156,8 +159,8 @@ static int document_parts(ReqCtx *c, const json_t *block, const char *where, jso
                                 if (r >= 0)
                                         r = json_append(parts, p);
                         } else
-                                r = req_refuse(c, "%s: document content block type '%s' is not supported", where,
-                                               bt ?: "(none)");
+                                r = req_refuse(c, "%s: document content block type '%s' is not supported",
+                                               where, bt ?: "(none)");
                         if (r < 0)
                                 return r;
                 }
@@ -192,7 +195,7 @@ static int tool_result_message(Conv *v, const json_t *block, const char *where, 
 
         if (!id)
                 return req_refuse(c, "%s: tool_result needs tool_use_id", where);
-        r = tool_id_sanitize("toolu_", id, &tid);
+        r = tool_id_sanitize("toolu_", id, NULL, 0, &tid);
         if (r < 0)
                 return r;
         r = note_block_extras(c, block);
@@ -220,8 +223,10 @@ static int tool_result_message(Conv *v, const json_t *block, const char *where, 
                                 continue;
                         }
                         if (!bt || (!streq(bt, "image") && !streq(bt, "document")))
-                                return req_refuse(c, "%s: tool_result content type '%s' cannot be expressed for "
-                                                  "an OpenAI upstream", where, bt ?: "(none)");
+                                return req_refuse(c,
+                                                  "%s: tool_result content type '%s' cannot be expressed for "
+                                                  "an OpenAI upstream",
+                                                  where, bt ?: "(none)");
                         /* Tool messages carry text only: what else the tool returned follows in a user
                          * message that says where it came from. */
                         if (!labelled) {
@@ -291,7 +296,8 @@ static int user_message(Conv *v, const json_t *msg, size_t mi) {
                 else if (streq(type, "thinking") || streq(type, "redacted_thinking"))
                         r = req_drop(c, "thinking");
                 else
-                        r = req_refuse(c, "%s: content block type '%s' cannot be expressed for an OpenAI upstream",
+                        r = req_refuse(c,
+                                       "%s: content block type '%s' cannot be expressed for an OpenAI upstream",
                                        where, type);
                 if (r < 0)
                         return r;
@@ -302,7 +308,8 @@ static int user_message(Conv *v, const json_t *msg, size_t mi) {
                 return -ENOMEM;
         if (json_array_size(moved) == 0)
                 return 0;
-        return json_append(v->messages, json_pack("{s:s, s:o}", "role", "user", "content", parts_to_content(moved)));
+        return json_append(v->messages,
+                           json_pack("{s:s, s:o}", "role", "user", "content", parts_to_content(moved)));
 }
 
 static int assistant_message(Conv *v, const json_t *msg, size_t mi) {
@@ -317,7 +324,8 @@ static int assistant_message(Conv *v, const json_t *msg, size_t mi) {
         if (!texts || !calls)
                 return -ENOMEM;
         if (json_is_string(content))
-                return json_append(v->messages, json_pack("{s:s, s:O}", "role", "assistant", "content", content));
+                return json_append(v->messages,
+                                   json_pack("{s:s, s:O}", "role", "assistant", "content", content));
         if (!json_is_array(content))
                 return req_refuse(c, "messages.%zu.content: must be a string or an array of blocks", mi);
 
@@ -350,15 +358,16 @@ static int assistant_message(Conv *v, const json_t *msg, size_t mi) {
                                 args = json_dumps(input, JSON_COMPACT | JSON_ENCODE_ANY);
                         if (!args)
                                 return -ENOMEM;
-                        r = tool_id_sanitize("toolu_", id, &tid);
+                        r = tool_id_sanitize("toolu_", id, NULL, 0, &tid);
                         if (r >= 0)
                                 r = json_append(calls, json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", tid, "type",
-                                                                 "function", "function", "name", name, "arguments",
-                                                                 args));
+                                                                 "function", "function", "name", name,
+                                                                 "arguments", args));
                 } else if (streq(type, "thinking") || streq(type, "redacted_thinking"))
                         r = req_drop(c, "thinking");
                 else
-                        r = req_refuse(c, "%s: content block type '%s' cannot be expressed for an OpenAI upstream",
+                        r = req_refuse(c,
+                                       "%s: content block type '%s' cannot be expressed for an OpenAI upstream",
                                        where, type);
                 if (r >= 0)
                         r = note_block_extras(c, b);
@@ -404,7 +413,8 @@ static int system_message(Conv *v, const json_t *system, const char *where) {
         }
         if (json_array_size(parts) == 0)
                 return 0;
-        return json_append(v->messages, json_pack("{s:s, s:o}", "role", "system", "content", parts_to_content(parts)));
+        return json_append(v->messages,
+                           json_pack("{s:s, s:o}", "role", "system", "content", parts_to_content(parts)));
 }
 
 static int convert_tools(ReqCtx *c, const json_t *tools, json_t *out) {
@@ -423,8 +433,9 @@ static int convert_tools(ReqCtx *c, const json_t *tools, json_t *out) {
                 json_t *fn;
 
                 if (type && !streq(type, "custom"))
-                        return req_refuse(c, "tools.%zu: server tool '%s' cannot be expressed for an OpenAI upstream",
-                                          i, type);
+                        return req_refuse(
+                                c, "tools.%zu: server tool '%s' cannot be expressed for an OpenAI upstream", i,
+                                type);
                 if (!name || !json_is_object(schema))
                         return req_refuse(c, "tools.%zu: a tool needs name and input_schema", i);
                 fn = json_pack("{s:s, s:O}", "name", name, "parameters", schema);
@@ -542,8 +553,9 @@ static int convert_output_format(ReqCtx *c, const json_t *format, json_t *out) {
 
 int request_messages_to_chat(ReqCtx *c, json_t *in, const char *upstream_model, json_t **ret) {
         static const char *const handled[] = {
-                "model", "max_tokens", "messages", "system", "metadata", "stop_sequences", "stream", "temperature",
-                "top_p", "tools", "tool_choice", "thinking", "output_config", "output_format",
+                "model",          "max_tokens", "messages",      "system",        "metadata",
+                "stop_sequences", "stream",     "temperature",   "top_p",         "tools",
+                "tool_choice",    "thinking",   "output_config", "output_format",
         };
         static const char *const refused[] = { "container", "mcp_servers", "context_management" };
         _cleanup_json_ json_t *out = json_object(), *messages = json_array();
@@ -595,8 +607,10 @@ int request_messages_to_chat(ReqCtx *c, json_t *in, const char *upstream_model, 
                         r = user_message(&conv, m, i);
                 else if (streq(role, "assistant")) {
                         if (i + 1 == json_array_size(msgs))
-                                return req_refuse(c, "messages.%zu: a final assistant message (prefill) cannot be "
-                                                  "expressed for an OpenAI upstream", i);
+                                return req_refuse(c,
+                                                  "messages.%zu: a final assistant message (prefill) cannot be "
+                                                  "expressed for an OpenAI upstream",
+                                                  i);
                         r = assistant_message(&conv, m, i);
                 } else if (streq(role, "system")) {
                         char where[48];
@@ -641,7 +655,8 @@ int request_messages_to_chat(ReqCtx *c, json_t *in, const char *upstream_model, 
         if (r >= 0)
                 r = convert_thinking(c, in, out);
         if (r >= 0)
-                r = convert_output_format(c, json_object_get(json_object_get(in, "output_config"), "format"), out);
+                r = convert_output_format(c, json_object_get(json_object_get(in, "output_config"), "format"),
+                                          out);
         if (r >= 0 && json_object_get(in, "output_format") && !json_object_get(out, "response_format"))
                 r = convert_output_format(c, json_object_get(in, "output_format"), out);
         if (r < 0)

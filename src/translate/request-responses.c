@@ -94,8 +94,10 @@ static int content_parts(ReqCtx *c, const json_t *content, const char *where, js
                         json_t *iu;
 
                         if (!url)
-                                return req_refuse(c, "%s[%zu]: only input_image with image_url can be translated "
-                                                  "(file_id refers to storage gate does not have)", where, i);
+                                return req_refuse(c,
+                                                  "%s[%zu]: only input_image with image_url can be translated "
+                                                  "(file_id refers to storage gate does not have)",
+                                                  where, i);
                         iu = json_pack("{s:s}", "url", url);
                         if (iu && detail && json_set(iu, "detail", json_string(detail)) < 0)
                                 iu = (json_decref(iu), NULL);
@@ -105,7 +107,8 @@ static int content_parts(ReqCtx *c, const json_t *content, const char *where, js
                         json_t *f;
 
                         if (!data)
-                                return req_refuse(c, "%s[%zu]: only input_file with file_data can be translated",
+                                return req_refuse(c,
+                                                  "%s[%zu]: only input_file with file_data can be translated",
                                                   where, i);
                         f = json_pack("{s:s}", "file_data", data);
                         if (f && name && json_set(f, "filename", json_string(name)) < 0)
@@ -147,7 +150,8 @@ static int take_thinking(Items *it, json_t *msg) {
 }
 
 static int reasoning_item(Items *it, const json_t *item, size_t i) {
-        const json_t *summary = json_object_get(item, "summary"), *content = json_object_get(item, "content"), *s;
+        const json_t *summary = json_object_get(item, "summary"), *content = json_object_get(item, "content"),
+                     *s;
         const char *enc = json_get_str(item, "encrypted_content");
         _cleanup_(buf_done) Buf text = {};
         size_t k;
@@ -160,14 +164,16 @@ static int reasoning_item(Items *it, const json_t *item, size_t i) {
                                                            enc + STRLEN("redacted:")));
         json_array_foreach(json_is_array(summary) && json_array_size(summary) > 0 ? summary : content, k, s) {
                 const char *t = json_get_str(s, "text");
-                if (t && ((buf_len(&text) > 0 && buf_append_str(&text, "\n\n") < 0) || buf_append_str(&text, t) < 0))
+                if (t &&
+                    ((buf_len(&text) > 0 && buf_append_str(&text, "\n\n") < 0) || buf_append_str(&text, t) < 0))
                         return -ENOMEM;
         }
         /* Without its signature a thinking block is rejected by Anthropic, and it is only context. */
         if (!enc)
                 return req_drop(it->c, "reasoning");
-        return json_append(it->thinking, json_pack("{s:s, s:s%, s:s}", "type", "thinking", "thinking",
-                                                   (const char *) buf_data(&text), buf_len(&text), "signature", enc));
+        return json_append(it->thinking,
+                           json_pack("{s:s, s:s%, s:s}", "type", "thinking", "thinking",
+                                     (const char *) buf_data(&text), buf_len(&text), "signature", enc));
 }
 
 static int message_item(Items *it, const json_t *item, size_t i) {
@@ -188,7 +194,8 @@ static int message_item(Items *it, const json_t *item, size_t i) {
         if (!msg)
                 return -ENOMEM;
         (void) snprintf(where, sizeof where, "input[%zu].content", i);
-        r = content_parts(c, json_object_get(item, "content"), where, parts, streq(role, "assistant") ? msg : NULL);
+        r = content_parts(c, json_object_get(item, "content"), where, parts,
+                          streq(role, "assistant") ? msg : NULL);
         if (r < 0)
                 return r;
         r = json_set(msg, "content", json_array_size(parts) > 0 ? parts_to_content(parts) :
@@ -246,16 +253,18 @@ static int function_output_item(Items *it, const json_t *item, size_t i) {
                 return req_refuse(it->c, "input[%zu]: a function_call_output needs call_id", i);
         it->assistant = NULL;
         if (json_is_string(output))
-                return json_append(it->messages, json_pack("{s:s, s:s, s:O}", "role", "tool", "tool_call_id", call_id,
-                                                           "content", output));
+                return json_append(it->messages, json_pack("{s:s, s:s, s:O}", "role", "tool", "tool_call_id",
+                                                           call_id, "content", output));
         if (!json_is_array(output))
                 return req_refuse(it->c, "input[%zu].output: must be a string or an array", i);
         json_array_foreach(output, k, p) {
                 const char *type = json_get_str(p, "type"), *t = json_get_str(p, "text");
 
                 if (!type || !streq(type, "input_text") || !t)
-                        return req_refuse(it->c, "input[%zu].output[%zu]: only text can be returned by a function "
-                                          "through this translation", i, k);
+                        return req_refuse(it->c,
+                                          "input[%zu].output[%zu]: only text can be returned by a function "
+                                          "through this translation",
+                                          i, k);
                 if ((buf_len(&text) > 0 && buf_append_str(&text, "\n\n") < 0) || buf_append_str(&text, t) < 0)
                         return -ENOMEM;
         }
@@ -289,8 +298,11 @@ static int convert_input(ReqCtx *c, const json_t *in, bool for_messages, json_t 
                         else if (streq(type, "reasoning"))
                                 r = reasoning_item(&it, item, i);
                         else
-                                r = req_refuse(c, "input[%zu]: item type '%s' cannot be translated (built-in tools "
-                                               "and item references need OpenAI's own state)", i, type);
+                                r = req_refuse(
+                                        c,
+                                        "input[%zu]: item type '%s' cannot be translated (built-in tools "
+                                        "and item references need OpenAI's own state)",
+                                        i, type);
                         if (r < 0)
                                 break;
                 }
@@ -419,7 +431,8 @@ int request_responses_to_chat(ReqCtx *c, json_t *in, const char *upstream_model,
         if (json_is_true(json_object_get(in, "store")))
                 return refuse_field(c, "store: true");
         v = json_object_get(in, "truncation");
-        if (json_is_string(v) && !streq(json_string_value(v), "disabled") && (r = req_drop(c, "truncation")) < 0)
+        if (json_is_string(v) && !streq(json_string_value(v), "disabled") &&
+            (r = req_drop(c, "truncation")) < 0)
                 return r;
         json_array_foreach(json_object_get(in, "include"), i, x)
                 if (!json_is_string(x) || !streq(json_string_value(x), "reasoning.encrypted_content"))
@@ -432,7 +445,8 @@ int request_responses_to_chat(ReqCtx *c, json_t *in, const char *upstream_model,
         if (r >= 0)
                 r = json_set(out, "messages", json_incref(messages));
         if (r >= 0 && json_get_uint(in, "max_output_tokens") >= 0)
-                r = json_set(out, "max_completion_tokens", json_integer(json_get_uint(in, "max_output_tokens")));
+                r = json_set(out, "max_completion_tokens",
+                             json_integer(json_get_uint(in, "max_output_tokens")));
         for (size_t k = 0; r >= 0 && k < ELEMENTSOF(passed); k++)
                 if (json_object_get(in, passed[k]) && !json_is_null(json_object_get(in, passed[k])))
                         r = json_copy_member(out, in, passed[k]);

@@ -90,7 +90,8 @@ int reply_from_chat(const json_t *in, Reply *ret) {
                 k = 0;
                 json_array_foreach(content, i, p)
                         if (json_get_str(p, "text") && k >= 0)
-                                k = add_text(&r, BLOCK_TEXT, json_get_str(p, "text"), strlen(json_get_str(p, "text")));
+                                k = add_text(&r, BLOCK_TEXT, json_get_str(p, "text"),
+                                             strlen(json_get_str(p, "text")));
         } else if (content && !json_is_null(content) && !json_is_string(content))
                 return -EBADMSG;
         else
@@ -98,7 +99,8 @@ int reply_from_chat(const json_t *in, Reply *ret) {
         if (k < 0)
                 return k;
         if (!isempty(json_get_str(msg, "refusal")) &&
-            (k = add_text(&r, BLOCK_REFUSAL, json_get_str(msg, "refusal"), strlen(json_get_str(msg, "refusal")))) < 0)
+            (k = add_text(&r, BLOCK_REFUSAL, json_get_str(msg, "refusal"),
+                          strlen(json_get_str(msg, "refusal")))) < 0)
                 return k;
 
         calls = json_object_get(msg, "tool_calls");
@@ -108,7 +110,8 @@ int reply_from_chat(const json_t *in, Reply *ret) {
                 const json_t *fn = json_object_get(call, "function");
                 if (!json_get_str(fn, "name"))
                         return -EBADMSG;
-                k = add_tool(&r, json_get_str(call, "id"), json_get_str(fn, "name"), json_get_str(fn, "arguments"));
+                k = add_tool(&r, json_get_str(call, "id"), json_get_str(fn, "name"),
+                             json_get_str(fn, "arguments"));
                 if (k < 0)
                         return k;
         }
@@ -215,25 +218,24 @@ const char *responses_status(StopReason stop) {
         return stop_reason_to_responses_incomplete(stop) ? "incomplete" : "completed";
 }
 
-json_t *responses_object(const char *id, const char *model, int64_t created, const char *status, StopReason stop,
-                         json_t *output, const TranslateUsage *usage) {
+json_t *responses_object(const char *id, const char *model, int64_t created, const char *status,
+                         StopReason stop, json_t *output, const TranslateUsage *usage) {
         const char *reason = streq(status, "incomplete") ? stop_reason_to_responses_incomplete(stop) : NULL;
         json_t *j;
 
         if (!output)
                 return NULL;
         /* The request's settings are not known here: the echo of them holds the API's defaults. */
-        j = json_pack("{s:s, s:s, s:I, s:s, s:b, s:n, s:o, s:n, s:n, s:s, s:o, s:b, s:n, s:{s:n, s:n}, s:b, s:n,"
-                      " s:{s:{s:s}}, s:s, s:[], s:n, s:s, s:o, s:n, s:{}}",
-                      "id", id, "object", "response", "created_at", (json_int_t) created, "status", status,
-                      "background", 0, "error",
-                      "incomplete_details", reason ? json_pack("{s:s}", "reason", reason) : json_null(),
-                      "instructions", "max_output_tokens", "model", model, "output", output,
-                      "parallel_tool_calls", 1, "previous_response_id", "reasoning", "effort", "summary",
-                      "store", 0, "temperature", "text", "format", "type", "text", "tool_choice", "auto", "tools",
-                      "top_p", "truncation", "disabled",
-                      "usage", usage && usage->known ? usage_to_responses(usage) : json_null(),
-                      "user", "metadata");
+        j = json_pack(
+                "{s:s, s:s, s:I, s:s, s:b, s:n, s:o, s:n, s:n, s:s, s:o, s:b, s:n, s:{s:n, s:n}, s:b, s:n,"
+                " s:{s:{s:s}}, s:s, s:[], s:n, s:s, s:o, s:n, s:{}}",
+                "id", id, "object", "response", "created_at", (json_int_t) created, "status", status,
+                "background", 0, "error", "incomplete_details",
+                reason ? json_pack("{s:s}", "reason", reason) : json_null(), "instructions",
+                "max_output_tokens", "model", model, "output", output, "parallel_tool_calls", 1,
+                "previous_response_id", "reasoning", "effort", "summary", "store", 0, "temperature", "text",
+                "format", "type", "text", "tool_choice", "auto", "tools", "top_p", "truncation", "disabled",
+                "usage", usage && usage->known ? usage_to_responses(usage) : json_null(), "user", "metadata");
         return j;
 }
 
@@ -243,10 +245,11 @@ json_t *responses_message_item(const char *id, const char *status, BlockKind kin
         if (kind == BLOCK_REFUSAL)
                 part = json_pack("{s:s, s:s}", "type", "refusal", "refusal", text ?: "");
         else
-                part = json_pack("{s:s, s:[], s:[], s:s}", "type", "output_text", "annotations", "logprobs", "text",
-                                 text ?: "");
+                part = json_pack("{s:s, s:[], s:[], s:s}", "type", "output_text", "annotations", "logprobs",
+                                 "text", text ?: "");
         return json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", id, "type", "message", "status", status, "role",
-                         "assistant", "content", text ? json_pack("[o]", part) : (json_decref(part), json_array()));
+                         "assistant", "content",
+                         text ? json_pack("[o]", part) : (json_decref(part), json_array()));
 }
 
 json_t *responses_reasoning_item(const char *id, const char *status, BlockKind kind, const char *text,
@@ -277,6 +280,12 @@ json_t *responses_function_item(const char *id, const char *status, const char *
 
 /* ---- neutral -> client ---- */
 
+/* The distinctive part of a client id ("msg_abc" -> "abc"). */
+static const char *id_base(const char *id) {
+        const char *u = strpbrk(id, "_-");
+        return u ? u + 1 : id;
+}
+
 static json_t *render_anthropic(const Reply *r, const char *model, const char *id) {
         _cleanup_json_ json_t *content = json_array();
         StopReason stop = r->stop == STOP_NONE ? STOP_END_TURN : r->stop;
@@ -303,10 +312,10 @@ static json_t *render_anthropic(const Reply *r, const char *model, const char *i
                         j = json_pack("{s:s, s:s}", "type", "redacted_thinking", "data", b->text);
                         break;
                 case BLOCK_TOOL_USE:
-                        if (tool_id_sanitize("toolu_", b->id, &tid) < 0)
+                        if (tool_id_sanitize("toolu_", b->id, id_base(id), (unsigned) i, &tid) < 0)
                                 return NULL;
-                        j = json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id", tid, "name", b->name, "input",
-                                      anthropic_tool_input(b->text));
+                        j = json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id", tid, "name", b->name,
+                                      "input", anthropic_tool_input(b->text));
                         break;
                 default:
                         continue;
@@ -315,8 +324,9 @@ static json_t *render_anthropic(const Reply *r, const char *model, const char *i
                         return NULL;
         }
         return json_pack("{s:s, s:s, s:s, s:s, s:O, s:s, s:s?, s:o}", "id", id, "type", "message", "role",
-                         "assistant", "model", model, "content", content, "stop_reason", stop_reason_to_anthropic(stop),
-                         "stop_sequence", stop == STOP_STOP_SEQUENCE ? r->stop_sequence : NULL, "usage",
+                         "assistant", "model", model, "content", content, "stop_reason",
+                         stop_reason_to_anthropic(stop), "stop_sequence",
+                         stop == STOP_STOP_SEQUENCE ? r->stop_sequence : NULL, "usage",
                          usage_to_anthropic(&r->usage));
 }
 
@@ -346,9 +356,10 @@ static json_t *render_chat(const Reply *r, const char *model, const char *id) {
                         refusal = b->text;
                         break;
                 case BLOCK_TOOL_USE:
-                        if (tool_id_sanitize("call_", b->id, &tid) < 0 ||
-                            json_append(calls, json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", tid, "type", "function",
-                                                         "function", "name", b->name, "arguments", b->text)) < 0)
+                        if (tool_id_sanitize("call_", b->id, id_base(id), (unsigned) i, &tid) < 0 ||
+                            json_append(calls,
+                                        json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", tid, "type", "function",
+                                                  "function", "name", b->name, "arguments", b->text)) < 0)
                                 return NULL;
                         break;
                 default:
@@ -363,14 +374,15 @@ static json_t *render_chat(const Reply *r, const char *model, const char *id) {
         if (!refusal && json_object_set_new(msg, "refusal", json_null()) < 0)
                 return NULL;
         if (buf_len(&reasoning) > 0 &&
-            json_set(msg, "reasoning_content", json_stringn((const char *) buf_data(&reasoning), buf_len(&reasoning))) < 0)
+            json_set(msg, "reasoning_content",
+                     json_stringn((const char *) buf_data(&reasoning), buf_len(&reasoning))) < 0)
                 return NULL;
         if (json_array_size(calls) > 0 && json_object_set(msg, "tool_calls", calls) < 0)
                 return NULL;
-        return json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:O, s:n, s:s}], s:o}", "id", id, "object", "chat.completion",
-                         "created", (json_int_t) time(NULL), "model", model, "choices", "index", 0, "message", msg,
-                         "logprobs", "finish_reason", stop_reason_to_openai(r->stop),
-                         "usage", usage_to_openai(&r->usage));
+        return json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:O, s:n, s:s}], s:o}", "id", id, "object",
+                         "chat.completion", "created", (json_int_t) time(NULL), "model", model, "choices",
+                         "index", 0, "message", msg, "logprobs", "finish_reason",
+                         stop_reason_to_openai(r->stop), "usage", usage_to_openai(&r->usage));
 }
 
 static json_t *render_responses(const Reply *r, const char *model, const char *id) {
@@ -398,7 +410,7 @@ static json_t *render_responses(const Reply *r, const char *model, const char *i
                 case BLOCK_TOOL_USE: {
                         _cleanup_free_ char *tid = NULL;
                         (void) snprintf(item_id, sizeof item_id, "fc_%s_%zu", base, i);
-                        if (tool_id_sanitize("call_", b->id, &tid) < 0)
+                        if (tool_id_sanitize("call_", b->id, id_base(id), (unsigned) i, &tid) < 0)
                                 return NULL;
                         j = responses_function_item(item_id, "completed", tid, b->name, b->text);
                         break;

@@ -38,6 +38,12 @@ static ClientDialect client_dialect(const StreamTranslator *t) {
         }
 }
 
+/* The distinctive part of the client id ("msg_abc" -> "abc"), for ids made from it. */
+static const char *client_id_base(const StreamTranslator *t) {
+        const char *u = strpbrk(t->client_id, "_-");
+        return u ? u + 1 : t->client_id;
+}
+
 /* Consumes j. */
 static int put(StreamTranslator *t, const char *event, json_t *j) {
         int r;
@@ -59,9 +65,9 @@ static int anthropic_start(StreamTranslator *t) {
         if (!u.known)
                 u.input = t->input_estimate;
         u.output = 0;
-        msg = json_pack("{s:s, s:s, s:s, s:[], s:s, s:n, s:n, s:o}", "id", t->client_id, "type", "message", "role",
-                        "assistant", "content", "model", t->client_model, "stop_reason", "stop_sequence", "usage",
-                        usage_to_anthropic(&u));
+        msg = json_pack("{s:s, s:s, s:s, s:[], s:s, s:n, s:n, s:o}", "id", t->client_id, "type", "message",
+                        "role", "assistant", "content", "model", t->client_model, "stop_reason",
+                        "stop_sequence", "usage", usage_to_anthropic(&u));
         r = put(t, "message_start", json_pack("{s:s, s:o}", "type", "message_start", "message", msg));
         if (r < 0)
                 return r;
@@ -82,9 +88,10 @@ static int anthropic_block_start(StreamTranslator *t, BlockKind kind, const char
                 block = json_pack("{s:s, s:s}", "type", "redacted_thinking", "data", data ?: "");
                 break;
         case BLOCK_TOOL_USE:
-                if (tool_id_sanitize("toolu_", id, &tid) < 0)
+                if (tool_id_sanitize("toolu_", id, client_id_base(t), t->n_tools, &tid) < 0)
                         return -ENOMEM;
-                block = json_pack("{s:s, s:s, s:s, s:{}}", "type", "tool_use", "id", tid, "name", name, "input");
+                block = json_pack("{s:s, s:s, s:s, s:{}}", "type", "tool_use", "id", tid, "name", name,
+                                  "input");
                 break;
         default:
                 block = json_pack("{s:s, s:s}", "type", "text", "text", "");
@@ -96,8 +103,8 @@ static int anthropic_block_start(StreamTranslator *t, BlockKind kind, const char
 
 static int anthropic_delta(StreamTranslator *t, json_t *delta) {
         return put(t, "content_block_delta",
-                   json_pack("{s:s, s:i, s:o}", "type", "content_block_delta", "index", (int) t->n_blocks, "delta",
-                             delta));
+                   json_pack("{s:s, s:i, s:o}", "type", "content_block_delta", "index", (int) t->n_blocks,
+                             "delta", delta));
 }
 
 static int anthropic_block_delta(StreamTranslator *t, const char *s, size_t n) {
@@ -176,10 +183,12 @@ static int chat_block_start(StreamTranslator *t, BlockKind kind, const char *id,
 
         if (kind != BLOCK_TOOL_USE)
                 return 0;       /* text starts with its first delta */
-        if (tool_id_sanitize("call_", id, &tid) < 0)
+        if (tool_id_sanitize("call_", id, client_id_base(t), t->n_tools, &tid) < 0)
                 return -ENOMEM;
-        return chat_chunk(t, json_pack("{s:[{s:i, s:s, s:s, s:{s:s, s:s}}]}", "tool_calls", "index", (int) t->n_tools,
-                                       "id", tid, "type", "function", "function", "name", name, "arguments", ""),
+        return chat_chunk(t,
+                          json_pack("{s:[{s:i, s:s, s:s, s:{s:s, s:s}}]}", "tool_calls", "index",
+                                    (int) t->n_tools, "id", tid, "type", "function", "function", "name", name,
+                                    "arguments", ""),
                           NULL);
 }
 
@@ -211,9 +220,9 @@ static int chat_finish(StreamTranslator *t) {
         if (r < 0)
                 return r;
         if (t->include_usage) {
-                j = json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", t->client_id, "object", "chat.completion.chunk",
-                              "created", (json_int_t) t->created, "model", t->client_model, "choices", "usage",
-                              usage_to_openai(&t->usage));
+                j = json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", t->client_id, "object",
+                              "chat.completion.chunk", "created", (json_int_t) t->created, "model",
+                              t->client_model, "choices", "usage", usage_to_openai(&t->usage));
                 r = put(t, NULL, j);
                 if (r < 0)
                         return r;
@@ -252,7 +261,8 @@ static json_t *resp_object(StreamTranslator *t, const char *status, bool with_ou
 static int responses_start(StreamTranslator *t) {
         int r;
 
-        r = resp_event(t, "response.created", json_pack("{s:o}", "response", resp_object(t, "in_progress", false)));
+        r = resp_event(t, "response.created",
+                       json_pack("{s:o}", "response", resp_object(t, "in_progress", false)));
         if (r >= 0)
                 r = resp_event(t, "response.in_progress",
                                json_pack("{s:o}", "response", resp_object(t, "in_progress", false)));
@@ -283,13 +293,14 @@ static json_t *resp_part(StreamTranslator *t, bool final) {
 
         if (t->block_kind == BLOCK_REFUSAL)
                 return json_pack("{s:s, s:s}", "type", "refusal", "refusal", text);
-        return json_pack("{s:s, s:[], s:[], s:s}", "type", "output_text", "annotations", "logprobs", "text", text);
+        return json_pack("{s:s, s:[], s:[], s:s}", "type", "output_text", "annotations", "logprobs", "text",
+                         text);
 }
 
 static int responses_block_start(StreamTranslator *t, BlockKind kind, const char *id, const char *name,
                                  const char *data) {
-        const char *prefix = kind == BLOCK_TOOL_USE ? "fc" : kind == BLOCK_THINKING || kind == BLOCK_REDACTED_THINKING ?
-                             "rs" : "msg";
+        const char *prefix = kind == BLOCK_TOOL_USE ? "fc" :
+                             kind == BLOCK_THINKING || kind == BLOCK_REDACTED_THINKING ? "rs" : "msg";
         unsigned idx = t->n_blocks;
         int r;
 
@@ -300,24 +311,32 @@ static int responses_block_start(StreamTranslator *t, BlockKind kind, const char
         }
         if (kind == BLOCK_TOOL_USE) {
                 t->block_name = strdup(name);
-                if (!t->block_name || tool_id_sanitize("call_", id, &t->block_call_id) < 0)
+                if (!t->block_name ||
+                    tool_id_sanitize("call_", id, client_id_base(t), t->n_tools, &t->block_call_id) < 0)
                         return -ENOMEM;
         }
-        if (kind == BLOCK_REDACTED_THINKING && data && buf_append_str(&t->block_text, data) < 0)
-                return -ENOMEM;
+        if (kind == BLOCK_REDACTED_THINKING && data) {
+                if (t->output_bytes + strlen(data) > TRANSLATE_STREAM_OUTPUT_MAX)
+                        return -E2BIG;
+                t->output_bytes += strlen(data);
+                if (buf_append_str(&t->block_text, data) < 0)
+                        return -ENOMEM;
+        }
 
-        r = resp_event(t, "response.output_item.added",
-                       json_pack("{s:i, s:o}", "output_index", (int) idx, "item", resp_item(t, "in_progress", false)));
+        r = resp_event(
+                t, "response.output_item.added",
+                json_pack("{s:i, s:o}", "output_index", (int) idx, "item", resp_item(t, "in_progress", false)));
         if (r < 0)
                 return r;
         if (kind == BLOCK_TEXT || kind == BLOCK_REFUSAL)
                 return resp_event(t, "response.content_part.added",
-                                  json_pack("{s:s, s:i, s:i, s:o}", "item_id", t->block_id, "output_index", (int) idx,
-                                            "content_index", 0, "part", resp_part(t, false)));
+                                  json_pack("{s:s, s:i, s:i, s:o}", "item_id", t->block_id, "output_index",
+                                            (int) idx, "content_index", 0, "part", resp_part(t, false)));
         if (kind == BLOCK_THINKING)
                 return resp_event(t, "response.reasoning_summary_part.added",
-                                  json_pack("{s:s, s:i, s:i, s:{s:s, s:s}}", "item_id", t->block_id, "output_index",
-                                            (int) idx, "summary_index", 0, "part", "type", "summary_text", "text", ""));
+                                  json_pack("{s:s, s:i, s:i, s:{s:s, s:s}}", "item_id", t->block_id,
+                                            "output_index", (int) idx, "summary_index", 0, "part", "type",
+                                            "summary_text", "text", ""));
         return 0;
 }
 
@@ -339,16 +358,17 @@ static int responses_block_delta(StreamTranslator *t, const char *s, size_t n) {
                                   json_pack("{s:s, s:i, s:i, s:o}", "item_id", t->block_id, "output_index", idx,
                                             "summary_index", 0, "delta", d));
         case BLOCK_TOOL_USE:
-                return resp_event(t, "response.function_call_arguments.delta",
-                                  json_pack("{s:s, s:i, s:o}", "item_id", t->block_id, "output_index", idx, "delta", d));
+                return resp_event(
+                        t, "response.function_call_arguments.delta",
+                        json_pack("{s:s, s:i, s:o}", "item_id", t->block_id, "output_index", idx, "delta", d));
         case BLOCK_REFUSAL:
                 return resp_event(t, "response.refusal.delta",
                                   json_pack("{s:s, s:i, s:i, s:o}", "item_id", t->block_id, "output_index", idx,
                                             "content_index", 0, "delta", d));
         default:
                 return resp_event(t, "response.output_text.delta",
-                                  json_pack("{s:s, s:i, s:i, s:o, s:[]}", "item_id", t->block_id, "output_index", idx,
-                                            "content_index", 0, "delta", d, "logprobs"));
+                                  json_pack("{s:s, s:i, s:i, s:o, s:[]}", "item_id", t->block_id,
+                                            "output_index", idx, "content_index", 0, "delta", d, "logprobs"));
         }
 }
 
@@ -369,34 +389,37 @@ static int responses_block_stop(StreamTranslator *t) {
                 if (r >= 0)
                         r = resp_event(t, "response.reasoning_summary_part.done",
                                        json_pack("{s:s, s:i, s:i, s:{s:s, s:s}}", "item_id", t->block_id,
-                                                 "output_index", idx, "summary_index", 0, "part", "type", "summary_text",
-                                                 "text", (const char *) buf_data(&t->block_text)));
+                                                 "output_index", idx, "summary_index", 0, "part", "type",
+                                                 "summary_text", "text",
+                                                 (const char *) buf_data(&t->block_text)));
                 break;
         case BLOCK_TOOL_USE:
                 r = resp_event(t, "response.function_call_arguments.done",
-                               json_pack("{s:s, s:i, s:s, s:s}", "item_id", t->block_id, "output_index", idx, "name",
-                                         t->block_name, "arguments", (const char *) buf_data(&t->block_text)));
+                               json_pack("{s:s, s:i, s:s, s:s}", "item_id", t->block_id, "output_index", idx,
+                                         "name", t->block_name, "arguments",
+                                         (const char *) buf_data(&t->block_text)));
                 break;
         case BLOCK_REDACTED_THINKING:
                 break;
         case BLOCK_REFUSAL:
                 r = resp_event(t, "response.refusal.done",
                                json_pack("{s:s, s:i, s:i, s:s}", "item_id", t->block_id, "output_index", idx,
-                                         "content_index", 0, "refusal", (const char *) buf_data(&t->block_text)));
+                                         "content_index", 0, "refusal",
+                                         (const char *) buf_data(&t->block_text)));
                 if (r >= 0)
                         r = resp_event(t, "response.content_part.done",
-                                       json_pack("{s:s, s:i, s:i, s:o}", "item_id", t->block_id, "output_index", idx,
-                                                 "content_index", 0, "part", resp_part(t, true)));
+                                       json_pack("{s:s, s:i, s:i, s:o}", "item_id", t->block_id, "output_index",
+                                                 idx, "content_index", 0, "part", resp_part(t, true)));
                 break;
         default:
                 r = resp_event(t, "response.output_text.done",
-                               json_pack("{s:s, s:i, s:i, s:s, s:[]}", "item_id", t->block_id, "output_index", idx,
-                                         "content_index", 0, "text", (const char *) buf_data(&t->block_text),
-                                         "logprobs"));
+                               json_pack("{s:s, s:i, s:i, s:s, s:[]}", "item_id", t->block_id, "output_index",
+                                         idx, "content_index", 0, "text",
+                                         (const char *) buf_data(&t->block_text), "logprobs"));
                 if (r >= 0)
                         r = resp_event(t, "response.content_part.done",
-                                       json_pack("{s:s, s:i, s:i, s:o}", "item_id", t->block_id, "output_index", idx,
-                                                 "content_index", 0, "part", resp_part(t, true)));
+                                       json_pack("{s:s, s:i, s:i, s:o}", "item_id", t->block_id, "output_index",
+                                                 idx, "content_index", 0, "part", resp_part(t, true)));
         }
         if (r < 0)
                 return r;
@@ -427,7 +450,8 @@ int emit_start(StreamTranslator *t) {
         if (t->started)
                 return 0;
         r = id_derive(client_dialect(t) == CLIENT_ANTHROPIC ? "msg_" : client_dialect(t) == CLIENT_CHAT ?
-                      "chatcmpl-" : "resp_", t->upstream_id ?: t->fallback_id, &t->client_id);
+                      "chatcmpl-" : "resp_", !isempty(t->upstream_id) ? t->upstream_id : t->fallback_id,
+                      &t->client_id);
         if (r < 0)
                 return r;
         t->started = true;
@@ -476,8 +500,12 @@ int emit_block_signature(StreamTranslator *t, const char *signature) {
         case CLIENT_ANTHROPIC:
                 return anthropic_signature(t, signature);
         case CLIENT_RESPONSES: {
-                /* Signatures may come in pieces. */
-                char *s = strjoin_free(t->block_signature ?: strdup(""), signature);
+                /* Signatures may come in pieces; they are held for output_item.done. */
+                char *s;
+                if (t->output_bytes + strlen(signature) > TRANSLATE_STREAM_OUTPUT_MAX)
+                        return -E2BIG;
+                t->output_bytes += strlen(signature);
+                s = strjoin_free(t->block_signature ?: strdup(""), signature);
                 if (!s)
                         return -ENOMEM;
                 t->block_signature = s;
@@ -536,9 +564,11 @@ int emit_error(StreamTranslator *t, const char *type, const char *code, const ch
         t->ended = true;
         switch (client_dialect(t)) {
         case CLIENT_ANTHROPIC:
-                return put(t, "error", anthropic_error_object(anthropic_error_type_from_openai(type, code, 0), message));
+                return put(t, "error",
+                           anthropic_error_object(anthropic_error_type_from_openai(type, code, 0), message));
         case CLIENT_CHAT:
-                return put(t, NULL, openai_error_object(message, openai_error_type_from_anthropic(type, 0), NULL, type));
+                return put(t, NULL,
+                           openai_error_object(message, openai_error_type_from_anthropic(type, 0), NULL, type));
         default:
                 break;
         }

@@ -47,7 +47,8 @@ struct StreamTranslator {
         /* OpenAI upstream: the block queue. */
         Slot *slots;
         size_t n_slots, cur;
-        size_t pending_bytes;
+        size_t pending_bytes;           /* deltas held behind the live block */
+        size_t meta_bytes;              /* tool ids and names held */
         int64_t last_tool_index;
 
         /* Anthropic upstream: the block being read. */

@@ -16,14 +16,16 @@
  * OpenAI-compatible servers leave [DONE] out); anything less gets the client an error event and
  * stream_translator_finish() returns -EPIPE: never a made-up success.
  */
+#include <time.h>
+
+#include "shared/log.h"
 #include "shared/util.h"
 #include "translate/stream-internal.h"
 
-#include <time.h>
-
 /* ---- lifecycle ---- */
 
-int stream_translator_new(TranslateKind k, const char *client_model, bool include_usage, StreamTranslator **ret) {
+int stream_translator_new(TranslateKind k, const char *client_model, bool include_usage,
+                          StreamTranslator **ret) {
         StreamTranslator *t;
 
         if (k < 0 || k >= _TRANSLATE_KIND_MAX || !client_model)
@@ -173,7 +175,7 @@ static int slot_append(StreamTranslator *t, Slot *s, const char *p, size_t n) {
                 json_progress_feed(&s->json, p, n);
         if (s->live)
                 return emit_block_delta(t, p, n);
-        if (t->pending_bytes + n > TRANSLATE_STREAM_BUFFER_MAX)
+        if (t->pending_bytes + t->meta_bytes + n > TRANSLATE_STREAM_BUFFER_MAX)
                 return -E2BIG;
         t->pending_bytes += n;
         return buf_append(&s->pending, p, n);
@@ -200,7 +202,8 @@ static int chat_tool(StreamTranslator *t, const json_t *tc) {
         Slot *s = NULL;
         int64_t index;
 
-        if (!json_is_object(tc) || (fn && !json_is_object(fn)) || (args && !json_is_string(args) && !json_is_null(args)))
+        if (!json_is_object(tc) || (fn && !json_is_object(fn)) ||
+            (args && !json_is_string(args) && !json_is_null(args)))
                 return -EBADMSG;
         if (json_is_integer(iv) && json_integer_value(iv) >= 0)
                 index = json_integer_value(iv);
@@ -226,6 +229,13 @@ static int chat_tool(StreamTranslator *t, const json_t *tc) {
                 if (!s)
                         return t->n_slots >= TRANSLATE_STREAM_BLOCKS_MAX ? -E2BIG : -ENOMEM;
                 t->last_tool_index = MAX(t->last_tool_index, index);
+        }
+        /* Ids and names are held until their block starts: they count against the bound too. */
+        if ((id && !s->id) || (!isempty(name) && !s->name)) {
+                size_t add = (id && !s->id ? strlen(id) : 0) + (!isempty(name) && !s->name ? strlen(name) : 0);
+                if (t->pending_bytes + t->meta_bytes + add > TRANSLATE_STREAM_BUFFER_MAX)
+                        return -E2BIG;
+                t->meta_bytes += add;
         }
         if (id && !s->id && !(s->id = strdup(id)))
                 return -ENOMEM;
@@ -258,7 +268,8 @@ static int chat_advance(StreamTranslator *t, bool final) {
                                 return r;
                         s->live = true;
                         if (!buf_empty(&s->pending)) {
-                                r = emit_block_delta(t, (const char *) buf_data(&s->pending), buf_len(&s->pending));
+                                r = emit_block_delta(t, (const char *) buf_data(&s->pending),
+                                                     buf_len(&s->pending));
                                 if (r < 0)
                                         return r;
                                 t->pending_bytes -= buf_len(&s->pending);
@@ -403,7 +414,8 @@ static int messages_block_start(StreamTranslator *t, const json_t *j) {
         }
         if (streq(type, "redacted_thinking")) {
                 t->a_kind = BLOCK_REDACTED_THINKING;
-                return emit_block_start(t, BLOCK_REDACTED_THINKING, NULL, NULL, json_get_str(block, "data") ?: "");
+                return emit_block_start(t, BLOCK_REDACTED_THINKING, NULL, NULL,
+                                        json_get_str(block, "data") ?: "");
         }
         if (streq(type, "tool_use")) {
                 const json_t *input = json_object_get(block, "input");
@@ -436,11 +448,14 @@ static int messages_block_delta(StreamTranslator *t, const json_t *j) {
                 return 0;
         if (streq(type, "text_delta") && t->a_kind == BLOCK_TEXT && (s = json_get_str(delta, "text")))
                 return emit_block_delta(t, s, strlen(s));
-        if (streq(type, "thinking_delta") && t->a_kind == BLOCK_THINKING && (s = json_get_str(delta, "thinking")))
+        if (streq(type, "thinking_delta") && t->a_kind == BLOCK_THINKING &&
+            (s = json_get_str(delta, "thinking")))
                 return emit_block_delta(t, s, strlen(s));
-        if (streq(type, "input_json_delta") && t->a_kind == BLOCK_TOOL_USE && (s = json_get_str(delta, "partial_json")))
+        if (streq(type, "input_json_delta") && t->a_kind == BLOCK_TOOL_USE &&
+            (s = json_get_str(delta, "partial_json")))
                 return emit_block_delta(t, s, strlen(s));
-        if (streq(type, "signature_delta") && t->a_kind == BLOCK_THINKING && (s = json_get_str(delta, "signature")))
+        if (streq(type, "signature_delta") && t->a_kind == BLOCK_THINKING &&
+            (s = json_get_str(delta, "signature")))
                 return emit_block_signature(t, s);
         if (streq(type, "citations_delta"))
                 return 0;       /* citations have no place in the OpenAI dialects */
@@ -528,6 +543,8 @@ static int fail(StreamTranslator *t, int error, const char *message) {
         bool up_anthropic = translate_upstream_is_anthropic(t->kind);
         int r;
 
+        log_debug_errno(error, "Translating the upstream stream (%s) failed: %s",
+                        translate_kind_to_string(t->kind), message);
         t->error = error;
         if (t->ended)
                 return error;
@@ -572,14 +589,16 @@ int stream_translator_finish(StreamTranslator *t, bool upstream_complete, Buf *o
                 r = sse_parser_finish(&t->sse, on_event, t);
         if (r < 0 && r != -EBADMSG)
                 r = fail_for(t, r);
-        else if (r >= 0 && !t->ended && upstream_complete && t->saw_finish) {
+        else if (r >= 0 && !t->ended && upstream_complete && t->saw_finish &&
+                 !(translate_upstream_is_anthropic(t->kind) && t->a_open)) {
                 /* The answer was complete; only the closing event is missing. */
-                r = translate_upstream_is_anthropic(t->kind) ? (t->a_open ? -EBADMSG : emit_finish(t)) : chat_end(t);
+                r = translate_upstream_is_anthropic(t->kind) ? emit_finish(t) : chat_end(t);
                 if (r < 0)
                         r = fail_for(t, r);
-        } else if (!t->ended)
-                r = fail(t, -EPIPE, upstream_complete ? "The upstream stream ended before the answer was complete." :
-                                                        "The upstream connection broke before the answer was complete.");
+        } else if (!t->ended && upstream_complete)
+                r = fail(t, -EPIPE, "The upstream stream ended before the answer was complete.");
+        else if (!t->ended)
+                r = fail(t, -EPIPE, "The upstream connection broke before the answer was complete.");
         t->out = NULL;
         return r;
 }

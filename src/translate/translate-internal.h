@@ -37,6 +37,19 @@ int json_append(json_t *a, json_t *v);
 /* json_set() with a copy of the member key of from, when it is present. */
 int json_copy_member(json_t *to, const json_t *from, const char *key);
 
+/* The length of the UTF-8 sequence a lead byte opens, 0 for a byte that cannot open one. */
+static inline size_t utf8_sequence_length(unsigned char c) {
+        if (c < 0x80)
+                return 1;
+        if ((c & 0xe0) == 0xc0)
+                return 2;
+        if ((c & 0xf0) == 0xe0)
+                return 3;
+        if ((c & 0xf8) == 0xf0)
+                return 4;
+        return 0;
+}
+
 /* A JSON string value from bytes that may not be UTF-8 (invalid sequences become U+FFFD). */
 json_t *json_stringn_lossy(const char *s, size_t n);
 
@@ -132,8 +145,8 @@ int reply_from_messages(const json_t *in, Reply *ret);
 /* Pieces of the client answers, shared by the whole-body and the streaming translators. */
 /* Anthropic tool_use input from arguments text: the JSON value, or the text itself when it is not JSON. */
 json_t *anthropic_tool_input(const char *args);
-json_t *responses_object(const char *id, const char *model, int64_t created, const char *status, StopReason stop,
-                         json_t *output, const TranslateUsage *usage);
+json_t *responses_object(const char *id, const char *model, int64_t created, const char *status,
+                         StopReason stop, json_t *output, const TranslateUsage *usage);
 json_t *responses_message_item(const char *id, const char *status, BlockKind kind, const char *text);
 json_t *responses_reasoning_item(const char *id, const char *status, BlockKind kind, const char *text,
                                  const char *signature);
@@ -156,9 +169,9 @@ json_t *usage_to_responses(const TranslateUsage *u);
 
 /* prefix + the distinctive part of the upstream id ("chatcmpl-abc" -> "msg_abc"); random when there is none. */
 int id_derive(const char *prefix, const char *upstream_id, char **ret);
-/* Tool call ids as Anthropic accepts them (^[a-zA-Z0-9_-]+$): other bytes become '_'; a missing id gets
- * prefix + random. The same input always gives the same output, so tool_use and tool_result still match. */
-int tool_id_sanitize(const char *prefix, const char *id, char **ret);
+/* Tool call ids as Anthropic accepts them (^[a-zA-Z0-9_-]+$): other bytes become '_', so tool_use and
+ * tool_result still match. A missing id becomes prefix + base + "_" + n. */
+int tool_id_sanitize(const char *prefix, const char *id, const char *base, unsigned n, char **ret);
 void random_hex(char *buf, size_t n_hex);
 
 /* ---- reasoning ---- */

@@ -137,8 +137,8 @@ const char *anthropic_error_type_from_openai(const char *openai_type, const char
                 return "authentication_error";
         if (streq(t, "insufficient_quota") || streq(c, "insufficient_quota"))
                 return "billing_error";
-        if (status == 429 || strstr(t, "rate_limit") || streq(c, "rate_limit_exceeded") || streq(t, "requests") ||
-            streq(t, "tokens"))
+        if (status == 429 || strstr(t, "rate_limit") || streq(c, "rate_limit_exceeded") ||
+            streq(t, "requests") || streq(t, "tokens"))
                 return "rate_limit_error";
         switch (status) {
         case 402: return "billing_error";
@@ -153,8 +153,10 @@ const char *anthropic_error_type_from_openai(const char *openai_type, const char
 }
 
 json_t *openai_error_object(const char *message, const char *type, const char *param, const char *code) {
-        return json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", message, "type", type, "param", param,
-                         "code", code);
+        /* OpenAI sends param and code always, null when they say nothing. */
+        return json_pack("{s:{s:s, s:s, s:o, s:o}}", "error", "message", message, "type", type, "param",
+                         param ? json_string(param) : json_null(), "code",
+                         code ? json_string(code) : json_null());
 }
 
 json_t *anthropic_error_object(const char *type, const char *message) {
@@ -186,7 +188,8 @@ static char *body_snippet(unsigned status, const char *body, size_t len) {
         return buf_steal_str(&b, NULL);
 }
 
-int translate_error(TranslateKind k, unsigned status, const char *body, size_t len, char **ret, size_t *ret_len) {
+int translate_error(TranslateKind k, unsigned status, const char *body, size_t len, char **ret,
+                    size_t *ret_len) {
         _cleanup_json_ json_t *in = NULL, *out = NULL;
         _cleanup_free_ char *fallback = NULL, *code_buf = NULL;
         const char *message = NULL, *type = NULL, *param = NULL, *code = NULL;
@@ -233,8 +236,8 @@ int translate_error(TranslateKind k, unsigned status, const char *body, size_t l
                 out = openai_error_object(message, openai_error_type_from_anthropic(type, status), NULL,
                                           status == 429 ? "rate_limit_exceeded" : type);
         else
-                out = openai_error_object(message, type ?: openai_error_type_from_anthropic(NULL, status), param,
-                                          code);
+                out = openai_error_object(message, type ?: openai_error_type_from_anthropic(NULL, status),
+                                          param, code);
         if (!out)
                 return -ENOMEM;
         return json_dump_to_string(out, ret, ret_len);
@@ -246,9 +249,11 @@ int translate_error_body(TranslateKind k, unsigned status, const char *message, 
         if (k < 0 || k >= _TRANSLATE_KIND_MAX)
                 return -EINVAL;
         if (translate_client_is_anthropic(k))
-                out = anthropic_error_object(anthropic_error_type_from_openai(NULL, NULL, status), message ?: "");
+                out = anthropic_error_object(anthropic_error_type_from_openai(NULL, NULL, status),
+                                             message ?: "");
         else
-                out = openai_error_object(message ?: "", openai_error_type_from_anthropic(NULL, status), NULL, NULL);
+                out = openai_error_object(message ?: "", openai_error_type_from_anthropic(NULL, status), NULL,
+                                          NULL);
         if (!out)
                 return -ENOMEM;
         return json_dump_to_string(out, ret, ret_len);

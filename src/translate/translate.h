@@ -5,9 +5,9 @@
 #include "shared/macro.h"
 
 typedef enum TranslateKind {
-        TRANSLATE_MESSAGES_TO_CHAT,      /* client: Anthropic /v1/messages; upstream: OpenAI /chat/completions */
-        TRANSLATE_CHAT_TO_MESSAGES,      /* client: OpenAI /v1/chat/completions; upstream: Anthropic /v1/messages */
-        TRANSLATE_RESPONSES_TO_CHAT,     /* client: OpenAI /v1/responses; upstream: OpenAI /chat/completions */
+        TRANSLATE_MESSAGES_TO_CHAT, /* client: Anthropic /v1/messages; upstream: OpenAI /chat/completions */
+        TRANSLATE_CHAT_TO_MESSAGES, /* client: OpenAI /v1/chat/completions; upstream: Anthropic /v1/messages */
+        TRANSLATE_RESPONSES_TO_CHAT, /* client: OpenAI /v1/responses; upstream: OpenAI /chat/completions */
         TRANSLATE_RESPONSES_TO_MESSAGES, /* client: OpenAI /v1/responses; upstream: Anthropic /v1/messages */
         _TRANSLATE_KIND_MAX,
         _TRANSLATE_KIND_INVALID = -EINVAL,
@@ -36,7 +36,7 @@ typedef struct TranslatedRequest {
         char *body; size_t len;          /* the upstream request body (JSON) */
         bool stream;                     /* the client asked for a stream */
         bool include_usage;              /* the client (OpenAI) asked for stream_options.include_usage */
-        char *dropped;                   /* "field,field" that could not be expressed and were dropped, or NULL */
+        char *dropped; /* "field,field" that could not be expressed and were dropped, or NULL */
         uint64_t input_tokens_estimate;  /* translate_count_tokens_estimate()'s method over the request, for
                                           * stream_translator_set_input_tokens() */
 } TranslatedRequest;
@@ -55,7 +55,8 @@ int translate_response(TranslateKind k, const char *body, size_t len, const char
 
 /* A non-2xx upstream body (any content) -> a client-dialect error body for the same status. Never fails
  * except -ENOMEM. */
-int translate_error(TranslateKind k, unsigned status, const char *body, size_t len, char **ret, size_t *ret_len);
+int translate_error(TranslateKind k, unsigned status, const char *body, size_t len, char **ret,
+                    size_t *ret_len);
 
 /* A client-dialect error body made here (for a refused request: status 400 and translate_request()'s
  * message). */
@@ -63,7 +64,8 @@ int translate_error_body(TranslateKind k, unsigned status, const char *message, 
 
 typedef struct StreamTranslator StreamTranslator;
 
-int stream_translator_new(TranslateKind k, const char *client_model, bool include_usage, StreamTranslator **ret);
+int stream_translator_new(TranslateKind k, const char *client_model, bool include_usage,
+                          StreamTranslator **ret);
 
 /* Anthropic clients read the input token count from message_start, which an OpenAI upstream only reports
  * at the end: until it does, message_start carries this estimate (TranslatedRequest.input_tokens_estimate).
@@ -80,7 +82,8 @@ int stream_translator_feed(StreamTranslator *t, const void *p, size_t n, Buf *ou
  * Returns 0 when the client stream ended properly (an upstream error event passed on to the client counts as
  * proper: the client has its dialect's error event), -EPIPE when the upstream stream ended before its final
  * event or in the middle of one (an error event has been appended; the proxy then breaks the client stream),
- * -ENOMEM, or the error an earlier feed returned (nothing is appended then). */
+ * -EBADMSG when what was held back turns out malformed at the end (an error event too), -ENOMEM, or the error
+ * an earlier feed returned (nothing is appended then). */
 int stream_translator_finish(StreamTranslator *t, bool upstream_complete, Buf *out);
 
 StreamTranslator *stream_translator_free(StreamTranslator *t);

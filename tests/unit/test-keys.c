@@ -115,9 +115,10 @@ TEST(create_and_verify) {
         ASSERT_STREQ(k->name, "ci");
 
         /* One character off, cut, extended, or not a gate key. */
-        key[10] = key[10] == 'A' ? 'B' : 'A';
+        char saved = key[10];
+        key[10] = saved == 'A' ? 'B' : 'A';
         ASSERT_ERROR(keys_verify(ks, key, &k), ENOKEY);
-        key[10] = key[10] == 'A' ? 'B' : 'A';
+        key[10] = saved;
         ASSERT_OK(keys_verify(ks, key, &k));
         ASSERT_ERROR(keys_verify(ks, "gk-short", &k), ENOKEY);
         ASSERT_ERROR(keys_verify(ks, "", &k), ENOKEY);

@@ -127,10 +127,14 @@ TEST(cost) {
         ASSERT_EQ(price_cost(&p, 1000, 500, 2000, 100), 11475000);
         ASSERT_EQ(price_cost(&p, 0, 0, 0, 0), 0);
         ASSERT_EQ(price_cost(NULL, 1000, 1000, 0, 0), 0);
-        /* Rounding to the nearest nano-USD: 1 token at $0.075/M is 0.075 nano-USD -> 0; 7 -> 1. */
-        Price cheap = { .input = 75000 };
-        ASSERT_EQ(price_cost(&cheap, 1, 0, 0, 0), 0);
-        ASSERT_EQ(price_cost(&cheap, 7, 0, 0, 0), 1);
+        /* 1 token at $0.075/M is 75 nano-USD. At the smallest price, $0.000001/M, a token costs a
+         * pico-USD: rounded to the nearest nano-USD, half up. */
+        Price p075 = { .input = 75000 };
+        ASSERT_EQ(price_cost(&p075, 1, 0, 0, 0), 75);
+        Price cheap = { .input = 1 };
+        ASSERT_EQ(price_cost(&cheap, 499, 0, 0, 0), 0);
+        ASSERT_EQ(price_cost(&cheap, 500, 0, 0, 0), 1);
+        ASSERT_EQ(price_cost(&cheap, 1000000, 0, 0, 0), 1000);
         /* Saturates rather than wrapping. */
         Price dear = { .input = UINT64_MAX, .output = UINT64_MAX };
         ASSERT_EQ(price_cost(&dear, UINT64_MAX, UINT64_MAX, 0, 0), UINT64_MAX);
@@ -248,7 +252,8 @@ TEST(config_overrides) {
         /* An explicitly named file must exist; the default one need not. */
         config_unref(c);
         c = NULL;
-        ASSERT_OK(config_load_data("t", "[usage]\nprice_file = /nonexistent.conf\n", 38, dir, &c, &error));
+        static const char missing[] = "[usage]\nprice_file = /nonexistent.conf\n";
+        ASSERT_OK(config_load_data("t", missing, sizeof missing - 1, dir, &c, &error));
         price_table_unref(t);
         t = NULL;
         ASSERT_ERROR(price_table_from_config(c, &t, &error), ENOENT);

@@ -111,8 +111,9 @@ static const Case cases[] = {
 };
 
 static const char *client_suffix(TranslateKind k) {
-        return k == TRANSLATE_MESSAGES_TO_CHAT ? "to-anthropic" : k == TRANSLATE_CHAT_TO_MESSAGES ? "to-chat" :
-                                                                                                   "to-responses";
+        return k == TRANSLATE_MESSAGES_TO_CHAT   ? "to-anthropic"
+               : k == TRANSLATE_CHAT_TO_MESSAGES ? "to-chat"
+                                                 : "to-responses";
 }
 
 TEST(streams_follow_each_dialects_grammar) {
@@ -131,7 +132,8 @@ TEST(streams_follow_each_dialects_grammar) {
                                 ASSERT_OK(run_stream(k, in, n, 0, usage, true, &r));
                                 why = validate_stream(k, r.out, r.len, usage, &end);
                                 if (why)
-                                        TEST_FAIL("%s %s: %s\n%s", cases[i].fixture, client_suffix(k), why, r.out);
+                                        TEST_FAIL("%s %s: %s\n%s", cases[i].fixture, client_suffix(k), why,
+                                                  r.out);
                                 if (!streq(end, cases[i].end) || r.finish != cases[i].finish || r.feed != 0)
                                         TEST_FAIL("%s %s: ended '%s' finish %d feed %d", cases[i].fixture,
                                                   client_suffix(k), end, r.finish, r.feed);
@@ -186,14 +188,15 @@ TEST(streams_split_anywhere_give_identical_output) {
                                 ASSERT_OK(run_stream_split(k, in, n, 0, split, true, true, &part));
                                 if (part.len != whole.len || memcmp(part.out, whole.out, whole.len) != 0 ||
                                     part.finish != whole.finish)
-                                        TEST_FAIL("%s %s: split at %zu differs", cases[i].fixture, client_suffix(k),
-                                                  split);
+                                        TEST_FAIL("%s %s: split at %zu differs", cases[i].fixture,
+                                                  client_suffix(k), split);
                                 stream_result_done(&part);
                         }
                         for (size_t step = 1; step <= 7; step++) {
                                 ASSERT_OK(run_stream(k, in, n, step, true, true, &part));
                                 if (part.len != whole.len || memcmp(part.out, whole.out, whole.len) != 0)
-                                        TEST_FAIL("%s %s: step %zu differs", cases[i].fixture, client_suffix(k), step);
+                                        TEST_FAIL("%s %s: step %zu differs", cases[i].fixture, client_suffix(k),
+                                                  step);
                                 stream_result_done(&part);
                         }
                         stream_result_done(&whole);
@@ -265,7 +268,9 @@ TEST(chat_usage_includes_the_cache) {
                         u = json_object_get(e.items[i].data, "usage");
         ASSERT_NOT_NULL(u);
         ASSERT_EQ(json_integer_value(json_object_get(u, "prompt_tokens")), 472 + 2048);
-        ASSERT_EQ(json_integer_value(json_object_get(json_object_get(u, "prompt_tokens_details"), "cached_tokens")), 2048);
+        ASSERT_EQ(json_integer_value(
+                          json_object_get(json_object_get(u, "prompt_tokens_details"), "cached_tokens")),
+                  2048);
         ASSERT_EQ(json_integer_value(json_object_get(u, "completion_tokens")), 12);
         ASSERT_EQ(json_integer_value(json_object_get(u, "total_tokens")), 472 + 2048 + 12);
         evs_done(&e);
@@ -294,13 +299,16 @@ TEST(interleaved_parallel_tool_calls_become_whole_blocks_in_order) {
                 const char *pj = jstr(d, "partial_json");
                 if (!pj)
                         continue;
-                buf_append_str(json_integer_value(json_object_get(e.items[i].data, "index")) == 1 ? &args1 : &args2, pj);
+                buf_append_str(json_integer_value(json_object_get(e.items[i].data, "index")) == 1 ? &args1
+                                                                                                  : &args2,
+                               pj);
         }
         ASSERT_OK(buf_append(&args1, "", 1));
         ASSERT_OK(buf_append(&args2, "", 1));
         ASSERT_STREQ((const char *) buf_data(&args1), "{\"location\":\"Oslo\"}");
         ASSERT_STREQ((const char *) buf_data(&args2), "{\"location\":\"Tokyo\"}");
-        ASSERT_STREQ(jstr(json_object_get(find_event(&e, "message_delta", 0)->data, "delta"), "stop_reason"), "tool_use");
+        ASSERT_STREQ(jstr(json_object_get(find_event(&e, "message_delta", 0)->data, "delta"), "stop_reason"),
+                     "tool_use");
         evs_done(&e);
         stream_result_done(&r);
 }
@@ -347,7 +355,8 @@ TEST(reasoning_becomes_a_signed_thinking_block_before_the_text) {
 
         /* Responses: a reasoning item whose encrypted_content is the signature. */
         e = events_of(TRANSLATE_RESPONSES_TO_MESSAGES, "messages-thinking.sse", false, &r);
-        ASSERT_CONTAINS(r.out, "\"encrypted_content\":\"EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds\"");
+        ASSERT_CONTAINS(r.out,
+                        "\"encrypted_content\":\"EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds\"");
         ASSERT_NOT_NULL(find_event(&e, "response.reasoning_summary_text.delta", 1));
         evs_done(&e);
         stream_result_done(&r);
@@ -381,7 +390,8 @@ TEST(stop_reasons) {
                                 ASSERT_STREQ(jstr(json_object_get(d->data, "delta"), "stop_sequence"), "END");
                 } else
                         for (size_t j = 0; j < e.n; j++) {
-                                const json_t *c = json_array_get(json_object_get(e.items[j].data, "choices"), 0);
+                                const json_t *c =
+                                        json_array_get(json_object_get(e.items[j].data, "choices"), 0);
                                 if (jstr(c, "finish_reason"))
                                         got = jstr(c, "finish_reason");
                         }
@@ -398,8 +408,9 @@ TEST(responses_max_tokens_is_incomplete) {
         const Ev *last = &e.items[e.n - 1];
 
         ASSERT_STREQ(last->name, "response.incomplete");
-        ASSERT_STREQ(jstr(json_object_get(json_object_get(last->data, "response"), "incomplete_details"), "reason"),
-                     "max_output_tokens");
+        ASSERT_STREQ(
+                jstr(json_object_get(json_object_get(last->data, "response"), "incomplete_details"), "reason"),
+                "max_output_tokens");
         evs_done(&e);
         stream_result_done(&r);
 }
@@ -416,8 +427,9 @@ TEST(responses_function_calls) {
         ASSERT_STREQ(last->name, "response.completed");
         ASSERT_EQ(json_integer_value(json_object_get(usage, "input_tokens")), 82);
         ASSERT_EQ(json_integer_value(json_object_get(usage, "total_tokens")), 126);
-        ASSERT_STREQ(jstr(json_object_get(find_event(&e, "response.output_item.added", 1)->data, "item"), "call_id"),
-                     "call_ABCDEFGHIJKLMNOPQRSTUVWX");
+        ASSERT_STREQ(
+                jstr(json_object_get(find_event(&e, "response.output_item.added", 1)->data, "item"), "call_id"),
+                "call_ABCDEFGHIJKLMNOPQRSTUVWX");
         evs_done(&e);
         stream_result_done(&r);
 }
@@ -443,7 +455,8 @@ TEST(upstream_error_events_become_the_clients) {
 
         e = events_of(TRANSLATE_RESPONSES_TO_MESSAGES, "messages-error.sse", true, &r);
         ASSERT_STREQ(jstr(find_event(&e, "error", 0)->data, "code"), "overloaded_error");
-        ASSERT_STREQ(jstr(json_object_get(find_event(&e, "response.failed", 0)->data, "response"), "status"), "failed");
+        ASSERT_STREQ(jstr(json_object_get(find_event(&e, "response.failed", 0)->data, "response"), "status"),
+                     "failed");
         evs_done(&e);
         stream_result_done(&r);
 }
@@ -506,13 +519,15 @@ TEST(malformed_upstream_streams) {
                 { TRANSLATE_MESSAGES_TO_CHAT, "data: {\"choices\":{}}\n\n" },
                 { TRANSLATE_MESSAGES_TO_CHAT, "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,"
                                               "\"function\":{\"arguments\":\"{}\"}}]}}]}\n\ndata: [DONE]\n\n" },
-                { TRANSLATE_CHAT_TO_MESSAGES, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
-                                              "\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"x\"}}\n\n" },
-                { TRANSLATE_CHAT_TO_MESSAGES, "data: {\"type\":\"message_start\",\"message\":{\"id\":\"m\"}}\n\n"
-                                              "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
-                                              "{\"type\":\"text\",\"text\":\"\"}}\n\ndata: {\"type\":\"content_block_delta\""
-                                              ",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":"
-                                              "\"{}\"}}\n\n" },
+                { TRANSLATE_CHAT_TO_MESSAGES,
+                  "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
+                  "\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"x\"}}\n\n" },
+                { TRANSLATE_CHAT_TO_MESSAGES,
+                  "data: {\"type\":\"message_start\",\"message\":{\"id\":\"m\"}}\n\n"
+                  "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
+                  "{\"type\":\"text\",\"text\":\"\"}}\n\ndata: {\"type\":\"content_block_delta\""
+                  ",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":"
+                  "\"{}\"}}\n\n" },
                 { TRANSLATE_RESPONSES_TO_MESSAGES, "data: {\"type\":\"message_start\",\"message\":{}}\n\n"
                                                    "data: {\"type\":\"message_start\",\"message\":{}}\n\n" },
         };
@@ -564,14 +579,18 @@ TEST(bounds) {
 
         /* Tool call 1 streams behind an unfinished tool call 0 until the held bytes pass the bound. */
         ASSERT_OK(stream_translator_new(TRANSLATE_MESSAGES_TO_CHAT, "m", false, &t));
-        ASSERT_OK(buf_printf(&in, "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"a\",\"function\":"
-                                  "{\"name\":\"f\",\"arguments\":\"{\"}},{\"index\":1,\"id\":\"b\",\"function\":{\"name\":"
-                                  "\"g\",\"arguments\":\"\"}}]}}]}\n\n"));
+        ASSERT_OK(buf_printf(
+                &in, "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"a\",\"function\":"
+                     "{\"name\":\"f\",\"arguments\":\"{\"}},{\"index\":1,\"id\":\"b\",\"function\":{\"name\":"
+                     "\"g\",\"arguments\":\"\"}}]}}]}\n\n"));
         ASSERT_OK(stream_translator_feed(t, buf_data(&in), buf_len(&in), &out));
         for (unsigned i = 0; i < 40 && r >= 0; i++) {
                 buf_clear(&in);
-                ASSERT_OK(buf_printf(&in, "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":1,\"function\":"
-                                          "{\"arguments\":\"%.*s\"}}]}}]}\n\n", 60000, big));
+                ASSERT_OK(
+                        buf_printf(&in,
+                                   "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":1,\"function\":"
+                                   "{\"arguments\":\"%.*s\"}}]}}]}\n\n",
+                                   60000, big));
                 r = stream_translator_feed(t, buf_data(&in), buf_len(&in), &out);
         }
         ASSERT_ERROR(r, E2BIG);

@@ -172,7 +172,8 @@ static inline const char *validate_anthropic(const Evs *e, const char **ret_end)
                 const Ev *v = &e->items[i];
                 const char *type = jstr(v->data, "type");
 
-                CHECK(v->data && type && streq(v->name, type), "event %zu: name '%s' and type differ", i, v->name);
+                CHECK(v->data && type && streq(v->name, type), "event %zu: name '%s' and type differ", i,
+                      v->name);
                 if (streq(type, "error")) {
                         CHECK(i + 1 == e->n, "event %zu: error is not last", i);
                         CHECK(jstr(json_object_get(v->data, "error"), "type") &&
@@ -200,21 +201,25 @@ static inline const char *validate_anthropic(const Evs *e, const char **ret_end)
                                 CHECK(kind, "block without type");
                                 if (streq(kind, "tool_use"))
                                         CHECK(jstr(b, "id") && jstr(b, "name") &&
-                                              json_is_object(json_object_get(b, "input")), "tool_use start incomplete");
+                                                      json_is_object(json_object_get(b, "input")),
+                                              "tool_use start incomplete");
                                 signed_block = false;
                                 has_content = streq(kind, "tool_use") || streq(kind, "redacted_thinking");
                                 state = OPEN;
                                 break;
                         }
                         CHECK(streq(type, "message_delta"), "event %zu: %s between blocks", i, type);
-                        CHECK(jstr(json_object_get(v->data, "delta"), "stop_reason"), "message_delta without stop_reason");
-                        CHECK(json_is_integer(json_object_get(json_object_get(v->data, "usage"), "output_tokens")),
+                        CHECK(jstr(json_object_get(v->data, "delta"), "stop_reason"),
+                              "message_delta without stop_reason");
+                        CHECK(json_is_integer(
+                                      json_object_get(json_object_get(v->data, "usage"), "output_tokens")),
                               "message_delta without usage.output_tokens");
                         state = STOPPED;
                         break;
                 case OPEN:
                 case DELTA_SEEN:
-                        CHECK(json_integer_value(json_object_get(v->data, "index")) == next, "event %zu: wrong index", i);
+                        CHECK(json_integer_value(json_object_get(v->data, "index")) == next,
+                              "event %zu: wrong index", i);
                         if (streq(type, "content_block_delta")) {
                                 const json_t *d = json_object_get(v->data, "delta");
                                 const char *dt = jstr(d, "type");
@@ -227,17 +232,21 @@ static inline const char *validate_anthropic(const Evs *e, const char **ret_end)
                                         if (streq(dt, "signature_delta"))
                                                 signed_block = true;
                                 } else if (streq(kind, "tool_use"))
-                                        CHECK(streq(dt, "input_json_delta"), "event %zu: %s in a tool_use block", i, dt);
+                                        CHECK(streq(dt, "input_json_delta"),
+                                              "event %zu: %s in a tool_use block", i, dt);
                                 else
                                         CHECK(false, "event %zu: delta in a %s block", i, kind);
-                                if ((jstr(d, "text") && *jstr(d, "text")) || (jstr(d, "thinking") && *jstr(d, "thinking")))
+                                if ((jstr(d, "text") && *jstr(d, "text")) ||
+                                    (jstr(d, "thinking") && *jstr(d, "thinking")))
                                         has_content = true;
                                 state = DELTA_SEEN;
                                 break;
                         }
                         CHECK(streq(type, "content_block_stop"), "event %zu: %s inside a block", i, type);
-                        CHECK(!streq(kind, "thinking") || signed_block, "thinking block without signature_delta");
-                        CHECK(has_content, "event %zu: block %lld was opened without content", i, (long long) next);
+                        CHECK(!streq(kind, "thinking") || signed_block,
+                              "thinking block without signature_delta");
+                        CHECK(has_content, "event %zu: block %lld was opened without content", i,
+                              (long long) next);
                         next++;
                         state = IDLE;
                         break;
@@ -276,7 +285,8 @@ static inline const char *validate_chat(const Evs *e, bool include_usage, const 
                         *ret_end = "error";
                         return NULL;
                 }
-                CHECK(streq(jstr(v->data, "object") ?: "", "chat.completion.chunk"), "event %zu: not a chunk", i);
+                CHECK(streq(jstr(v->data, "object") ?: "", "chat.completion.chunk"), "event %zu: not a chunk",
+                      i);
                 CHECK(streq(jstr(v->data, "model") ?: "", "client-model"), "event %zu: wrong model", i);
                 if (!id)
                         id = jstr(v->data, "id");
@@ -285,7 +295,8 @@ static inline const char *validate_chat(const Evs *e, bool include_usage, const 
                 CHECK(json_is_array(choices), "no choices");
                 if (json_array_size(choices) == 0) {
                         CHECK(include_usage && finished, "usage chunk not asked for or early");
-                        CHECK(json_is_integer(json_object_get(json_object_get(v->data, "usage"), "prompt_tokens")),
+                        CHECK(json_is_integer(
+                                      json_object_get(json_object_get(v->data, "usage"), "prompt_tokens")),
                               "usage chunk without prompt_tokens");
                         usage_seen = true;
                         continue;
@@ -294,17 +305,20 @@ static inline const char *validate_chat(const Evs *e, bool include_usage, const 
                 c = json_array_get(choices, 0);
                 delta = json_object_get(c, "delta");
                 if (i == 0)
-                        CHECK(streq(jstr(delta, "role") ?: "", "assistant"), "first chunk without role assistant");
+                        CHECK(streq(jstr(delta, "role") ?: "", "assistant"),
+                              "first chunk without role assistant");
                 else
                         CHECK(!json_object_get(delta, "role"), "role after the first chunk");
                 json_array_foreach(json_object_get(delta, "tool_calls"), k, tc) {
                         int64_t idx = json_integer_value(json_object_get(tc, "index"));
                         const json_t *fn = json_object_get(tc, "function");
                         CHECK(json_is_integer(json_object_get(tc, "index")), "tool call without index");
-                        CHECK(idx <= tools && idx >= tools - 1, "event %zu: tool index %lld out of order", i, (long long) idx);
+                        CHECK(idx <= tools && idx >= tools - 1, "event %zu: tool index %lld out of order", i,
+                              (long long) idx);
                         if (idx == tools) {
-                                CHECK(jstr(tc, "id") && streq(jstr(tc, "type") ?: "", "function") && jstr(fn, "name") &&
-                                      jstr(fn, "arguments"), "first delta of tool call %lld incomplete", (long long) idx);
+                                CHECK(jstr(tc, "id") && streq(jstr(tc, "type") ?: "", "function") &&
+                                              jstr(fn, "name") && jstr(fn, "arguments"),
+                                      "first delta of tool call %lld incomplete", (long long) idx);
                                 tools++;
                         } else
                                 CHECK(!jstr(tc, "id") && jstr(fn, "arguments") && *jstr(fn, "arguments"),
@@ -328,11 +342,13 @@ static inline const char *validate_responses(const Evs *e, const char **ret_end)
 
                 CHECK(v->data && type && streq(type, v->name), "event %zu: name and type differ", i);
                 CHECK(json_integer_value(json_object_get(v->data, "sequence_number")) == (json_int_t) i &&
-                      json_is_integer(json_object_get(v->data, "sequence_number")), "event %zu: bad sequence_number", i);
+                              json_is_integer(json_object_get(v->data, "sequence_number")),
+                      "event %zu: bad sequence_number", i);
                 if (i == 0)
                         CHECK(streq(type, "response.created"), "first event is %s", type);
                 else if (i == 1)
-                        CHECK(streq(type, "response.in_progress") || streq(type, "error"), "second event is %s", type);
+                        CHECK(streq(type, "response.in_progress") || streq(type, "error"), "second event is %s",
+                              type);
                 if (streq(type, "error")) {
                         CHECK(jstr(v->data, "message"), "error without message");
                         CHECK(i + 2 == e->n && streq(e->items[i + 1].name, "response.failed"),
@@ -360,7 +376,8 @@ static inline const char *validate_responses(const Evs *e, const char **ret_end)
                 if (streq(type, "response.completed") || streq(type, "response.incomplete")) {
                         const json_t *resp = json_object_get(v->data, "response");
                         CHECK(open_index < 0, "completed with an open item");
-                        CHECK((int64_t) json_array_size(json_object_get(resp, "output")) == items, "output count differs");
+                        CHECK((int64_t) json_array_size(json_object_get(resp, "output")) == items,
+                              "output count differs");
                         CHECK(i + 1 == e->n, "events after completion");
                         *ret_end = "complete";
                         return NULL;
@@ -368,11 +385,15 @@ static inline const char *validate_responses(const Evs *e, const char **ret_end)
                 if (startswith(type, "response.output_text.") || startswith(type, "response.content_part.") ||
                     startswith(type, "response.function_call_arguments.") ||
                     startswith(type, "response.reasoning_summary_") || startswith(type, "response.refusal.")) {
-                        CHECK(open_index >= 0 && json_integer_value(json_object_get(v->data, "output_index")) == open_index &&
-                              streq(jstr(v->data, "item_id") ?: "", item_id), "event %zu: %s for the wrong item", i, type);
+                        CHECK(open_index >= 0 &&
+                                      json_integer_value(json_object_get(v->data, "output_index")) ==
+                                              open_index &&
+                                      streq(jstr(v->data, "item_id") ?: "", item_id),
+                              "event %zu: %s for the wrong item", i, type);
                         if (endswith(type, ".delta"))
                                 buf_append_str(&text, jstr(v->data, "delta") ?: "");
-                        if (streq(type, "response.output_text.done") || streq(type, "response.reasoning_summary_text.done"))
+                        if (streq(type, "response.output_text.done") ||
+                            streq(type, "response.reasoning_summary_text.done"))
                                 CHECK(strlen(jstr(v->data, "text") ?: "") == buf_len(&text) &&
                                       memcmp(jstr(v->data, "text"), buf_data(&text), buf_len(&text)) == 0,
                                       "event %zu: done text differs from the deltas", i);
@@ -382,7 +403,8 @@ static inline const char *validate_responses(const Evs *e, const char **ret_end)
                                       "event %zu: arguments differ from the deltas", i);
                         continue;
                 }
-                CHECK(streq(type, "response.created") || streq(type, "response.in_progress"), "unexpected event %s", type);
+                CHECK(streq(type, "response.created") || streq(type, "response.in_progress"),
+                      "unexpected event %s", type);
         }
         CHECK(false, "stream ended without completion or error");
 }

@@ -145,7 +145,8 @@ TEST(paths_are_anchored) {
         ASSERT_EQ(u.output_tokens, 6);
         ASSERT_STREQ(u.model, "");
 
-        ASSERT_OK(usage_from_json(DIALECT_ANTHROPIC, "{\"input_tokens\":12}", 19, &u));
+        static const char count[] = "{\"input_tokens\":12}";
+        ASSERT_OK(usage_from_json(DIALECT_ANTHROPIC, count, sizeof count - 1, &u));
         ASSERT_FALSE(u.found);
         ASSERT_EQ(u.input_tokens, 0);
 }
@@ -240,6 +241,10 @@ TEST(malformed_event_does_not_poison_the_stream) {
         ASSERT_ERROR(usage_from_json(DIALECT_OPENAI, "{\"a\":[}", 7, &u), EBADMSG);
 }
 
+static void feed_str(UsageScanner *s, const char *p) {
+        usage_scanner_feed(s, p, strlen(p));
+}
+
 TEST(bounded_memory) {
         /* A 4 MiB data line and nesting far beyond the limit cost nothing but time: the scanner has no
          * heap, and what follows still scans. */
@@ -250,13 +255,13 @@ TEST(bounded_memory) {
 
         ASSERT_NOT_NULL(p);
         usage_scanner_init(&s, DIALECT_OPENAI, true);
-        usage_scanner_feed(&s, "data: {\"choices\":[{\"delta\":{\"content\":\"", 41);
+        feed_str(&s, "data: {\"choices\":[{\"delta\":{\"content\":\"");
         memset(p, 'x', big);
         usage_scanner_feed(&s, p, big);
-        usage_scanner_feed(&s, "\"}}]}\n\ndata: ", 13);
+        feed_str(&s, "\"}}]}\n\ndata: ");
         memset(p, '[', big);
         usage_scanner_feed(&s, p, big);
-        usage_scanner_feed(&s, "\n\ndata: {\"usage\":{\"completion_tokens\":3}}\n\n", 43);
+        feed_str(&s, "\n\ndata: {\"usage\":{\"completion_tokens\":3}}\n\n");
         usage_scanner_result(&s, &u);
         ASSERT_TRUE(u.found);
         ASSERT_EQ(u.output_tokens, 3);
