@@ -474,8 +474,9 @@ static void on_done(CURL *easy, CURLcode result, void *userdata) {
                 call_detach(c);
                 r = stream_translator_finish(c->translator, true, &c->tout);
                 (void) call_flush_translated(c);
-                /* An upstream stream that ended before its final event must not look complete. */
-                if (r == -EPIPE)
+                /* An upstream stream that ended before its final event (or turned out malformed at the
+                 * end) must not look complete: the client has its error event, then the break. */
+                if (r < 0)
                         request_reset(c->request);
                 else
                         (void) request_finish(c->request);

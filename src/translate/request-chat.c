@@ -130,9 +130,9 @@ static int file_block(ReqCtx *c, const json_t *part, const char *where, json_t *
                 return r;
         if (r < 0)
                 return req_refuse(c, "%s: file_data must be a base64 data: URL", where);
-        if (streq(media, "text/plain"))
-                /* Anthropic's plain-text documents take the text itself, which we would have to decode:
-                 * send it as the PDF path does, base64, only for PDF. */
+        /* Anthropic takes base64 documents as PDF only (plain text goes as text, which the client can send
+         * as a text part itself). */
+        if (!streq(media, "application/pdf"))
                 return req_refuse(c, "%s: only PDF files can be sent to an Anthropic upstream", where);
         *ret = json_pack("{s:s, s:{s:s, s:s, s:s}}", "type", "document", "source", "type", "base64",
                          "media_type", media, "data", data);

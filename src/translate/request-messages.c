@@ -54,6 +54,8 @@
  * | unknown fields                         |                                         |                     |
  * | container, mcp_servers,                | -                                       | refused             |
  * | context_management                     |                                         |                     |
+ * | thread (server-held conversation)      | - (gate keeps no state: a continuation  | refused             |
+ * |                                        | carries only the new turn)              |                     |
  */
 #include <stdio.h>
 
@@ -557,7 +559,7 @@ int request_messages_to_chat(ReqCtx *c, json_t *in, const char *upstream_model, 
                 "stop_sequences", "stream",     "temperature",   "top_p",         "tools",
                 "tool_choice",    "thinking",   "output_config", "output_format",
         };
-        static const char *const refused[] = { "container", "mcp_servers", "context_management" };
+        static const char *const refused[] = { "container", "mcp_servers", "context_management", "thread" };
         _cleanup_json_ json_t *out = json_object(), *messages = json_array();
         const json_t *msgs = json_object_get(in, "messages"), *m, *v;
         Conv conv = { .c = c, .messages = messages };
@@ -576,9 +578,13 @@ int request_messages_to_chat(ReqCtx *c, json_t *in, const char *upstream_model, 
         json_object_foreach((json_t *) in, key, v) {
                 bool known = false;
 
+                if (streq(key, "thread") && json_is_false(v))
+                        continue;
                 for (size_t k = 0; k < ELEMENTSOF(refused); k++)
                         if (streq(key, refused[k]))
-                                return req_refuse(c, "%s: cannot be expressed for an OpenAI upstream", key);
+                                return req_refuse(c, "%s: cannot be expressed for an OpenAI upstream%s", key,
+                                                  streq(key, "thread") ? " (gate holds no conversation state: "
+                                                  "send the whole history, thread: false)" : "");
                 for (size_t k = 0; k < ELEMENTSOF(handled); k++)
                         known = known || streq(key, handled[k]);
                 if (known || json_is_null(v))

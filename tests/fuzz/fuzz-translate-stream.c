@@ -1,4 +1,4 @@
-/* fuzz-translate-stream: arbitrary upstream SSE into a stream translator; the client stream must always be valid. */
+/* fuzz-translate-stream: any upstream SSE into a stream translator; the client stream must stay valid. */
 #include <stdio.h>
 #include <stdlib.h>
 

@@ -1,4 +1,4 @@
-/* Unit tests for request translation: whole requests against hand-written expectations, and each drop/refuse decision. */
+/* Unit tests for request translation: whole requests against hand-written expectations, each drop/refuse rule. */
 #include "test-translate-util.h"
 
 typedef struct Out {
@@ -375,6 +375,12 @@ TEST(refusals) {
                 { TRANSLATE_MESSAGES_TO_CHAT, "{\"max_tokens\":1,\"messages\":[],\"mcp_servers\":[]}",
                   "mcp_servers" },
                 { TRANSLATE_MESSAGES_TO_CHAT,
+                  "{\"max_tokens\":1,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\","
+                  "\"tool_use_id\":\"t\",\"content\":\"r\"}]}],\"thread\":{\"type\":\"continue\","
+                  "\"previous_message_id\":\"msg_1\"}}", "thread" },
+                { TRANSLATE_MESSAGES_TO_CHAT, "{\"max_tokens\":1,\"messages\":[],\"thread\":{\"type\":\"create\"}}",
+                  "thread" },
+                { TRANSLATE_MESSAGES_TO_CHAT,
                   "{\"max_tokens\":1,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
                   "\"image\",\"source\":{\"type\":\"file\",\"file_id\":\"f\"}}]}]}",
                   "file" },
@@ -419,6 +425,9 @@ TEST(refusals) {
                   "file_id" },
                 { TRANSLATE_CHAT_TO_MESSAGES,
                   "{\"messages\":[{\"role\":\"function\",\"name\":\"f\",\"content\":\"x\"}]}", "function" },
+                { TRANSLATE_CHAT_TO_MESSAGES,
+                  "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"file\",\"file\":{\"file_data\":"
+                  "\"data:text/csv;base64,YSxi\"}}]}]}", "only PDF" },
                 { TRANSLATE_RESPONSES_TO_CHAT, "{\"input\":\"a\",\"previous_response_id\":\"resp_1\"}",
                   "previous_response_id" },
                 { TRANSLATE_RESPONSES_TO_CHAT, "{\"input\":\"a\",\"store\":true}", "store" },
