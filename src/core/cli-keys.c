@@ -21,18 +21,6 @@
 
 /* Table headings and key states are not translated: scripts read them, as they read the JSON. */
 
-_printf_(1, 2) static int usage_error(const char *fmt, ...) {
-        va_list ap;
-
-        fprintf(stderr, "gate: ");
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        fputs(_("Try 'gate --help' for more information.\n"), stderr);
-        return EXIT_USAGE;
-}
-
 /* Columns a string takes on the terminal: names and translations have more than ASCII. */
 static size_t display_width(const char *s) {
         size_t n = mbstowcs(NULL, s, 0);
@@ -457,7 +445,7 @@ static int keys_create_cmd(int argc, char *argv[]) {
                         return EXIT_SUCCESS;
                 case ARG_NAME:
                         if (!key_name_is_valid(optarg))
-                                return usage_error(_("keys create: invalid name \"%s\": 1 to %d printable characters, "
+                                return cli_usage_error(_("keys create: invalid name \"%s\": 1 to %d printable characters, "
                                                      "not all digits."), optarg, KEY_NAME_MAX);
                         spec.name = optarg;
                         break;
@@ -466,19 +454,19 @@ static int keys_create_cmd(int argc, char *argv[]) {
                         models = NULL;
                         r = config_value_split(optarg, &models);
                         if (r < 0)
-                                return usage_error(_("keys create: invalid --models \"%s\"."), optarg);
+                                return cli_usage_error(_("keys create: invalid --models \"%s\"."), optarg);
                         for (char **p = models; *p; p++)
                                 if (!key_pattern_is_valid(*p))
-                                        return usage_error(_("keys create: invalid model pattern \"%s\"."), *p);
+                                        return cli_usage_error(_("keys create: invalid model pattern \"%s\"."), *p);
                         break;
                 case ARG_RPM:
                 case ARG_TPM: {
                         uint32_t v;
                         if (parse_uint32(optarg, &v) < 0)
                                 return c == ARG_RPM ?
-                                        usage_error(_("keys create: invalid --rpm \"%s\": a number of requests per "
+                                        cli_usage_error(_("keys create: invalid --rpm \"%s\": a number of requests per "
                                                       "minute."), optarg) :
-                                        usage_error(_("keys create: invalid --tpm \"%s\": a number of tokens per "
+                                        cli_usage_error(_("keys create: invalid --tpm \"%s\": a number of tokens per "
                                                       "minute."), optarg);
                         if (c == ARG_RPM)
                                 spec.rpm = v;
@@ -489,20 +477,20 @@ static int keys_create_cmd(int argc, char *argv[]) {
                 case ARG_BUDGET:
                         if (usd_parse(optarg, COST_DECIMALS, &spec.budget) < 0 || spec.budget == 0 ||
                             spec.budget > INT64_MAX)
-                                return usage_error(_("keys create: invalid --budget-usd \"%s\": US dollars, e.g. 25 "
+                                return cli_usage_error(_("keys create: invalid --budget-usd \"%s\": US dollars, e.g. 25 "
                                                      "or 7.50, more than 0."), optarg);
                         break;
                 case ARG_PERIOD:
                         spec.period = budget_period_from_string(optarg);
                         if (spec.period < 0)
-                                return usage_error(_("keys create: invalid --budget-period \"%s\": day or month."),
+                                return cli_usage_error(_("keys create: invalid --budget-period \"%s\": day or month."),
                                                    optarg);
                         break;
                 case ARG_EXPIRES:
                         if (parse_date(optarg, +1, now, &spec.expires_at) < 0)
-                                return usage_error(_("keys create: invalid --expires \"%s\"."), optarg);
+                                return cli_usage_error(_("keys create: invalid --expires \"%s\"."), optarg);
                         if (spec.expires_at <= now)
-                                return usage_error(_("keys create: --expires \"%s\" is in the past."), optarg);
+                                return cli_usage_error(_("keys create: --expires \"%s\" is in the past."), optarg);
                         break;
                 case ARG_ADMIN:
                         spec.admin = true;
@@ -511,15 +499,15 @@ static int keys_create_cmd(int argc, char *argv[]) {
                         json = true;
                         break;
                 default:
-                        return usage_error(_("keys create: unknown or incomplete option '%s'."),
+                        return cli_usage_error(_("keys create: unknown or incomplete option '%s'."),
                                            argv[optind - 1]);
                 }
         if (optind < argc)
-                return usage_error(_("keys create: unexpected argument '%s'."), argv[optind]);
+                return cli_usage_error(_("keys create: unexpected argument '%s'."), argv[optind]);
         if (!spec.name)
-                return usage_error("%s", _("keys create: --name is required."));
+                return cli_usage_error("%s", _("keys create: --name is required."));
         if ((spec.budget > 0) != (spec.period >= 0))
-                return usage_error("%s", _("keys create: --budget-usd and --budget-period go together."));
+                return cli_usage_error("%s", _("keys create: --budget-usd and --budget-period go together."));
         spec.models = models;
 
         r = open_store(true, &state_dir, &s);
@@ -570,7 +558,7 @@ static int keys_list_cmd(int argc, char *argv[]) {
                 if (streq(argv[i], "--json"))
                         json = true;
                 else
-                        return usage_error(_("keys list: unknown argument '%s'."), argv[i]);
+                        return cli_usage_error(_("keys list: unknown argument '%s'."), argv[i]);
         }
         r = open_store(false, &state_dir, &s);
         if (r != EXIT_SUCCESS)
@@ -689,10 +677,10 @@ static int keys_show_cmd(int argc, char *argv[]) {
                 else if (!which && argv[i][0] != '-')
                         which = argv[i];
                 else
-                        return usage_error(_("keys show: unexpected argument '%s'."), argv[i]);
+                        return cli_usage_error(_("keys show: unexpected argument '%s'."), argv[i]);
         }
         if (!which)
-                return usage_error("%s", _("keys show: which key? Give its ID or name."));
+                return cli_usage_error("%s", _("keys show: which key? Give its ID or name."));
         r = open_store(false, &state_dir, &s);
         if (r != EXIT_SUCCESS)
                 return r;
@@ -718,7 +706,7 @@ static int keys_revoke_cmd(int argc, char *argv[]) {
         int r;
 
         if (argc != 2 || argv[1][0] == '-')
-                return usage_error("%s", _("keys revoke: give exactly one key ID or name."));
+                return cli_usage_error("%s", _("keys revoke: give exactly one key ID or name."));
         r = open_store(false, &state_dir, &s);
         if (r != EXIT_SUCCESS)
                 return r;
@@ -756,7 +744,7 @@ int cli_keys(int argc, char *argv[]) {
                 keys_help(stdout);
                 return EXIT_SUCCESS;
         }
-        return usage_error(_("keys: unknown subcommand '%s' (expected create, list, show or revoke)."), argv[1]);
+        return cli_usage_error(_("keys: unknown subcommand '%s' (expected create, list, show or revoke)."), argv[1]);
 }
 
 /* ---- usage ---- */
@@ -830,7 +818,7 @@ int cli_usage(int argc, char *argv[]) {
                         return EXIT_SUCCESS;
                 case ARG_SINCE:
                         if (parse_date(optarg, -1, now, &since) < 0)
-                                return usage_error(_("usage: invalid --since \"%s\"."), optarg);
+                                return cli_usage_error(_("usage: invalid --since \"%s\"."), optarg);
                         break;
                 case ARG_KEY:
                         key = optarg;
@@ -839,10 +827,10 @@ int cli_usage(int argc, char *argv[]) {
                         json = true;
                         break;
                 default:
-                        return usage_error(_("usage: unknown or incomplete option '%s'."), argv[optind - 1]);
+                        return cli_usage_error(_("usage: unknown or incomplete option '%s'."), argv[optind - 1]);
                 }
         if (optind < argc)
-                return usage_error(_("usage: unexpected argument '%s'."), argv[optind]);
+                return cli_usage_error(_("usage: unexpected argument '%s'."), argv[optind]);
 
         r = open_store(false, &state_dir, &s);
         if (r != EXIT_SUCCESS)

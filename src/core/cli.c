@@ -47,7 +47,7 @@ static void help(FILE *f) {
                 "See gate(8) and gate.conf(5).\n"), f);
 }
 
-_printf_(1, 2) static int usage_error(const char *fmt, ...) {
+int cli_usage_error(const char *fmt, ...) {
         va_list ap;
 
         fprintf(stderr, "gate: ");
@@ -64,7 +64,7 @@ static int cmd_serve(int argc, char *argv[]) {
         int r;
 
         if (argc > 1)
-                return usage_error(_("serve takes no arguments, got '%s'."), argv[1]);
+                return cli_usage_error(_("serve takes no arguments, got '%s'."), argv[1]);
 
         /* The daemon speaks English in its logs (%m included), whatever the environment says. */
         (void) setlocale(LC_ALL, "C");
@@ -94,10 +94,10 @@ static int cmd_config(int argc, char *argv[]) {
         int r;
 
         if (argc < 2 || !streq(argv[1], "check"))
-                return usage_error(_("config: unknown or missing subcommand '%s' (expected 'check')."),
+                return cli_usage_error(_("config: unknown or missing subcommand '%s' (expected 'check')."),
                                    argc < 2 ? "" : argv[1]);
         if (argc > 3)
-                return usage_error(_("config check takes at most one FILE, got '%s'."), argv[3]);
+                return cli_usage_error(_("config check takes at most one FILE, got '%s'."), argv[3]);
 
         r = manager_state_directory(false, &state_dir);
         if (r < 0) {
@@ -160,7 +160,7 @@ static int cmd_reload(int argc, char *argv[]) {
                 else if (streq(argv[i], "--user"))
                         arg_user = true;
                 else
-                        return usage_error(_("reload: unknown argument '%s'."), argv[i]);
+                        return cli_usage_error(_("reload: unknown argument '%s'."), argv[i]);
         }
         if (bus_connect(&bus) < 0)
                 return EXIT_FAILURE;
@@ -266,7 +266,7 @@ static int cmd_status(int argc, char *argv[]) {
                 else if (streq(argv[i], "--user"))
                         arg_user = true;
                 else
-                        return usage_error(_("status: unknown argument '%s'."), argv[i]);
+                        return cli_usage_error(_("status: unknown argument '%s'."), argv[i]);
         }
         if (bus_connect(&bus) < 0)
                 return EXIT_FAILURE;
@@ -353,7 +353,7 @@ int cli_main(int argc, char *argv[]) {
                         break;
                 case '?':
                 default:
-                        return usage_error(_("unknown option '%s'."), argv[optind - 1]);
+                        return cli_usage_error(_("unknown option '%s'."), argv[optind - 1]);
                 }
 
         if (optind >= argc) {
@@ -378,5 +378,5 @@ int cli_main(int argc, char *argv[]) {
                 help(stdout);
                 return EXIT_SUCCESS;
         }
-        return usage_error(_("unknown command '%s'."), cmd);
+        return cli_usage_error(_("unknown command '%s'."), cmd);
 }

@@ -5,3 +5,6 @@
 #define EXIT_CONFIG 78          /* EX_CONFIG from sysexits.h */
 
 int cli_main(int argc, char *argv[]);
+
+/* "gate: MESSAGE" and the --help hint on stderr; returns EXIT_USAGE. Shared by every command. */
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
