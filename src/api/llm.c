@@ -9,13 +9,54 @@
 #include "shared/log.h"
 #include "shared/util.h"
 
+/* Who may use the API ([auth] in gate.conf(5)): a valid gate key (gk-…, as x-api-key or Authorization:
+ * Bearer) always; without one, loopback clients when loopback_without_key is set, and clients that bring
+ * their own provider key where passthrough allows it. Returns 1 when the request may go on (with *ret_key
+ * referenced, or NULL), 0 when it was answered (401). */
+static int api_authorize(Request *r, Manager *m, Dialect d, KeyInfo **ret_key) {
+        const char *presented = request_header(r, "x-api-key");
+        const KeyInfo *k = NULL;
+        bool loopback = request_is_loopback(r);
+        int e;
+
+        *ret_key = NULL;
+        if (!presented) {
+                const char *a = request_header(r, "authorization");
+                if (a && strncasecmp(a, "Bearer ", 7) == 0)
+                        presented = a + 7;
+        }
+        if (presented && startswith(presented, "gk-")) {
+                e = keys_verify(m->keys, presented, &k);
+                if (e >= 0) {
+                        *ret_key = key_info_ref((KeyInfo *) k);
+                        return 1;
+                }
+                (void) api_reply_error(r, d, 401, "invalid_api_key", NULL, 0, "%s",
+                                       e == -EKEYREVOKED ? "This API key has been revoked." :
+                                       e == -EKEYEXPIRED ? "This API key has expired." : "Invalid API key.");
+                return 0;
+        }
+        if (loopback && m->config->auth_loopback_without_key)
+                return 1;
+        if (presented && *presented && (m->config->auth_passthrough == PASSTHROUGH_ALWAYS ||
+                                        (m->config->auth_passthrough == PASSTHROUGH_LOOPBACK && loopback)))
+                return 1; /* the client's own provider key: it pays, the provider checks it */
+        (void) api_reply_error(r, d, 401, "missing_api_key", NULL, 0,
+                               "This gate needs an API key: send a gate key (gk-...) as x-api-key or "
+                               "Authorization: Bearer.");
+        return 0;
+}
+
 int api_forward(Request *r, Manager *m) {
         Dialect d = api_request_dialect(r);
+        _cleanup_(key_info_unrefp) KeyInfo *key = NULL;
 
         if (m->state == MANAGER_STOPPING)
                 return api_reply_error(r, d, 503, "shutting_down", (const HttpHeader[]){ { "retry-after", "1" } }, 1,
                                        "gate is shutting down.");
-        return proxy_forward(&m->proxy, m->providers, r, d);
+        if (api_authorize(r, m, d, &key) == 0)
+                return 0;
+        return proxy_forward(&m->proxy, m->providers, r, d, key);
 }
 
 /* Models a provider names exactly (patterns with wildcards are not listable). */
@@ -230,9 +271,13 @@ static void models_on_fetched(int error, long status, const char *body, size_t l
 }
 
 int api_models(Request *r, Manager *m) {
+        _cleanup_(key_info_unrefp) KeyInfo *key = NULL;
         ModelsCall *c = NULL;
         usec_t now = now_mono();
         int k;
+
+        if (api_authorize(r, m, api_request_dialect(r), &key) == 0)
+                return 0;
 
         for (size_t i = 0; i < m->providers->n_items; i++) {
                 Provider *p = m->providers->items[i];

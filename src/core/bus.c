@@ -32,7 +32,7 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
         if (streq(property, "RelayState"))
                 return sd_bus_message_append(reply, "s", m->config->relay_enabled ? "unavailable" : "disabled");
         if (streq(property, "UsageQueueDrops"))
-                return sd_bus_message_append(reply, "t", (uint64_t) 0);
+                return sd_bus_message_append(reply, "t", m->usage ? usage_queue_drops(m->usage) : (uint64_t) 0);
         return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "Unknown property %s", property);
 }
 

@@ -75,6 +75,10 @@ static void manager_apply_limits(Manager *m) {
         l->h2_max_concurrent_streams = c->server_h2_max_concurrent_streams;
         m->proxy.policy.passthrough = c->auth_passthrough;
         m->proxy.policy.max_pending = c->proxy_max_pending;
+        m->proxy.usage = m->usage;
+        m->proxy.prices = m->prices;
+        if (m->usage)
+                usage_queue_configure(m->usage, c->usage_queue_max, c->usage_flush_interval);
 }
 
 static void manager_update_status(Manager *m, bool ready) {
@@ -414,6 +418,9 @@ int manager_reload(Manager *m, const char *reason, char **ret_error) {
         _cleanup_(providers_unrefp) Providers *providers = NULL;
         if (r >= 0)
                 r = providers_build(c, &providers, &error);
+        PriceTable *prices = NULL;
+        if (r >= 0)
+                r = price_table_from_config(c, &prices, &error);
         if (r < 0) {
                 log_error("Reload (%s) failed, keeping the running configuration: %s", reason,
                           error ? error : strerror(-r));
@@ -438,6 +445,13 @@ int manager_reload(Manager *m, const char *reason, char **ret_error) {
         /* Live calls keep the provider set they started with; new ones get the new set. */
         providers_unref(m->providers);
         m->providers = TAKE_PTR(providers);
+        price_table_unref(m->prices);
+        m->prices = TAKE_PTR(prices);
+        if (m->keys) {
+                r = keys_reload(m->keys);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to reload the API keys, keeping the cached ones: %m");
+        }
         manager_apply_limits(m);
 
         if (manager_has_listener(m, LISTENER_HTTPS)) {
@@ -460,6 +474,19 @@ int manager_reload(Manager *m, const char *reason, char **ret_error) {
                             "Reloaded configuration (%s), generation %u.", reason, m->generation);
         manager_update_status(m, true);
         bus_emit_reloaded(m);
+        return 0;
+}
+
+/* Keys created or revoked by `gate keys` (another process) apply within a second, no reload needed. */
+static int on_keys_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        r = keys_reload_if_changed(m->keys);
+        if (r < 0)
+                log_debug_errno(r, "Failed to check the API keys for changes, ignoring: %m");
+        (void) sd_event_source_set_time(s, usec + USEC_PER_SEC);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ON);
         return 0;
 }
 
@@ -524,6 +551,28 @@ int manager_start(Manager *m) {
         }
         if (r < 0)
                 return log_error_errno(r, "Failed to open the database: %s", error ? error : strerror(-r));
+
+        /* 2a. Keys, prices and the usage writer, on the database. */
+        r = price_table_from_config(m->config, &m->prices, &error);
+        if (r == -ENOMEM)
+                return log_oom();
+        if (r < 0) {
+                log_error("Invalid configuration: %s", error ? error : strerror(-r));
+                return -EINVAL;
+        }
+        r = keys_new(m->store, m->state_dir, &m->keys);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load the API keys: %m");
+        r = usage_queue_new(m->config->database_path, m->config->usage_queue_max, &m->usage);
+        if (r >= 0)
+                r = usage_queue_start(m->usage, m->config->usage_flush_interval);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the usage writer: %m");
+        r = sd_event_add_time_relative(m->event, &m->keys_timer, CLOCK_MONOTONIC, USEC_PER_SEC, 0,
+                                       on_keys_timer, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to arm the key refresh timer: %m");
+        (void) sd_event_source_set_description(m->keys_timer, "keys-refresh");
 
         /* 2b. The upstream side: libcurl on our loop. */
         r = proxy_init(&m->proxy, m->event);
@@ -628,6 +677,10 @@ Manager *manager_free(Manager *m) {
         tls_credentials_unref(m->tls);
         proxy_done(&m->proxy);
         providers_unref(m->providers);
+        sd_event_source_disable_unref(m->keys_timer);
+        usage_queue_free(m->usage);
+        keys_free(m->keys);
+        price_table_unref(m->prices);
         for (size_t i = 0; i < m->n_listeners; i++) {
                 sd_event_source_disable_unref(m->listeners[i].io);
                 sd_event_source_disable_unref(m->listeners[i].retry);

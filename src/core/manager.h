@@ -11,7 +11,10 @@
 #include "net/tls.h"
 #include "proxy/provider.h"
 #include "proxy/proxy.h"
+#include "store/keys.h"
+#include "store/prices.h"
 #include "store/store.h"
+#include "store/usage.h"
 
 typedef enum ManagerState {
         MANAGER_STARTING,
@@ -44,6 +47,10 @@ struct Manager {
         sd_bus *bus;
         Providers *providers;
         Proxy proxy;
+        KeyStore *keys;                 /* gate's own API keys, cached */
+        UsageQueue *usage;              /* usage rows on their way to the database */
+        PriceTable *prices;
+        sd_event_source *keys_timer;    /* picks up keys created or revoked by the CLI */
 
         Listener *listeners;
         size_t n_listeners;

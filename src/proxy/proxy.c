@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "api/errors.h"
+#include "api/usage-scan.h"
 #include "core/config.h"
 #include "proxy/jscan.h"
 #include "proxy/proxy.h"
@@ -36,6 +37,10 @@ typedef struct ProxyCall {
         bool stream;
         Buf body;                       /* the body sent upstream when the model name was rewritten */
         char *client_model;             /* the model the client asked for (answers name it) */
+        KeyInfo *key;                   /* the client's gate key, or NULL */
+        UsageScanner scan;              /* usage from the upstream's own bytes (before translation) */
+        bool scanning;
+        usec_t first_byte;              /* CLOCK_MONOTONIC when the client got the head, 0 never */
 
         /* Translation, when the current candidate speaks another dialect (kind >= 0). */
         TranslateKind kind;
@@ -106,9 +111,56 @@ static void call_stop_transfer(ProxyCall *c) {
         (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
 }
 
+/* One usage row per forwarded request, written off the loop by the usage queue. */
+static void call_record_usage(ProxyCall *c) {
+        Request *r = c->request;
+        const Provider *p = c->n_cands > 0 && c->attempts > 0 ? c->cands[c->idx].provider : NULL;
+        UsageRecord u = {};
+        Usage tokens = {};
+        char client[128];
+        usec_t now = now_mono();
+
+        if (!c->proxy->usage || !r)
+                return;
+        if (c->scanning)
+                usage_scanner_result(&c->scan, &tokens);
+        u.time = now_usec(CLOCK_REALTIME) - (now - r->start_usec);
+        u.key_id = c->key ? c->key->id : 0;
+        format_socket_address((const struct sockaddr *) &r->peer, sizeof r->peer, client, sizeof client);
+        USAGE_SET(&u, client, client);
+        USAGE_SET(&u, route, r->path);
+        USAGE_SET(&u, dialect_in, dialect_to_string(c->dialect));
+        USAGE_SET(&u, dialect_out, p ? dialect_to_string(provider_dialect(p->type)) : "");
+        USAGE_SET(&u, provider, p ? p->name : "");
+        USAGE_SET(&u, model_requested, c->client_model);
+        USAGE_SET(&u, model_served, tokens.found && tokens.model[0] ? tokens.model :
+                                    p ? c->cands[c->idx].model : "");
+        u.status = r->status ? r->status : 499;   /* 499: the client left before an answer */
+        if (tokens.found) {
+                u.input_tokens = tokens.input_tokens;
+                u.output_tokens = tokens.output_tokens;
+                u.cache_read_tokens = tokens.cache_read_tokens;
+                u.cache_write_tokens = tokens.cache_write_tokens;
+        }
+        const Price *price = p && c->proxy->prices ?
+                price_table_lookup(c->proxy->prices, p->name, u.model_served[0] ? u.model_served : c->client_model) :
+                NULL;
+        u.priced = price != NULL;
+        u.cost = price ? price_cost(price, u.input_tokens, u.output_tokens, u.cache_read_tokens,
+                                    u.cache_write_tokens) : 0;
+        u.ttfb = c->first_byte ? c->first_byte - r->start_usec : USEC_INFINITY;
+        u.duration = now - r->start_usec;
+        u.overhead = u.duration > c->upstream_wait ? u.duration - c->upstream_wait : 0;
+        u.stream = c->stream;
+        u.bytes_in = buf_len(&r->body);
+        u.bytes_out = r->bytes_out;
+        (void) usage_queue_push(c->proxy->usage, &u);
+}
+
 static void call_free(ProxyCall *c) {
         if (!c)
                 return;
+        call_record_usage(c);
         call_stop_transfer(c);
         sd_event_source_disable_unref(c->timer);
         call_free_headers(c);
@@ -119,6 +171,7 @@ static void call_free(ProxyCall *c) {
         translated_request_done(&c->treq);
         stream_translator_free(c->translator);
         free(c->client_model);
+        key_info_unref(c->key);
         if (c->request) {
                 request_set_hooks(c->request, NULL, NULL);
                 request_unref(c->request);
@@ -154,6 +207,7 @@ static int call_start_response(ProxyCall *c, bool with_length) {
         h[n++] = (HttpHeader){ "x-gate-provider", c->cands[c->idx].provider->name };
 
         c->started = true;
+        c->first_byte = now_mono();
         if (with_length)
                 r = request_reply(c->request, (unsigned) c->status, h, n, NULL, buf_data(&c->hold), buf_len(&c->hold));
         else
@@ -206,6 +260,7 @@ static int call_start_translated_stream(ProxyCall *c) {
         h[n++] = (HttpHeader){ "cache-control", "no-cache" };
         c->request->upstream_wait = c->upstream_wait;
         c->started = true;
+        c->first_byte = now_mono();
         return request_start(c->request, (unsigned) c->status, h, n);
 }
 
@@ -239,6 +294,14 @@ static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata
                         return len;
                 c->status = s;
                 c->head_done = true;
+                /* Usage comes from the upstream's own bytes, in its own dialect. */
+                const char *ct = NULL;
+                for (size_t i = 0; i < c->n_headers; i++)
+                        if (streq(c->headers[i].name, "content-type"))
+                                ct = c->headers[i].value;
+                usage_scanner_init(&c->scan, provider_dialect(c->cands[c->idx].provider->type),
+                                   ct && startswith(ct, "text/event-stream"));
+                c->scanning = s >= 200 && s < 300;
                 c->upstream_wait += now_mono() - c->t_attempt;
                 c->holding = status_retryable(s) && call_can_retry(c);
                 /* The first byte arrived: from now on the idle timeout guards the gaps. */
@@ -314,6 +377,10 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata) {
 
         if (c->client_gone)
                 return 0;
+        /* Exactly once per byte: data left with curl by a pause below comes again later. (Held-back
+         * answers are never 2xx, so they are not scanned.) */
+        if (c->scanning && !c->holding && (c->buffering || !c->request->want_writable))
+                usage_scanner_feed(&c->scan, data, len);
 
         if (c->holding || c->buffering) {
                 if (buf_len(&c->hold) + len <= (c->kind >= 0 ? TRANSLATE_BODY_MAX : HOLD_MAX))
@@ -403,6 +470,7 @@ static void call_reply_translated(ProxyCall *c) {
         n = translated_headers(c, h);
         call_detach(c);
         c->started = true;
+        c->first_byte = now_mono();
         (void) request_reply(c->request, (unsigned) c->status, h, n, "application/json", out, len);
         call_free(c);
 }
@@ -841,7 +909,7 @@ fail:
         call_free(c);
 }
 
-int proxy_forward(Proxy *proxy, Providers *providers, Request *r, Dialect d) {
+int proxy_forward(Proxy *proxy, Providers *providers, Request *r, Dialect d, KeyInfo *key) {
         static const char *const keys[] = { "model", "stream" };
         _cleanup_free_ char *model = NULL;
         JsonSpan spans[2];
@@ -870,9 +938,14 @@ int proxy_forward(Proxy *proxy, Providers *providers, Request *r, Dialect d) {
         if (k < 0)
                 return api_reply_error(r, d, 400, "invalid_model", NULL, 0, "\"model\" is not a valid name.");
 
+        if (key && !key_info_allows_model(key, model))
+                return api_reply_error(r, d, 403, "model_not_allowed", NULL, 0,
+                                       "This API key may not use the model '%s'.", model);
+
         c = new0(ProxyCall, 1);
         if (!c)
                 return -ENOMEM;
+        c->key = key_info_ref(key);
         c->proxy = proxy;
         c->request = request_ref(r);
         c->providers = providers_ref(providers);

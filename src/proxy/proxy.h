@@ -4,6 +4,9 @@
 #include "http/request.h"
 #include "proxy/curl-glue.h"
 #include "proxy/provider.h"
+#include "store/keys.h"
+#include "store/prices.h"
+#include "store/usage.h"
 
 typedef struct ProxyPolicy {
         int passthrough;                /* Passthrough (core/config.h) */
@@ -18,6 +21,8 @@ typedef struct Proxy {
         uint64_t upstream_requests;
         uint64_t retries;
         uint32_t seed;                  /* weighted routing order */
+        UsageQueue *usage;              /* where each call's usage row goes (may be NULL) */
+        PriceTable *prices;             /* what it cost (may be NULL: unpriced) */
         CURL *idle[64];                 /* easy handles kept for reuse: setting one up is not free */
         size_t n_idle;
 } Proxy;
@@ -32,5 +37,6 @@ void proxy_done(Proxy *p);
 
 /* Forwards r (a complete POST with a JSON body) in dialect d to a provider chosen by the body's model.
  * providers is referenced for the whole call, so a reload never pulls a provider from under a live
- * stream. Always answers r: with the upstream's response, or with an error in dialect d. */
-int proxy_forward(Proxy *p, Providers *providers, Request *r, Dialect d);
+ * stream. Always answers r: with the upstream's response, or with an error in dialect d. key (may be NULL)
+ * is the client's gate key: its model patterns are enforced and the usage row is booked on it. */
+int proxy_forward(Proxy *p, Providers *providers, Request *r, Dialect d, KeyInfo *key);

@@ -78,7 +78,7 @@ def normalize(text):
 @test
 def chat_completion_forwarded():
     body = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]}
-    rc, out, err = post("/v1/chat/completions", body, "-H", "authorization: Bearer gk-not-for-upstream",
+    rc, out, err = post("/v1/chat/completions", body, "-H", "authorization: Bearer sk-clients-own-key",
                         "-H", "x-request-id: test-req-1", "-H", "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
                         "-H", "openai-organization: org-1", "-H", "connection: keep-alive, x-secret-hop")
     status, headers, text = split(out)
@@ -95,7 +95,7 @@ def chat_completion_forwarded():
     assert req["headers"]["x-request-id"] == "test-req-1"
     assert req["headers"]["traceparent"].startswith("00-0af7")
     assert req["headers"]["openai-organization"] == "org-1"
-    assert "x-secret-hop" not in req["headers"] and "gk-not-for-upstream" not in json.dumps(req["headers"])
+    assert "x-secret-hop" not in req["headers"] and "sk-clients-own-key" not in json.dumps(req["headers"])
     assert req["path"] == "/v1/chat/completions", req["path"]
 
 

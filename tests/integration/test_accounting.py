@@ -1,0 +1,134 @@
+"""Keys and usage on the request path: gate keys required or not, revocation, model allow-lists, usage rows."""
+import json
+import os
+import subprocess
+import time
+
+from gatetest import GATE, Gate, curl, finish, test
+from mocktest import Mock
+
+M = Mock(require_key="sk-up").start()
+CONFIG = """
+[auth]
+loopback_without_key = %s
+passthrough = never
+[usage]
+flush_interval = 100ms
+[price.mock-priced]
+input = 1.00
+output = 2.00
+[provider.mock]
+type = openai-compatible
+base_url = http://%s/v1
+models = mock-*
+api_key = sk-up
+[provider.anth]
+type = anthropic
+base_url = %s
+models = claude-*
+api_key = sk-up
+"""
+
+
+def keys(g, *args):
+    env = dict(os.environ, GATE_CONFIG=g.config_path, STATE_DIRECTORY=g.state)
+    p = subprocess.run([GATE, "keys"] + list(args), capture_output=True, env=env, timeout=20)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.decode()
+
+
+def chat(g, model, *headers, stream=False):
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    if stream:
+        body.update(stream=True, stream_options={"include_usage": True})
+    args = []
+    for h in headers:
+        args += ["-H", h]
+    return curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", g.url("/v1/chat/completions"),
+                "--data-binary", json.dumps(body), *args)[1]
+
+
+def rows(g, timeout=5):
+    db = os.path.join(g.state, "gate.db")
+    deadline = time.time() + timeout
+    while True:
+        p = subprocess.run(["sqlite3", "-json", db, "SELECT * FROM usage ORDER BY rowid"], capture_output=True)
+        out = p.stdout.decode().strip()
+        r = json.loads(out) if out else []
+        if r or time.time() > deadline:
+            return r
+        time.sleep(0.1)
+
+
+g = Gate(config=CONFIG % ("false", M.address, M.base_url)).start()
+
+
+@test
+def key_required_when_loopback_is_not_trusted():
+    assert chat(g, "mock-a") == "401"
+    rc, out, _ = curl("-s", "-X", "POST", g.url("/v1/messages"), "-H", "anthropic-version: 2023-06-01",
+                      "--data-binary", '{"model":"claude-x","max_tokens":5,"messages":[]}')
+    j = json.loads(out)
+    assert j["type"] == "error" and j["error"]["type"] == "authentication_error", j
+    assert chat(g, "mock-a", "authorization: Bearer gk-not-a-real-key") == "401"
+    # A provider key of the client's own is not enough either with passthrough = never.
+    assert chat(g, "mock-a", "authorization: Bearer sk-up") == "401"
+
+
+@test
+def created_key_works_and_revocation_applies_without_restart():
+    out = keys(g, "create", "--name", "alice", "--models", "mock-a*,mock-priced")
+    key = [w for w in out.split() if w.startswith("gk-")][0]
+    deadline = time.time() + 5
+    while chat(g, "mock-a", "x-api-key: " + key) != "200":
+        assert time.time() < deadline, "new key not accepted within 5 s"
+        time.sleep(0.2)
+    assert chat(g, "mock-a", "authorization: Bearer " + key) == "200"
+    # The key is gate's: never forwarded upstream.
+    assert key not in json.dumps(M.last_request()["headers"])
+    # Its model allow-list.
+    assert chat(g, "mock-b", "x-api-key: " + key) == "403"
+    keys(g, "revoke", "alice")
+    deadline = time.time() + 5
+    while chat(g, "mock-a", "x-api-key: " + key) != "401":
+        assert time.time() < deadline, "revoked key still accepted after 5 s"
+        time.sleep(0.2)
+
+
+@test
+def usage_rows_with_tokens_and_cost():
+    out = keys(g, "create", "--name", "bob")
+    key = [w for w in out.split() if w.startswith("gk-")][0]
+    time.sleep(1.5)
+    before = len(rows(g, timeout=0))
+    assert chat(g, "mock-priced", "x-api-key: " + key) == "200"
+    assert chat(g, "mock-priced+chunks=3", "x-api-key: " + key, stream=True) == "200"
+    deadline = time.time() + 5
+    while len(rows(g, timeout=0)) < before + 2:
+        assert time.time() < deadline, rows(g, timeout=0)
+        time.sleep(0.1)
+    new = rows(g)[before:]
+    direct = json.loads(curl("-s", "-X", "POST", M.url("/v1/chat/completions"), "-H", "authorization: Bearer sk-up",
+                             "--data-binary", json.dumps({"model": "mock-priced", "messages": [{"role": "user",
+                                                                                                "content": "hi"}]}))[1])
+    plain, streamed = new[0], new[1]
+    assert plain["status"] == 200 and plain["provider"] == "mock" and plain["route"] == "/v1/chat/completions"
+    assert plain["input_tokens"] == direct["usage"]["prompt_tokens"], (plain, direct["usage"])
+    assert plain["output_tokens"] == direct["usage"]["completion_tokens"], (plain, direct["usage"])
+    assert plain["cost_nanousd"] > 0 and plain["priced"] == 1, plain
+    assert streamed["output_tokens"] == 3 and streamed["stream"] in (1, True), streamed
+    assert plain["key_id"] == streamed["key_id"] and plain["key_id"] > 0
+
+
+g.stop()
+g2 = Gate(config=CONFIG % ("true", M.address, M.base_url)).start()
+
+
+@test
+def loopback_trusted_by_default():
+    assert chat(g2, "mock-a") == "200"
+
+
+g2.stop()
+M.stop()
+finish()
