@@ -313,3 +313,27 @@ int api_models(Request *r, Manager *m) {
         request_set_hooks(r, &models_hooks, c);
         return 0;
 }
+
+/* GET /metrics: Prometheus text. Loopback clients, and holders of an admin gate key elsewhere. */
+int api_metrics(Request *r, Manager *m) {
+        _cleanup_(buf_done) Buf b = {};
+        int k;
+
+        if (!request_is_loopback(r)) {
+                const char *presented = request_header(r, "authorization");
+                const KeyInfo *key = NULL;
+
+                if (presented && strncasecmp(presented, "Bearer ", 7) == 0)
+                        presented += 7;
+                else
+                        presented = request_header(r, "x-api-key");
+                if (!presented || keys_verify(m->keys, presented, &key) < 0 || !key->admin)
+                        return api_reply_error(r, DIALECT_OPENAI, 403, "forbidden", NULL, 0,
+                                               "/metrics is for loopback clients and admin keys.");
+        }
+        k = metrics_render(m->metrics->registry, &b);
+        if (k < 0)
+                return k;
+        return request_reply(r, 200, (const HttpHeader[]){ { "cache-control", "no-store" } }, 1,
+                             METRICS_CONTENT_TYPE, buf_data(&b), buf_len(&b));
+}

@@ -7,3 +7,4 @@ typedef struct Manager Manager;
 
 int api_forward(Request *r, Manager *m);        /* POST /v1/chat/completions, /v1/messages, ... */
 int api_models(Request *r, Manager *m);         /* GET /v1/models and /v1/models/{id} */
+int api_metrics(Request *r, Manager *m);        /* GET /metrics (Prometheus text) */

@@ -30,6 +30,7 @@ static int handle_health(Request *r, Manager *m) {
 
 static const Route routes[] = {
         { "/health", "GET HEAD", handle_health },
+        { "/metrics", "GET HEAD", api_metrics },
         { "/v1/chat/completions", "POST", api_forward },
         { "/v1/completions", "POST", api_forward },
         { "/v1/responses", "POST", api_forward },

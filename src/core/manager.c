@@ -77,8 +77,11 @@ static void manager_apply_limits(Manager *m) {
         m->proxy.policy.max_pending = c->proxy_max_pending;
         m->proxy.usage = m->usage;
         m->proxy.prices = m->prices;
+        m->proxy.metrics = m->metrics;
         if (m->usage)
                 usage_queue_configure(m->usage, c->usage_queue_max, c->usage_flush_interval);
+        if (m->metrics)
+                metrics_set_max_series(m->metrics->registry, c->metrics_max_series);
 }
 
 static void manager_update_status(Manager *m, bool ready) {
@@ -477,6 +480,22 @@ int manager_reload(Manager *m, const char *reason, char **ret_error) {
         return 0;
 }
 
+/* Gauges read when /metrics is rendered. */
+static double metric_connections(void *userdata) {
+        return ((Manager *) userdata)->n_connections;
+}
+static double metric_streams(void *userdata) {
+        return ((Manager *) userdata)->http.active_streams;
+}
+static double metric_queue_depth(void *userdata) {
+        Manager *m = userdata;
+        return m->usage ? (double) usage_queue_depth(m->usage) : 0;
+}
+static double metric_queue_drops(void *userdata) {
+        Manager *m = userdata;
+        return m->usage ? (double) usage_queue_drops(m->usage) : 0;
+}
+
 /* Keys created or revoked by `gate keys` (another process) apply within a second, no reload needed. */
 static int on_keys_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
@@ -568,6 +587,17 @@ int manager_start(Manager *m) {
                 r = usage_queue_start(m->usage, m->config->usage_flush_interval);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the usage writer: %m");
+        r = gate_metrics_new(m->config->metrics_max_series, &m->metrics);
+        if (r >= 0)
+                r = gate_metrics_add_sources(m->metrics, &(GateMetricsSources){
+                        .active_connections = metric_connections,
+                        .active_streams = metric_streams,
+                        .usage_queue_depth = metric_queue_depth,
+                        .usage_queue_drops = metric_queue_drops,
+                        .userdata = m,
+                });
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the metrics: %m");
         r = sd_event_add_time_relative(m->event, &m->keys_timer, CLOCK_MONOTONIC, USEC_PER_SEC, 0,
                                        on_keys_timer, m);
         if (r < 0)
@@ -678,6 +708,7 @@ Manager *manager_free(Manager *m) {
         proxy_done(&m->proxy);
         providers_unref(m->providers);
         sd_event_source_disable_unref(m->keys_timer);
+        gate_metrics_free(m->metrics);
         usage_queue_free(m->usage);
         keys_free(m->keys);
         price_table_unref(m->prices);

@@ -11,6 +11,7 @@
 #include "net/tls.h"
 #include "proxy/provider.h"
 #include "proxy/proxy.h"
+#include "api/metrics.h"
 #include "store/keys.h"
 #include "store/prices.h"
 #include "store/store.h"
@@ -50,6 +51,7 @@ struct Manager {
         KeyStore *keys;                 /* gate's own API keys, cached */
         UsageQueue *usage;              /* usage rows on their way to the database */
         PriceTable *prices;
+        GateMetrics *metrics;           /* served on GET /metrics */
         sd_event_source *keys_timer;    /* picks up keys created or revoked by the CLI */
 
         Listener *listeners;

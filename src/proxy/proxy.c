@@ -120,7 +120,7 @@ static void call_record_usage(ProxyCall *c) {
         char client[128];
         usec_t now = now_mono();
 
-        if (!c->proxy->usage || !r)
+        if ((!c->proxy->usage && !c->proxy->metrics) || !r)
                 return;
         if (c->scanning)
                 usage_scanner_result(&c->scan, &tokens);
@@ -154,7 +154,17 @@ static void call_record_usage(ProxyCall *c) {
         u.stream = c->stream;
         u.bytes_in = buf_len(&r->body);
         u.bytes_out = r->bytes_out;
-        (void) usage_queue_push(c->proxy->usage, &u);
+        if (c->proxy->usage)
+                (void) usage_queue_push(c->proxy->usage, &u);
+        if (c->proxy->metrics)
+                gate_metrics_request(c->proxy->metrics, &(MetricsRequest){
+                        .route = u.route, .dialect = u.dialect_in, .provider = p ? p->name : NULL,
+                        .model = u.model_served[0] ? u.model_served : u.model_requested, .status = u.status,
+                        .duration = u.duration, .ttfb = u.ttfb, .overhead = u.overhead,
+                        .input_tokens = u.input_tokens, .output_tokens = u.output_tokens,
+                        .cache_read_tokens = u.cache_read_tokens, .cache_write_tokens = u.cache_write_tokens,
+                        .cost = u.cost, .priced = u.priced,
+                });
 }
 
 static void call_free(ProxyCall *c) {
@@ -496,6 +506,10 @@ static void on_done(CURL *easy, CURLcode result, void *userdata) {
                         c->upstream_wait += now_mono() - c->t_attempt;
                 log_debug("Upstream %s failed for request %s: %s", p->name, request_id(c->request),
                           curl_easy_strerror(result));
+                if (c->proxy->metrics)
+                        gate_metrics_upstream_error(c->proxy->metrics, p->name,
+                                                    e == -ETIMEDOUT ? "timeout" :
+                                                    e == -ECONNREFUSED ? "connect" : "transfer");
                 if (!c->started && !c->head_done && c->idx + 1 < c->n_cands &&
                     c->attempts < c->providers->max_attempts) {
                         c->idx++;
@@ -518,6 +532,10 @@ static void on_done(CURL *easy, CURLcode result, void *userdata) {
         if (c->holding) {
                 if (call_can_retry(c)) {
                         c->proxy->retries++;
+                        if (c->proxy->metrics) {
+                                gate_metrics_upstream_error(c->proxy->metrics, p->name, "status");
+                                gate_metrics_upstream_retry(c->proxy->metrics, p->name);
+                        }
                         call_try_next(c);
                         return;
                 }

@@ -3,6 +3,7 @@
 
 #include "http/request.h"
 #include "proxy/curl-glue.h"
+#include "api/metrics.h"
 #include "proxy/provider.h"
 #include "store/keys.h"
 #include "store/prices.h"
@@ -23,6 +24,7 @@ typedef struct Proxy {
         uint32_t seed;                  /* weighted routing order */
         UsageQueue *usage;              /* where each call's usage row goes (may be NULL) */
         PriceTable *prices;             /* what it cost (may be NULL: unpriced) */
+        GateMetrics *metrics;           /* counted per finished call (may be NULL) */
         CURL *idle[64];                 /* easy handles kept for reuse: setting one up is not free */
         size_t n_idle;
 } Proxy;

@@ -129,6 +129,45 @@ def loopback_trusted_by_default():
     assert chat(g2, "mock-a") == "200"
 
 
+def parse_prometheus(text):
+    """A strict reader of the text format: every sample line is NAME{LABELS} VALUE; HELP/TYPE precede use."""
+    import re
+    samples, types = {}, {}
+    for line in text.splitlines():
+        if not line:
+            continue
+        if line.startswith("# HELP "):
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            assert kind in ("counter", "gauge", "histogram"), line
+            types[name] = kind
+            continue
+        m = re.fullmatch(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)', line)
+        assert m, "bad sample line: %r" % line
+        base = re.sub(r"_(bucket|sum|count)$", "", m.group(1))
+        assert m.group(1) in types or base in types, "sample before its TYPE: %r" % line
+        labels = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        samples[(m.group(1), tuple(sorted(labels.items())))] = float(m.group(4))
+    return samples, types
+
+
+@test
+def metrics_parse_and_move():
+    def total(samples, name, **want):
+        return sum(v for (n, labels), v in samples.items()
+                   if n == name and all(dict(labels).get(k) == w for k, w in want.items()))
+    rc, text, _ = curl("-s", g2.url("/metrics"))
+    before, types = parse_prometheus(text)
+    assert types["gate_requests_total"] == "counter"
+    n0 = total(before, "gate_requests_total", model="mock-m", status="200")
+    assert chat(g2, "mock-m") == "200" and chat(g2, "mock-m") == "200"
+    rc, text, _ = curl("-s", g2.url("/metrics"))
+    after, _ = parse_prometheus(text)
+    assert total(after, "gate_requests_total", model="mock-m", status="200") == n0 + 2, text[:2000]
+    assert total(after, "gate_request_duration_seconds_count", model="mock-m") >= 2
+
+
 g2.stop()
 M.stop()
 finish()
