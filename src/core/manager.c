@@ -21,6 +21,8 @@ static const char *const manager_state_table[_MANAGER_STATE_MAX] = {
         [MANAGER_STOPPING] = "stopping",
 };
 
+static int manager_load_spend(Manager *m);
+
 const char *manager_state_to_string(ManagerState s) {
         if (s < 0 || s >= _MANAGER_STATE_MAX)
                 return NULL;
@@ -78,6 +80,7 @@ static void manager_apply_limits(Manager *m) {
         m->proxy.usage = m->usage;
         m->proxy.prices = m->prices;
         m->proxy.metrics = m->metrics;
+        m->proxy.limits = m->limits;
         if (m->usage)
                 usage_queue_configure(m->usage, c->usage_queue_max, c->usage_flush_interval);
         if (m->metrics)
@@ -452,6 +455,8 @@ int manager_reload(Manager *m, const char *reason, char **ret_error) {
         m->prices = TAKE_PTR(prices);
         if (m->keys) {
                 r = keys_reload(m->keys);
+                if (r >= 0)
+                        r = manager_load_spend(m);
                 if (r < 0)
                         log_warning_errno(r, "Failed to reload the API keys, keeping the cached ones: %m");
         }
@@ -480,6 +485,14 @@ int manager_reload(Manager *m, const char *reason, char **ret_error) {
         return 0;
 }
 
+/* Budgets start from what the usage rows say each key spent in its current period. */
+static int manager_load_spend(Manager *m) {
+        size_t n = 0;
+        KeyInfo *const *all = keys_all(m->keys, &n);
+
+        return limits_load_spend(m->limits, m->store, all, n);
+}
+
 /* Gauges read when /metrics is rendered. */
 static double metric_connections(void *userdata) {
         return ((Manager *) userdata)->n_connections;
@@ -504,6 +517,8 @@ static int on_keys_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         r = keys_reload_if_changed(m->keys);
         if (r < 0)
                 log_debug_errno(r, "Failed to check the API keys for changes, ignoring: %m");
+        if (r > 0 && (r = manager_load_spend(m)) < 0)
+                log_warning_errno(r, "Failed to read the spend of new keys, ignoring: %m");
         (void) sd_event_source_set_time(s, usec + USEC_PER_SEC);
         (void) sd_event_source_set_enabled(s, SD_EVENT_ON);
         return 0;
@@ -582,6 +597,11 @@ int manager_start(Manager *m) {
         r = keys_new(m->store, m->state_dir, &m->keys);
         if (r < 0)
                 return log_error_errno(r, "Failed to load the API keys: %m");
+        r = limits_new(&m->limits);
+        if (r >= 0)
+                r = manager_load_spend(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the key limits: %m");
         r = usage_queue_new(m->config->database_path, m->config->usage_queue_max, &m->usage);
         if (r >= 0)
                 r = usage_queue_start(m->usage, m->config->usage_flush_interval);
@@ -709,6 +729,7 @@ Manager *manager_free(Manager *m) {
         providers_unref(m->providers);
         sd_event_source_disable_unref(m->keys_timer);
         gate_metrics_free(m->metrics);
+        limits_free(m->limits);
         usage_queue_free(m->usage);
         keys_free(m->keys);
         price_table_unref(m->prices);

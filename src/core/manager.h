@@ -11,6 +11,7 @@
 #include "net/tls.h"
 #include "proxy/provider.h"
 #include "proxy/proxy.h"
+#include "api/limits.h"
 #include "api/metrics.h"
 #include "store/keys.h"
 #include "store/prices.h"
@@ -52,6 +53,7 @@ struct Manager {
         UsageQueue *usage;              /* usage rows on their way to the database */
         PriceTable *prices;
         GateMetrics *metrics;           /* served on GET /metrics */
+        Limits *limits;                 /* per-key rate limits and budgets */
         sd_event_source *keys_timer;    /* picks up keys created or revoked by the CLI */
 
         Listener *listeners;

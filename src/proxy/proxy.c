@@ -38,6 +38,8 @@ typedef struct ProxyCall {
         Buf body;                       /* the body sent upstream when the model name was rewritten */
         char *client_model;             /* the model the client asked for (answers name it) */
         KeyInfo *key;                   /* the client's gate key, or NULL */
+        LimitResult ticket;             /* what limits_charge() admitted, settled when the call ends */
+        bool charged;
         UsageScanner scan;              /* usage from the upstream's own bytes (before translation) */
         bool scanning;
         usec_t first_byte;              /* CLOCK_MONOTONIC when the client got the head, 0 never */
@@ -154,6 +156,11 @@ static void call_record_usage(ProxyCall *c) {
         u.stream = c->stream;
         u.bytes_in = buf_len(&r->body);
         u.bytes_out = r->bytes_out;
+        if (c->charged && c->proxy->limits) {
+                limits_settle(c->proxy->limits, &c->ticket, u.input_tokens + u.cache_read_tokens +
+                              u.cache_write_tokens + u.output_tokens, u.cost);
+                c->charged = false;
+        }
         if (c->proxy->usage)
                 (void) usage_queue_push(c->proxy->usage, &u);
         if (c->proxy->metrics)
@@ -928,14 +935,15 @@ fail:
 }
 
 int proxy_forward(Proxy *proxy, Providers *providers, Request *r, Dialect d, KeyInfo *key) {
-        static const char *const keys[] = { "model", "stream" };
+        static const char *const keys[] = { "model", "stream", "max_tokens", "max_completion_tokens",
+                                            "max_output_tokens" };
         _cleanup_free_ char *model = NULL;
-        JsonSpan spans[2];
+        JsonSpan spans[ELEMENTSOF(keys)];
         size_t offset = 0;
         ProxyCall *c;
         int k;
 
-        k = jscan_object((const char *) buf_data(&r->body), buf_len(&r->body), keys, 2, spans, &offset);
+        k = jscan_object((const char *) buf_data(&r->body), buf_len(&r->body), keys, ELEMENTSOF(keys), spans, &offset);
         if (k == -ENOTDIR)
                 return api_reply_error(r, d, 400, "invalid_json", NULL, 0, "The request body must be a JSON object.");
         if (k == -EEXIST)
@@ -960,10 +968,45 @@ int proxy_forward(Proxy *proxy, Providers *providers, Request *r, Dialect d, Key
                 return api_reply_error(r, d, 403, "model_not_allowed", NULL, 0,
                                        "This API key may not use the model '%s'.", model);
 
+        LimitResult ticket = {};
+        if (key && proxy->limits) {
+                /* Pre-charge the most the request may use: its max tokens and about 4 bytes per input token. */
+                uint64_t tokens = buf_len(&r->body) / 4;
+                for (size_t i = 2; i < ELEMENTSOF(keys); i++)
+                        if (spans[i].type == 'n') {
+                                char num[24] = {};
+                                uint64_t v;
+                                memcpy(num, buf_data(&r->body) + spans[i].start,
+                                       MIN(spans[i].end - spans[i].start, sizeof num - 1));
+                                if (parse_uint64(num, &v) >= 0)
+                                        tokens += MIN(v, (uint64_t) 1 << 32);
+                        }
+                int after = limits_charge(proxy->limits, key, tokens, &ticket);
+                if (after > 0) {
+                        char ra[16];
+                        snprintf(ra, sizeof ra, "%d", after);
+                        if (proxy->metrics)
+                                gate_metrics_rate_limited(proxy->metrics, limit_kind_to_string(ticket.over));
+                        return api_reply_error(r, d, 429, ticket.over == LIMIT_BUDGET ? "budget_exceeded" :
+                                                          "rate_limit_exceeded",
+                                               (const HttpHeader[]){ { "retry-after", ra } }, 1,
+                                               ticket.over == LIMIT_BUDGET ?
+                                               "This API key's budget for the period is spent." :
+                                               ticket.over == LIMIT_RPM ?
+                                               "This API key's requests per minute limit is reached." :
+                                               "This API key's tokens per minute limit is reached.");
+                }
+        }
+
         c = new0(ProxyCall, 1);
-        if (!c)
+        if (!c) {
+                if (key && proxy->limits)
+                        limits_settle(proxy->limits, &ticket, 0, 0);
                 return -ENOMEM;
+        }
         c->key = key_info_ref(key);
+        c->ticket = ticket;
+        c->charged = key && proxy->limits;
         c->proxy = proxy;
         c->request = request_ref(r);
         c->providers = providers_ref(providers);

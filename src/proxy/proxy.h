@@ -3,6 +3,7 @@
 
 #include "http/request.h"
 #include "proxy/curl-glue.h"
+#include "api/limits.h"
 #include "api/metrics.h"
 #include "proxy/provider.h"
 #include "store/keys.h"
@@ -25,6 +26,7 @@ typedef struct Proxy {
         UsageQueue *usage;              /* where each call's usage row goes (may be NULL) */
         PriceTable *prices;             /* what it cost (may be NULL: unpriced) */
         GateMetrics *metrics;           /* counted per finished call (may be NULL) */
+        Limits *limits;                 /* per-key rate limits and budgets (may be NULL) */
         CURL *idle[64];                 /* easy handles kept for reuse: setting one up is not free */
         size_t n_idle;
 } Proxy;

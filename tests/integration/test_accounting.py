@@ -120,6 +120,25 @@ def usage_rows_with_tokens_and_cost():
     assert plain["key_id"] == streamed["key_id"] and plain["key_id"] > 0
 
 
+@test
+def rate_limit_and_budget():
+    out = keys(g, "create", "--name", "carol", "--rpm", "2")
+    key = [w for w in out.split() if w.startswith("gk-")][0]
+    out = keys(g, "create", "--name", "dave", "--budget-usd", "0.000001", "--budget-period", "day")
+    cheap = [w for w in out.split() if w.startswith("gk-")][0]
+    time.sleep(1.5)
+    codes = [chat(g, "mock-a", "x-api-key: " + key) for _ in range(3)]
+    assert codes == ["200", "200", "429"], codes
+    rc, out, _ = curl("-si", "-X", "POST", g.url("/v1/chat/completions"), "-H", "x-api-key: " + key,
+                      "--data-binary", '{"model":"mock-a","messages":[]}')
+    assert out.startswith("HTTP/1.1 429") and "retry-after: " in out.lower() and "rate_limit_exceeded" in out, out
+    # The budget: the first request (priced) spends it, the next one is refused.
+    assert chat(g, "mock-priced", "x-api-key: " + cheap) == "200"
+    rc, out, _ = curl("-si", "-X", "POST", g.url("/v1/chat/completions"), "-H", "x-api-key: " + cheap,
+                      "--data-binary", '{"model":"mock-priced","messages":[]}')
+    assert out.startswith("HTTP/1.1 429") and "budget_exceeded" in out, out
+
+
 g.stop()
 g2 = Gate(config=CONFIG % ("true", M.address, M.base_url)).start()
 
