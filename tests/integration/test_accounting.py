@@ -187,6 +187,32 @@ def metrics_parse_and_move():
     assert total(after, "gate_request_duration_seconds_count", model="mock-m") >= 2
 
 
+@test
+def kill_9_loses_at_most_the_queue_and_never_corrupts():
+    import signal
+    g3 = Gate(config=CONFIG % ("true", M.address, M.base_url))
+    g3.start()
+    procs = [subprocess.Popen(["curl", "-s", "-o", "/dev/null", "-X", "POST", g3.url("/v1/chat/completions"),
+                               "--data-binary", '{"model":"mock-k","messages":[]}'])
+             for _ in range(60)]
+    time.sleep(0.3)
+    g3.proc.send_signal(signal.SIGKILL)
+    g3.proc.wait()
+    for p in procs:
+        p.wait()
+    db = os.path.join(g3.state, "gate.db")
+    check = subprocess.run(["sqlite3", db, "PRAGMA integrity_check; SELECT count(*) FROM usage;"],
+                           capture_output=True).stdout.decode().split()
+    assert check[0] == "ok", check
+    assert 0 <= int(check[1]) <= 60, check
+    # It starts again on the same database, and keeps booking.
+    n = len(g3.notify.messages)
+    g3.start(wait_ready=False)
+    g3.notify.wait_for("READY=1", after=n)
+    assert chat(g3, "mock-k") == "200"
+    g3.stop()
+
+
 g2.stop()
 M.stop()
 finish()
