@@ -1,6 +1,7 @@
 /* Router: maps a complete request to its handler by method and path. */
 #include <stdio.h>
 
+#include "api/admin.h"
 #include "api/errors.h"
 #include "api/llm.h"
 #include "api/router.h"
@@ -31,6 +32,9 @@ static int handle_health(Request *r, Manager *m) {
 static const Route routes[] = {
         { "/health", "GET HEAD", handle_health },
         { "/metrics", "GET HEAD", api_metrics },
+        { "/admin/keys", "GET HEAD POST", api_admin_keys },
+        { "/admin/keys/", "DELETE", api_admin_keys },
+        { "/admin/usage", "GET HEAD", api_admin_usage },
         { "/v1/chat/completions", "POST", api_forward },
         { "/v1/completions", "POST", api_forward },
         { "/v1/responses", "POST", api_forward },

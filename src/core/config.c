@@ -844,6 +844,7 @@ static const ConfigItem config_items[] = {
 
         { "auth", "loopback_without_key", &type_bool, OFF(auth_loopback_without_key), "true" },
         { "auth", "passthrough", &type_passthrough, OFF(auth_passthrough), "loopback" },
+        { "auth", "admin_loopback", &type_bool, OFF(auth_admin_loopback), "true" },
 
         { "database", "url", &type_database_url, OFF(database_url), NULL },
 

@@ -70,6 +70,7 @@ typedef struct Config {
         /* [auth] */
         bool auth_loopback_without_key;
         Passthrough auth_passthrough;
+        bool auth_admin_loopback;               /* loopback clients may use /admin without an admin key */
 
         /* [database] */
         char *database_url;                     /* "sqlite:///abs/path" or "sqlite://relative" */

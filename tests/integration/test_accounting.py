@@ -188,6 +188,45 @@ def metrics_parse_and_move():
 
 
 @test
+def admin_api_keys_and_usage():
+    # g2 trusts loopback for /admin ([auth] admin_loopback defaults to true).
+    rc, out, _ = curl("-s", "-w", "\n%{http_code}", "-X", "POST", g2.url("/admin/keys"),
+                      "--data-binary", json.dumps({"name": "erin", "models": ["mock-*"], "rpm": 100}))
+    body, code = out.rsplit("\n", 1)
+    assert code == "201", out
+    created = json.loads(body)
+    assert created["key"].startswith("gk-") and created["name"] == "erin" and created["rpm"] == 100, created
+    listed = json.loads(curl("-s", g2.url("/admin/keys"))[1])
+    assert [k for k in listed["data"] if k["name"] == "erin"], listed
+    assert "key" not in json.dumps(listed["data"]) and created["key"] not in json.dumps(listed), listed
+    assert chat(g2, "mock-e", "x-api-key: " + created["key"]) == "200"
+    rc, out, _ = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "DELETE",
+                      g2.url("/admin/keys/erin"))
+    assert out == "200", out
+    assert chat(g2, "mock-e", "x-api-key: " + created["key"]) == "401"
+    time.sleep(0.5)
+    usage = json.loads(curl("-s", g2.url("/admin/usage?since=0"))[1])
+    assert any(u["key_name"] == "erin" and u["requests"] >= 1 for u in usage["data"]), usage
+    # Bad input is a clear 400; a non-admin key is refused.
+    rc, out, _ = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", g2.url("/admin/keys"),
+                      "--data-binary", '{"models": 5}')
+    assert out == "400", out
+    user = json.loads(curl("-s", "-X", "POST", g2.url("/admin/keys"),
+                           "--data-binary", json.dumps({"name": "frank"}))[1])["key"]
+    g4 = Gate(config=(CONFIG % ("true", M.address, M.base_url)).replace("passthrough = never",
+                                                                     "passthrough = never\nadmin_loopback = false"))
+    g4.state = g2.state
+    g4.env["STATE_DIRECTORY"] = g2.state
+    with g4:
+        g4.start()
+        rc, out, _ = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", g4.url("/admin/keys"))
+        assert out == "403", out
+        rc, out, _ = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "x-api-key: " + user,
+                          g4.url("/admin/keys"))
+        assert out == "403", out
+
+
+@test
 def kill_9_loses_at_most_the_queue_and_never_corrupts():
     import signal
     g3 = Gate(config=CONFIG % ("true", M.address, M.base_url))
