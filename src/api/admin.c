@@ -10,14 +10,9 @@
 
 /* Admin keys anywhere; loopback clients when [auth] admin_loopback allows (a personal install). */
 static bool admin_allowed(Request *r, Manager *m) {
-        const char *presented = request_header(r, "x-api-key");
+        const char *presented = request_api_key(r);
         const KeyInfo *k = NULL;
 
-        if (!presented) {
-                const char *a = request_header(r, "authorization");
-                if (a && strncasecmp(a, "Bearer ", 7) == 0)
-                        presented = a + 7;
-        }
         if (presented && startswith(presented, "gk-"))
                 return keys_verify(m->keys, presented, &k) >= 0 && k->admin;
         return request_is_loopback(r) && m->config->auth_admin_loopback;

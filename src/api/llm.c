@@ -14,17 +14,12 @@
  * their own provider key where passthrough allows it. Returns 1 when the request may go on (with *ret_key
  * referenced, or NULL), 0 when it was answered (401). */
 static int api_authorize(Request *r, Manager *m, Dialect d, KeyInfo **ret_key) {
-        const char *presented = request_header(r, "x-api-key");
+        const char *presented = request_api_key(r);
         const KeyInfo *k = NULL;
         bool loopback = request_is_loopback(r);
         int e;
 
         *ret_key = NULL;
-        if (!presented) {
-                const char *a = request_header(r, "authorization");
-                if (a && strncasecmp(a, "Bearer ", 7) == 0)
-                        presented = a + 7;
-        }
         if (presented && startswith(presented, "gk-")) {
                 e = keys_verify(m->keys, presented, &k);
                 if (e >= 0) {
@@ -320,13 +315,9 @@ int api_metrics(Request *r, Manager *m) {
         int k;
 
         if (!request_is_loopback(r)) {
-                const char *presented = request_header(r, "authorization");
+                const char *presented = request_api_key(r);
                 const KeyInfo *key = NULL;
 
-                if (presented && strncasecmp(presented, "Bearer ", 7) == 0)
-                        presented += 7;
-                else
-                        presented = request_header(r, "x-api-key");
                 if (!presented || keys_verify(m->keys, presented, &key) < 0 || !key->admin)
                         return api_reply_error(r, DIALECT_OPENAI, 403, "forbidden", NULL, 0,
                                                "/metrics is for loopback clients and admin keys.");

@@ -118,6 +118,17 @@ const char *request_header(const Request *r, const char *lowercase_name) {
         return NULL;
 }
 
+const char *request_api_key(const Request *r) {
+        const char *k = request_header(r, "x-api-key");
+
+        if (!k) {
+                const char *a = request_header(r, "authorization");
+                if (a && strncasecmp(a, "Bearer ", 7) == 0)
+                        k = a + 7;
+        }
+        return k;
+}
+
 const char *request_id(Request *r) {
         const char *given;
         bool ok;

@@ -85,6 +85,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Request *, request_unref);
 
 /* For handlers. */
 const char *request_header(const Request *r, const char *lowercase_name);
+/* The API key the client presented: x-api-key, else the Authorization: Bearer value; NULL if none. */
+const char *request_api_key(const Request *r);
 /* The request's id: the client's x-request-id when it is a sane token, else a new random one. Every
  * response carries it as x-request-id, and x-gate-overhead-us (time since the request was complete,
  * minus r->upstream_wait), unless the handler set them itself. */

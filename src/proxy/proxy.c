@@ -634,16 +634,9 @@ static const RequestHooks proxy_hooks = {
 };
 
 /* The client's own provider key, if it sent one (gate's own gk- keys are never forwarded). */
-static const char *client_provider_key(Request *r, bool *ret_bearer) {
-        const char *k = request_header(r, "x-api-key");
-        *ret_bearer = false;
-        if (!k) {
-                const char *a = request_header(r, "authorization");
-                if (a && strncasecmp(a, "Bearer ", 7) == 0) {
-                        k = a + 7;
-                        *ret_bearer = true;
-                }
-        }
+static const char *client_provider_key(Request *r) {
+        const char *k = request_api_key(r);
+
         if (!k || !*k || startswith(k, "gk-"))
                 return NULL;
         return k;
@@ -785,7 +778,6 @@ static void call_try_next(ProxyCall *c) {
         Provider *p;
         const char *key = NULL, *body;
         size_t body_len;
-        bool bearer;
         int k;
 
         call_stop_transfer(c);
@@ -840,7 +832,7 @@ static void call_try_next(ProxyCall *c) {
         else {
                 bool allowed = c->proxy->policy.passthrough == PASSTHROUGH_ALWAYS ||
                                (c->proxy->policy.passthrough == PASSTHROUGH_LOOPBACK && request_is_loopback(c->request));
-                key = client_provider_key(c->request, &bearer);
+                key = client_provider_key(c->request);
                 if (!allowed || !key) {
                         call_detach(c);
                         (void) api_reply_error(c->request, c->dialect, 401, "invalid_api_key", NULL, 0,
