@@ -88,13 +88,6 @@ static int append_model(Buf *b, Dialect d, const char *id, const char *owner, bo
         return k;
 }
 
-static bool strv_contains(char *const *l, const char *s) {
-        for (; l && *l; l++)
-                if (streq(*l, s))
-                        return true;
-        return false;
-}
-
 static int models_reply(Request *r, Providers *providers) {
         Dialect d = api_request_dialect(r);
         const char *one = NULL;

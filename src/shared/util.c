@@ -282,6 +282,20 @@ size_t strv_length(char *const *l) {
         return n;
 }
 
+bool strv_contains(char *const *l, const char *s) {
+        for (; l && *l; l++)
+                if (streq(*l, s))
+                        return true;
+        return false;
+}
+
+bool string_in_table(const char *s, const char *const *a, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (streq(s, a[i]))
+                        return true;
+        return false;
+}
+
 int mkdir_p(const char *path, mode_t mode) {
         _cleanup_free_ char *p = strdup(path);
         if (!p)

@@ -32,6 +32,10 @@ void strv_free(char **l);
 DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free);
 #define _cleanup_strv_free_ _cleanup_(strv_freep)
 size_t strv_length(char *const *l);
+bool strv_contains(char *const *l, const char *s);
+/* Whether s equals one of the n strings of a (a fixed table). */
+bool string_in_table(const char *s, const char *const *a, size_t n);
+#define STRING_IN_TABLE(s, a) string_in_table((s), (a), ELEMENTSOF(a))
 
 int mkdir_p(const char *path, mode_t mode);
 int read_full_file(const char *path, size_t max, char **ret, size_t *ret_len);

@@ -559,16 +559,11 @@ int request_chat_to_messages(ReqCtx *c, json_t *in, const char *upstream_model, 
                 return req_refuse(c, "Missing required parameter: 'messages'.");
 
         json_object_foreach(in, key, v) {
-                bool known = false;
-
                 if (json_is_null(v))
                         continue;
-                for (size_t k = 0; k < ELEMENTSOF(refused); k++)
-                        if (streq(key, refused[k]))
-                                return refuse_field(c, key);
-                for (size_t k = 0; k < ELEMENTSOF(handled); k++)
-                        known = known || streq(key, handled[k]);
-                if (known)
+                if (STRING_IN_TABLE(key, refused))
+                        return refuse_field(c, key);
+                if (STRING_IN_TABLE(key, handled))
                         continue;
                 /* Defaults say nothing: do not report them as dropped. */
                 if ((streq(key, "store") || streq(key, "logprobs")) && json_is_false(v))

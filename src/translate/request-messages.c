@@ -576,18 +576,13 @@ int request_messages_to_chat(ReqCtx *c, json_t *in, const char *upstream_model, 
                 return req_refuse(c, "max_tokens: Field required");
 
         json_object_foreach((json_t *) in, key, v) {
-                bool known = false;
-
                 if (streq(key, "thread") && json_is_false(v))
                         continue;
-                for (size_t k = 0; k < ELEMENTSOF(refused); k++)
-                        if (streq(key, refused[k]))
-                                return req_refuse(c, "%s: cannot be expressed for an OpenAI upstream%s", key,
-                                                  streq(key, "thread") ? " (gate holds no conversation state: "
-                                                  "send the whole history, thread: false)" : "");
-                for (size_t k = 0; k < ELEMENTSOF(handled); k++)
-                        known = known || streq(key, handled[k]);
-                if (known || json_is_null(v))
+                if (STRING_IN_TABLE(key, refused))
+                        return req_refuse(c, "%s: cannot be expressed for an OpenAI upstream%s", key,
+                                          streq(key, "thread") ? " (gate holds no conversation state: "
+                                          "send the whole history, thread: false)" : "");
+                if (STRING_IN_TABLE(key, handled) || json_is_null(v))
                         continue;
                 if (streq(key, "service_tier") && json_is_string(v) && streq(json_string_value(v), "auto"))
                         continue;

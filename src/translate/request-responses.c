@@ -410,16 +410,11 @@ int request_responses_to_chat(ReqCtx *c, json_t *in, const char *upstream_model,
         if (!out || !messages)
                 return -ENOMEM;
         json_object_foreach(in, key, v) {
-                bool known = false;
-
                 if (json_is_null(v))
                         continue;
-                for (size_t k = 0; k < ELEMENTSOF(refused); k++)
-                        if (streq(key, refused[k]))
-                                return refuse_field(c, key);
-                for (size_t k = 0; k < ELEMENTSOF(handled); k++)
-                        known = known || streq(key, handled[k]);
-                if (known)
+                if (STRING_IN_TABLE(key, refused))
+                        return refuse_field(c, key);
+                if (STRING_IN_TABLE(key, handled))
                         continue;
                 if (streq(key, "background") && json_is_false(v))
                         continue;
