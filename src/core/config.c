@@ -699,6 +699,79 @@ static int format_timespan_item(const void *field, char **ret) {
 
 static const ConfigType type_timespan = { parse_timespan_item, format_timespan_item, NULL, false };
 
+/* A retention is counted in days and weeks too, and may be forever ("infinity" or 0, stored as 0). */
+static int parse_retention(const char *s, uint64_t *ret) {
+        static const struct {
+                const char *suffix;
+                uint64_t factor;
+        } long_units[] = {
+                { "d", 24 * 3600 * USEC_PER_SEC },
+                { "w", 7 * 24 * 3600 * USEC_PER_SEC },
+        };
+
+        if (streq(s, "infinity") || streq(s, "0")) {
+                *ret = 0;
+                return 0;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(long_units); i++)
+                if (endswith(s, long_units[i].suffix)) {
+                        _cleanup_free_ char *num = strndup(s, strlen(s) - strlen(long_units[i].suffix));
+                        uint64_t v;
+
+                        if (!num)
+                                return -ENOMEM;
+                        if (parse_uint64(num, &v) < 0)
+                                return -EINVAL;
+                        if (v > UINT64_MAX / long_units[i].factor)
+                                return -ERANGE;
+                        *ret = v * long_units[i].factor;
+                        return 0;
+                }
+        return parse_timespan(s, ret);
+}
+
+static char *format_retention(uint64_t v) {
+        char *s;
+
+        if (v == 0)
+                return strdup("infinity");
+        if (v % (24 * 3600 * USEC_PER_SEC) == 0)
+                return asprintf(&s, "%" PRIu64 "d", v / (24 * 3600 * USEC_PER_SEC)) < 0 ? NULL : s;
+        return format_timespan_alloc(v);
+}
+
+static int parse_retention_item(const ConfigItem *item, const char *value, void *field, char **ret_reason) {
+        _cleanup_free_ char *s = NULL;
+        uint64_t v;
+        int r;
+
+        r = unquote_or_reason(value, &s, ret_reason);
+        if (r < 0)
+                return r;
+        r = parse_retention(s, &v);
+        if (r == -ENOMEM)
+                return r;
+        /* Below a month, a month's budget would no longer see the rows of its own period. */
+        if (r == -ERANGE || (r >= 0 && v != 0 && (v < item->min || v > item->max))) {
+                _cleanup_free_ char *a = format_retention(item->min), *b = format_retention(item->max);
+                *ret_reason = message_new("out of range, must be infinity (or 0: keep forever), or between "
+                                          "%s and %s", strnull(a), strnull(b));
+                return -ERANGE;
+        }
+        if (r < 0) {
+                *ret_reason = message_new("invalid time span, expected e.g. 90d, 26w or infinity");
+                return -EINVAL;
+        }
+        *(usec_t *) field = v;
+        return 0;
+}
+
+static int format_retention_item(const void *field, char **ret) {
+        return format_or_oom(format_retention(*(const usec_t *) field), ret);
+}
+
+static const ConfigType type_retention = { parse_retention_item, format_retention_item, NULL, false };
+
 static const char *const passthrough_table[_PASSTHROUGH_MAX] = {
         [PASSTHROUGH_LOOPBACK] = "loopback",
         [PASSTHROUGH_ALWAYS] = "always",
@@ -823,7 +896,8 @@ static const ConfigType type_database_url = { parse_database_url, format_string,
 /* ---- the table ---- */
 
 #define OFF(field) offsetof(Config, field)
-#define WEEK (7 * 24 * 3600 * USEC_PER_SEC)
+#define DAY (24 * 3600 * USEC_PER_SEC)
+#define WEEK (7 * DAY)
 
 static const ConfigItem config_items[] = {
         { "server", "bind", &type_address_list, OFF(server_bind), "127.0.0.1:31145 [::1]:31145" },
@@ -867,6 +941,7 @@ static const ConfigItem config_items[] = {
         { "usage", "queue_max", &type_uint32, OFF(usage_queue_max), "10000", 1, 1000000 },
         { "usage", "flush_interval", &type_timespan, OFF(usage_flush_interval), "1s", 10 * USEC_PER_MSEC,
           3600 * USEC_PER_SEC },
+        { "usage", "retention", &type_retention, OFF(usage_retention), "90d", 31 * DAY, 36500 * DAY },
         { "usage", "price_file", &type_path, OFF(usage_price_file), NULL },
 
         { "metrics", "max_series", &type_uint32, OFF(metrics_max_series), "1000", 1, 1000000 },

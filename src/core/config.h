@@ -97,6 +97,7 @@ typedef struct Config {
         /* [usage] */
         uint32_t usage_queue_max;               /* usage rows waiting for the database; the oldest go beyond */
         usec_t usage_flush_interval;            /* how often queued rows are written, in one transaction */
+        usec_t usage_retention;                 /* rows older than this are deleted; 0: kept forever */
         char *usage_price_file;                 /* NULL: the shipped DATADIR/gate/prices.conf */
 
         /* [metrics] */

@@ -81,8 +81,10 @@ static void manager_apply_limits(Manager *m) {
         m->proxy.prices = m->prices;
         m->proxy.metrics = m->metrics;
         m->proxy.limits = m->limits;
-        if (m->usage)
+        if (m->usage) {
                 usage_queue_configure(m->usage, c->usage_queue_max, c->usage_flush_interval);
+                usage_queue_set_retention(m->usage, c->usage_retention);
+        }
         if (m->metrics)
                 metrics_set_max_series(m->metrics->registry, c->metrics_max_series);
 }

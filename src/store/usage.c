@@ -14,6 +14,15 @@
  * until the next interval. It runs on its own thread, so the wait blocks no request. */
 #define USAGE_BUSY_TIMEOUT_MS 1000
 
+/* Retention deletes old rows this many at a time, each batch a transaction of its own, so that the write
+ * lock is never held for long: a flush or a CLI waits at most one small batch. */
+#define USAGE_PRUNE_BATCH 1000
+/* Batches per flush tick: a backlog (a first start with years of rows, a shorter retention) goes at
+ * 4000 rows per flush_interval, and the queue's own writes go first. */
+#define USAGE_PRUNE_BATCHES 4
+/* With no backlog left, rows age by the second: looking once a minute is plenty. */
+#define USAGE_PRUNE_IDLE (60 * USEC_PER_SEC)
+
 void usage_field_set(char *field, size_t n, const char *s) {
         size_t k;
 
@@ -48,12 +57,15 @@ struct UsageQueue {
         uint64_t drops, written;
         int last_error;
         usec_t interval;
+        usec_t retention;               /* 0: rows are kept forever */
         bool stop, kick;
 
         /* The writer's side: one flush at a time, guarded by flush_lock. */
         pthread_mutex_t flush_lock;
         Store *store;
         sqlite3_stmt *insert;
+        sqlite3_stmt *prune;
+        uint64_t pruned;                /* rows deleted by retention, guarded by lock */
         UsageRecord *batch;
         size_t batch_alloc;
 
@@ -66,6 +78,10 @@ static const char insert_sql[] =
         "model_served, status, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
         "cost_nanousd, priced, ttfb_us, total_us, overhead_us, stream, bytes_in, bytes_out) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/* The oldest rows first, through the time index; one statement is one batch and one transaction. */
+static const char prune_sql[] =
+        "DELETE FROM usage WHERE id IN (SELECT id FROM usage WHERE time < ?1 ORDER BY time LIMIT ?2)";
 
 static int usage_open(const char *path, Store **ret) {
         _cleanup_(store_closep) Store *s = NULL;
@@ -121,6 +137,9 @@ int usage_queue_new(const char *path, uint32_t max, UsageQueue **ret) {
         k = sqlite3_prepare_v3(q->store->db, insert_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->insert, NULL);
         if (k != SQLITE_OK)
                 return errno_from_sqlite(k);
+        k = sqlite3_prepare_v3(q->store->db, prune_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->prune, NULL);
+        if (k != SQLITE_OK)
+                return errno_from_sqlite(k);
 
         *ret = TAKE_PTR(q);
         return 0;
@@ -140,6 +159,8 @@ UsageQueue *usage_queue_free(UsageQueue *q) {
                 (void) usage_queue_flush(q);
         if (q->insert)
                 sqlite3_finalize(q->insert);
+        if (q->prune)
+                sqlite3_finalize(q->prune);
         store_close(q->store);
         free(q->ring);
         free(q->batch);
@@ -346,8 +367,60 @@ int usage_queue_flush(UsageQueue *q) {
         return r;
 }
 
+/* Caller holds flush_lock. One batch, in autocommit: its own short transaction. */
+static int usage_prune_batch(UsageQueue *q, usec_t cutoff, uint64_t *ret_deleted) {
+        int k;
+
+        sqlite3_reset(q->prune);
+        bind_u64(q->prune, 1, cutoff);
+        sqlite3_bind_int(q->prune, 2, USAGE_PRUNE_BATCH);
+        k = sqlite3_step(q->prune);
+        sqlite3_reset(q->prune);
+        if (k != SQLITE_DONE)
+                return errno_from_sqlite(k) ?: -EIO;
+        *ret_deleted = (uint64_t) sqlite3_changes(q->store->db);
+        return 0;
+}
+
+int usage_queue_prune(UsageQueue *q, usec_t now, unsigned max_batches) {
+        uint64_t total = 0;
+        usec_t retention;
+        int r = 0;
+
+        if (!q)
+                return -EINVAL;
+        pthread_mutex_lock(&q->lock);
+        retention = q->retention;
+        pthread_mutex_unlock(&q->lock);
+        if (retention == 0 || retention >= now)
+                return 0;
+
+        pthread_mutex_lock(&q->flush_lock);
+        for (unsigned i = 0; i < max_batches; i++) {
+                uint64_t n = 0;
+
+                r = usage_prune_batch(q, now - retention, &n);
+                if (r < 0)
+                        break;
+                total += n;
+                if (n < USAGE_PRUNE_BATCH)
+                        break;
+        }
+        pthread_mutex_unlock(&q->flush_lock);
+
+        pthread_mutex_lock(&q->lock);
+        q->pruned += total;
+        pthread_mutex_unlock(&q->lock);
+        if (total > 0)
+                log_debug("Deleted %" PRIu64 " usage rows older than the retention.", total);
+        if (r < 0 && total == 0)
+                return log_debug_errno(r, "Failed to delete old usage rows, retrying later: %m");
+        return (int) MIN(total, (uint64_t) INT32_MAX);
+}
+
 static void *usage_writer(void *userdata) {
         UsageQueue *q = userdata;
+        usec_t prune_next = 0;
 
         pthread_mutex_lock(&q->lock);
         while (!q->stop) {
@@ -363,6 +436,15 @@ static void *usage_writer(void *userdata) {
                         break;
                 pthread_mutex_unlock(&q->lock);
                 (void) usage_queue_flush(q);
+
+                /* Retention runs here, after the queue's own rows, never on the request path. A full
+                 * round of batches means a backlog: the next tick goes on with it. */
+                if (now_mono() >= prune_next) {
+                        int n = usage_queue_prune(q, now_usec(CLOCK_REALTIME), USAGE_PRUNE_BATCHES);
+                        bool backlog = n >= USAGE_PRUNE_BATCHES * USAGE_PRUNE_BATCH;
+
+                        prune_next = backlog ? 0 : now_mono() + USAGE_PRUNE_IDLE;
+                }
                 pthread_mutex_lock(&q->lock);
         }
         pthread_mutex_unlock(&q->lock);
@@ -411,6 +493,14 @@ void usage_queue_configure(UsageQueue *q, uint32_t max, usec_t interval) {
         pthread_mutex_unlock(&q->lock);
 }
 
+void usage_queue_set_retention(UsageQueue *q, usec_t retention) {
+        if (!q)
+                return;
+        pthread_mutex_lock(&q->lock);
+        q->retention = retention;
+        pthread_mutex_unlock(&q->lock);
+}
+
 #define QUEUE_GETTER(type, name, expr)                  \
         type name(UsageQueue *q) {                      \
                 type v;                                 \
@@ -425,6 +515,7 @@ void usage_queue_configure(UsageQueue *q, uint32_t max, usec_t interval) {
 QUEUE_GETTER(size_t, usage_queue_depth, q->len)
 QUEUE_GETTER(uint64_t, usage_queue_drops, q->drops)
 QUEUE_GETTER(uint64_t, usage_queue_written, q->written)
+QUEUE_GETTER(uint64_t, usage_queue_pruned, q->pruned)
 QUEUE_GETTER(int, usage_queue_last_error, q->last_error)
 QUEUE_GETTER(size_t, usage_queue_memory, (q->alloc + q->batch_alloc) * sizeof(UsageRecord))
 

@@ -59,6 +59,16 @@ int usage_queue_start(UsageQueue *q, usec_t interval);
 /* For a reload: a smaller max drops the oldest rows beyond it (counted as drops). */
 void usage_queue_configure(UsageQueue *q, uint32_t max, usec_t interval);
 
+/* Rows older than retention (µs; 0 keeps them forever) are deleted by the writer thread after its flush,
+ * in batches of 1000 rows, each its own transaction, at most 4 batches per flush tick while a backlog
+ * lasts, then once a minute. Takes effect at the next look. */
+void usage_queue_set_retention(UsageQueue *q, usec_t retention);
+/* Deletes rows with time < now - retention (now: CLOCK_REALTIME µs), at most max_batches batches of 1000,
+ * each in its own transaction. Returns the number of rows deleted (max_batches × 1000 means more may be
+ * left), or a negative errno when the first batch failed. Called by the writer thread; callable
+ * directly while no writer thread runs. */
+int usage_queue_prune(UsageQueue *q, usec_t now, unsigned max_batches);
+
 /* Queues a copy of r without blocking on the database (it takes a mutex the writer holds only to copy
  * rows). When the queue is full the oldest row is dropped and counted. Returns 0, 1 when a row was
  * dropped to make room, -ENOMEM when the ring could not grow (r is dropped and counted). */
@@ -72,6 +82,8 @@ int usage_queue_flush(UsageQueue *q);
 size_t usage_queue_depth(UsageQueue *q);
 uint64_t usage_queue_drops(UsageQueue *q);
 uint64_t usage_queue_written(UsageQueue *q);
+/* Rows deleted by retention so far. */
+uint64_t usage_queue_pruned(UsageQueue *q);
 /* The error of the last failed write, 0 after a successful one. */
 int usage_queue_last_error(UsageQueue *q);
 /* Bytes of memory held for rows (the ring and the writer's batch), for tests of flatness. */

@@ -372,6 +372,88 @@ TEST(summaries) {
         fixture_done(&f);
 }
 
+#define DAY_USEC (24 * 3600 * USEC_PER_SEC)
+
+static void push_at(UsageQueue *q, usec_t time, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                UsageRecord u = record(i);
+                u.time = time + i;
+                (void) usage_queue_push(q, &u);
+        }
+}
+
+TEST(retention_deletes_old_rows_in_batches) {
+        Fixture f;
+        _cleanup_(usage_queue_freep) UsageQueue *q = NULL;
+        usec_t now = 1750000000 * USEC_PER_SEC;
+        sqlite3 *other = NULL;
+
+        ASSERT_OK(fixture_init(&f));
+        ASSERT_OK(usage_queue_new(f.path, 5000, &q));
+        push_at(q, now - 100 * DAY_USEC, 2500);
+        push_at(q, now - 90 * DAY_USEC + USEC_PER_SEC, 7);     /* just inside 90 days */
+        push_at(q, now - DAY_USEC, 3);
+        ASSERT_EQ(usage_queue_flush(q), 2510);
+
+        /* Without a retention nothing goes. */
+        ASSERT_EQ(usage_queue_prune(q, now, 4), 0);
+        ASSERT_EQ(query_int(f.store, "SELECT COUNT(*) FROM usage"), 2510);
+
+        /* Batches of 1000, as many as asked for, the oldest first. */
+        usage_queue_set_retention(q, 90 * DAY_USEC);
+        ASSERT_EQ(usage_queue_prune(q, now, 1), 1000);
+        ASSERT_EQ(query_int(f.store, "SELECT COUNT(*) FROM usage"), 1510);
+        ASSERT_EQ(query_int(f.store, "SELECT MIN(time) FROM usage"),
+                  (int64_t) (now - 100 * DAY_USEC) + 1000);
+        ASSERT_EQ(usage_queue_prune(q, now, 4), 1500);
+        ASSERT_EQ(usage_queue_prune(q, now, 4), 0);
+        ASSERT_EQ(usage_queue_pruned(q), 2500);
+        ASSERT_EQ(query_int(f.store, "SELECT COUNT(*) FROM usage"), 10);
+        ASSERT_EQ(query_int(f.store, "SELECT MIN(time) FROM usage"),
+                  (int64_t) (now - 90 * DAY_USEC + USEC_PER_SEC));
+
+        /* A locked database: nothing deleted, an error, and the rows go at the next attempt. */
+        push_at(q, now - 200 * DAY_USEC, 5);
+        ASSERT_EQ(usage_queue_flush(q), 5);
+        sqlite3_busy_timeout(usage_queue_store(q)->db, 10);
+        ASSERT_EQ(sqlite3_open(f.path, &other), SQLITE_OK);
+        ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+        ASSERT_ERROR(usage_queue_prune(q, now, 4), EBUSY);
+        ASSERT_EQ(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(other);
+        ASSERT_EQ(query_int(f.store, "SELECT COUNT(*) FROM usage"), 15);
+        ASSERT_EQ(usage_queue_prune(q, now, 4), 5);
+
+        /* Forever again. */
+        push_at(q, now - 1000 * DAY_USEC, 5);
+        ASSERT_EQ(usage_queue_flush(q), 5);
+        usage_queue_set_retention(q, 0);
+        ASSERT_EQ(usage_queue_prune(q, now, 4), 0);
+        ASSERT_EQ(query_int(f.store, "SELECT COUNT(*) FROM usage"), 15);
+        fixture_done(&f);
+}
+
+TEST(writer_thread_applies_retention_over_several_ticks) {
+        Fixture f;
+        _cleanup_(usage_queue_freep) UsageQueue *q = NULL;
+        usec_t now = now_usec(CLOCK_REALTIME);
+
+        ASSERT_OK(fixture_init(&f));
+        ASSERT_OK(usage_queue_new(f.path, 10000, &q));
+        /* More than one tick's worth (4 batches of 1000): the backlog goes on at the next ticks. */
+        push_at(q, now - 400 * DAY_USEC, 9500);
+        push_at(q, now - 10 * DAY_USEC, 20);
+        ASSERT_EQ(usage_queue_flush(q), 9520);
+        usage_queue_set_retention(q, 31 * DAY_USEC);
+        ASSERT_OK(usage_queue_start(q, 20 * USEC_PER_MSEC));
+        for (int i = 0; i < 500 && usage_queue_pruned(q) < 9500; i++)
+                usleep(10000);
+        ASSERT_EQ(usage_queue_pruned(q), 9500);
+        q = usage_queue_free(q);
+        ASSERT_EQ(query_int(f.store, "SELECT COUNT(*) FROM usage"), 20);
+        fixture_done(&f);
+}
+
 /* The real thing: a database on a 512 KiB tmpfs, mounted in a private mount namespace, that fills up.
  * Runs in a child; exits 77 when namespaces are not available. */
 static int full_tmpfs_child(void) {
