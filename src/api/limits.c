@@ -108,6 +108,10 @@ static void bucket_refill(Bucket *b, uint32_t rate, usec_t now) {
                 return;
         }
         level = b->level;
+        /* A changed limit (gate keys update) applies at once: a raised one adds the room it gives at
+         * once, a lowered one caps the level below. */
+        if (rate > b->rate)
+                level += (__int128) (rate - b->rate) * USEC_PER_MINUTE;
         if (now > b->last)
                 level += (__int128) (now - b->last) * rate;
         if (level > cap)
@@ -214,12 +218,20 @@ int limits_charge_at(Limits *l, const KeyInfo *k, uint64_t tokens, usec_t mono, 
         if (!l || !k || !ret)
                 return -EINVAL;
         if (k->rpm == 0 && k->tpm == 0 && k->budget == 0) {
+                /* A limit removed and given again later starts with a full bucket. */
+                s = state_find(l, k->id, NULL);
+                if (s)
+                        s->rpm.init = s->tpm.init = false;
                 *ret = res;
                 return 0;
         }
         s = state_get(l, k->id);
         if (!s)
                 return -ENOMEM;
+        if (k->rpm == 0)
+                s->rpm.init = false;
+        if (k->tpm == 0)
+                s->tpm.init = false;
 
         if (k->budget > 0) {
                 budget_roll(s, k->period, real);

@@ -395,19 +395,24 @@ static void keys_help(FILE *f) {
         fputs(_("Usage: gate keys create --name NAME [OPTIONS]\n"
                 "       gate keys list [--json]\n"
                 "       gate keys show KEY [--json]\n"
+                "       gate keys update KEY [OPTIONS]\n"
                 "       gate keys revoke KEY\n"
                 "\n"
-                "Options of create:\n"
-                "  --models PATTERNS     Models the key may use (globs; default: all)\n"
-                "  --rpm N, --tpm N      Requests and tokens per minute (default: no limit)\n"
+                "Options of create and update:\n"
+                "  --name NAME           The key's name (required by create)\n"
+                "  --models PATTERNS     Models the key may use (globs; default and '*': all)\n"
+                "  --rpm N, --tpm N      Requests and tokens per minute (default and 0: no limit)\n"
                 "  --budget-usd X        Spending limit in USD per --budget-period day|month\n"
-                "  --expires DATE        When the key stops working (default: never)\n"
-                "  --admin               Mark the key as an administrator's\n"
+                "                        (update: 0 removes it)\n"
+                "  --expires DATE        When the key stops working (default and never: never)\n"
+                "  --admin, --no-admin   Mark the key as an administrator's, or not\n"
                 "  --json                Print the key and its settings as JSON\n"
                 "\n"
                 "Manages gate's own API keys in the database. The key is printed once, by create;\n"
                 "only a keyed hash of it is stored. KEY is a key's ID or name. DATE is UTC:\n"
-                "2025-12-31, 2025-12-31T18:00, @UNIXTIME, or a span from now: 30d, 12h, 2w.\n"), f);
+                "2025-12-31, 2025-12-31T18:00, @UNIXTIME, or a span from now: 30d, 12h, 2w.\n"
+                "update changes only the settings it is given. A running daemon applies changes\n"
+                "at once.\n"), f);
 }
 
 static int keys_create_cmd(int argc, char *argv[]) {
@@ -542,6 +547,193 @@ static int keys_create_cmd(int argc, char *argv[]) {
         }
         explicit_bzero(key, strlen(key));
         return r;
+}
+
+/* "none" and 0 take a limit away. */
+static int parse_limit(const char *s, uint32_t *ret) {
+        if (streq(s, "none")) {
+                *ret = 0;
+                return 0;
+        }
+        return parse_uint32(s, ret);
+}
+
+static int keys_update_cmd(int argc, char *argv[]) {
+        enum { ARG_NAME = 0x100, ARG_MODELS, ARG_RPM, ARG_TPM, ARG_BUDGET, ARG_PERIOD, ARG_EXPIRES, ARG_ADMIN,
+               ARG_NO_ADMIN, ARG_JSON };
+        static const struct option options[] = {
+                { "name", required_argument, NULL, ARG_NAME },
+                { "models", required_argument, NULL, ARG_MODELS },
+                { "rpm", required_argument, NULL, ARG_RPM },
+                { "tpm", required_argument, NULL, ARG_TPM },
+                { "budget-usd", required_argument, NULL, ARG_BUDGET },
+                { "budget-period", required_argument, NULL, ARG_PERIOD },
+                { "expires", required_argument, NULL, ARG_EXPIRES },
+                { "admin", no_argument, NULL, ARG_ADMIN },
+                { "no-admin", no_argument, NULL, ARG_NO_ADMIN },
+                { "json", no_argument, NULL, ARG_JSON },
+                { "help", no_argument, NULL, 'h' },
+                {}
+        };
+        _cleanup_(store_closep) Store *s = NULL;
+        _cleanup_strv_free_ char **models = NULL;
+        _cleanup_(key_info_unrefp) KeyInfo *k = NULL, *info = NULL;
+        _cleanup_free_ char *state_dir = NULL;
+        KeySpec spec = { .period = _BUDGET_PERIOD_INVALID };
+        usec_t now = now_usec(CLOCK_REALTIME);
+        unsigned fields = 0;
+        const char *which = NULL;
+        bool json = false;
+        int c, r;
+
+        optind = 0;
+        opterr = 0;
+        /* Options may come before or after KEY: "gate keys update ci --rpm 10" reads naturally. */
+        while ((c = getopt_long(argc, argv, "-h", options, NULL)) >= 0)
+                switch (c) {
+                case 1:
+                        if (which)
+                                return cli_usage_error(_("keys update: unexpected argument '%s'."), optarg);
+                        which = optarg;
+                        break;
+                case 'h':
+                        keys_help(stdout);
+                        return EXIT_SUCCESS;
+                case ARG_NAME:
+                        if (!key_name_is_valid(optarg))
+                                return cli_usage_error(_("keys update: invalid name \"%s\": 1 to %d printable "
+                                                         "characters, not all digits."), optarg, KEY_NAME_MAX);
+                        spec.name = optarg;
+                        fields |= KEY_FIELD_NAME;
+                        break;
+                case ARG_MODELS:
+                        strv_free(models);
+                        models = NULL;
+                        r = config_value_split(optarg, &models);
+                        if (r < 0)
+                                return cli_usage_error(_("keys update: invalid --models \"%s\"."), optarg);
+                        for (char **p = models; *p; p++)
+                                if (!key_pattern_is_valid(*p))
+                                        return cli_usage_error(_("keys update: invalid model pattern \"%s\"."),
+                                                               *p);
+                        /* "*" alone is every model: stored as no list, as create without --models. */
+                        if (strv_length(models) == 1 && streq(models[0], "*")) {
+                                strv_free(models);
+                                models = NULL;
+                        }
+                        fields |= KEY_FIELD_MODELS;
+                        break;
+                case ARG_RPM:
+                case ARG_TPM: {
+                        uint32_t v;
+                        if (parse_limit(optarg, &v) < 0)
+                                return c == ARG_RPM ?
+                                        cli_usage_error(_("keys update: invalid --rpm \"%s\": a number of "
+                                                          "requests per minute, 0 or none for no limit."), optarg) :
+                                        cli_usage_error(_("keys update: invalid --tpm \"%s\": a number of "
+                                                          "tokens per minute, 0 or none for no limit."), optarg);
+                        if (c == ARG_RPM) {
+                                spec.rpm = v;
+                                fields |= KEY_FIELD_RPM;
+                        } else {
+                                spec.tpm = v;
+                                fields |= KEY_FIELD_TPM;
+                        }
+                        break;
+                }
+                case ARG_BUDGET:
+                        if (streq(optarg, "none"))
+                                spec.budget = 0;
+                        else if (usd_parse(optarg, COST_DECIMALS, &spec.budget) < 0 || spec.budget > INT64_MAX)
+                                return cli_usage_error(_("keys update: invalid --budget-usd \"%s\": US dollars, "
+                                                         "e.g. 25 or 7.50, or 0 or none for no budget."), optarg);
+                        fields |= KEY_FIELD_BUDGET;
+                        break;
+                case ARG_PERIOD:
+                        spec.period = budget_period_from_string(optarg);
+                        if (spec.period < 0)
+                                return cli_usage_error(_("keys update: invalid --budget-period \"%s\": day or "
+                                                         "month."), optarg);
+                        fields |= KEY_FIELD_PERIOD;
+                        break;
+                case ARG_EXPIRES:
+                        if (streq(optarg, "never"))
+                                spec.expires_at = 0;
+                        else if (parse_date(optarg, +1, now, &spec.expires_at) < 0)
+                                return cli_usage_error(_("keys update: invalid --expires \"%s\"."), optarg);
+                        else if (spec.expires_at <= now)
+                                return cli_usage_error(_("keys update: --expires \"%s\" is in the past."),
+                                                       optarg);
+                        fields |= KEY_FIELD_EXPIRES;
+                        break;
+                case ARG_ADMIN:
+                case ARG_NO_ADMIN:
+                        spec.admin = c == ARG_ADMIN;
+                        fields |= KEY_FIELD_ADMIN;
+                        break;
+                case ARG_JSON:
+                        json = true;
+                        break;
+                default:
+                        return cli_usage_error(_("keys update: unknown or incomplete option '%s'."),
+                                               argv[optind - 1]);
+                }
+        if (!which)
+                return cli_usage_error("%s", _("keys update: which key? Give its ID or name."));
+        if (fields == 0)
+                return cli_usage_error("%s", _("keys update: nothing to change; give at least one option."));
+        if ((fields & KEY_FIELD_BUDGET) && spec.budget == 0 && (fields & KEY_FIELD_PERIOD))
+                return cli_usage_error("%s", _("keys update: --budget-period goes with a budget, not with "
+                                               "--budget-usd 0."));
+        spec.models = models;
+
+        r = open_store(false, &state_dir, &s);
+        if (r != EXIT_SUCCESS)
+                return r;
+        if (find_key(s, which, &k) < 0)
+                return EXIT_FAILURE;
+        /* What needs the key's present settings is checked here for a clear message; keys_update()
+         * checks it again in its transaction. */
+        if (k->revoked_at > 0) {
+                fprintf(stderr, _("gate: key %llu \"%s\" is revoked; revoked keys cannot be changed.\n"),
+                        (unsigned long long) k->id, k->name);
+                return EXIT_FAILURE;
+        }
+        if ((fields & KEY_FIELD_BUDGET) && spec.budget > 0 && !(fields & KEY_FIELD_PERIOD) && k->budget == 0)
+                return cli_usage_error(_("keys update: key \"%s\" has no budget yet: give --budget-period "
+                                         "day or month too."), k->name);
+        if ((fields & KEY_FIELD_PERIOD) && !(fields & KEY_FIELD_BUDGET) && k->budget == 0)
+                return cli_usage_error(_("keys update: key \"%s\" has no budget: give --budget-usd too."),
+                                       k->name);
+
+        r = keys_update(s, k->id, &spec, fields, &info);
+        if (r == -EEXIST) {
+                fprintf(stderr, _("gate: an active key is already called \"%s\".\n"), spec.name);
+                return EXIT_FAILURE;
+        }
+        if (r == -EKEYREVOKED) {
+                fprintf(stderr, _("gate: key %llu \"%s\" is revoked; revoked keys cannot be changed.\n"),
+                        (unsigned long long) k->id, k->name);
+                return EXIT_FAILURE;
+        }
+        if (r < 0) {
+                log_error_errno(r, "Failed to update key %" PRIu64 ": %m", k->id);
+                return EXIT_FAILURE;
+        }
+        if (json) {
+                KeyRow row;
+
+                r = key_row_fill(s, info, now, &row);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to read usage: %m");
+                        return EXIT_FAILURE;
+                }
+                _cleanup_(json_decrefp) json_t *j = key_json(&row, now, NULL);
+                return print_json(j);
+        }
+        fprintf(stderr, _("Updated key %llu \"%s\" (gk-%s...).\n"), (unsigned long long) info->id, info->name,
+                info->prefix);
+        return EXIT_SUCCESS;
 }
 
 static int keys_list_cmd(int argc, char *argv[]) {
@@ -738,13 +930,16 @@ int cli_keys(int argc, char *argv[]) {
                 return keys_list_cmd(argc - 1, argv + 1);
         if (streq(argv[1], "show"))
                 return keys_show_cmd(argc - 1, argv + 1);
+        if (streq(argv[1], "update"))
+                return keys_update_cmd(argc - 1, argv + 1);
         if (streq(argv[1], "revoke"))
                 return keys_revoke_cmd(argc - 1, argv + 1);
         if (streq(argv[1], "--help") || streq(argv[1], "-h") || streq(argv[1], "help")) {
                 keys_help(stdout);
                 return EXIT_SUCCESS;
         }
-        return cli_usage_error(_("keys: unknown subcommand '%s' (expected create, list, show or revoke)."), argv[1]);
+        return cli_usage_error(_("keys: unknown subcommand '%s' (expected create, list, show, update or revoke)."),
+                               argv[1]);
 }
 
 /* ---- usage ---- */

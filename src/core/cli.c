@@ -34,6 +34,8 @@ static void help(FILE *f) {
                 "  keys list [--json]    List the API keys, without secrets\n"
                 "  keys show KEY [--json]\n"
                 "                        Show one API key (KEY: its ID or name)\n"
+                "  keys update KEY [OPTIONS]\n"
+                "                        Change an API key's name, models, limits or expiry\n"
                 "  keys revoke KEY       Revoke an API key\n"
                 "  usage [--since DATE] [--key KEY] [--json]\n"
                 "                        Sum the recorded usage per key and model\n"

@@ -430,6 +430,137 @@ fail:
         return r;
 }
 
+static int keys_find_by_id(Store *s, uint64_t id, KeyInfo **ret) {
+        char buf[32];
+
+        snprintf(buf, sizeof buf, "%" PRIu64, id);
+        return keys_find(s, buf, ret);
+}
+
+int keys_update(Store *s, uint64_t id, const KeySpec *spec, unsigned fields, KeyInfo **ret_info) {
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+        _cleanup_(key_info_unrefp) KeyInfo *k = NULL;
+        _cleanup_free_ char *models = NULL;
+        int r;
+
+        if (!s || !spec || id == 0 || id > INT64_MAX)
+                return -EINVAL;
+        if ((fields & KEY_FIELD_NAME) && !key_name_is_valid(spec->name))
+                return -EINVAL;
+        if (fields & KEY_FIELD_MODELS)
+                for (char **p = spec->models; p && *p; p++)
+                        if (!key_pattern_is_valid(*p))
+                                return -EINVAL;
+        if ((fields & KEY_FIELD_PERIOD) && (spec->period < 0 || spec->period >= _BUDGET_PERIOD_MAX))
+                return -EINVAL;
+        if (spec->budget > INT64_MAX || spec->expires_at > INT64_MAX)
+                return -ERANGE;
+
+        /* Read, merge and write in one transaction: a concurrent update cannot slip in between. */
+        r = exec_sql(s, "BEGIN IMMEDIATE");
+        if (r < 0)
+                return r;
+        r = keys_find_by_id(s, id, &k);
+        if (r < 0)
+                goto rollback;
+        if (k->revoked_at > 0) {
+                r = -EKEYREVOKED;
+                goto rollback;
+        }
+
+        if (fields & KEY_FIELD_NAME) {
+                char *n = strdup(spec->name);
+                if (!n) {
+                        r = -ENOMEM;
+                        goto rollback;
+                }
+                free(k->name);
+                k->name = n;
+        }
+        if (fields & KEY_FIELD_MODELS) {
+                size_t n = 0;
+
+                strv_free(k->models);
+                k->models = NULL;
+                for (char **p = spec->models; p && *p; p++) {
+                        r = strv_extend(&k->models, &n, *p);
+                        if (r < 0)
+                                goto rollback;
+                }
+        }
+        if (fields & KEY_FIELD_RPM)
+                k->rpm = spec->rpm;
+        if (fields & KEY_FIELD_TPM)
+                k->tpm = spec->tpm;
+        if (fields & KEY_FIELD_BUDGET)
+                k->budget = spec->budget;
+        if (fields & KEY_FIELD_PERIOD)
+                k->period = spec->period;
+        if (k->budget == 0)
+                k->period = _BUDGET_PERIOD_INVALID;
+        else if (k->period < 0 || k->period >= _BUDGET_PERIOD_MAX) {
+                r = -EINVAL;
+                goto rollback;
+        }
+        if (fields & KEY_FIELD_EXPIRES)
+                k->expires_at = spec->expires_at;
+        if (fields & KEY_FIELD_ADMIN)
+                k->admin = spec->admin;
+
+        if (k->models && k->models[0]) {
+                models = strv_join_space(k->models);
+                if (!models) {
+                        r = -ENOMEM;
+                        goto rollback;
+                }
+        }
+        r = sqlite3_prepare_v2(s->db,
+                               "UPDATE api_keys SET name = ?, models = ?, rpm = ?, tpm = ?, budget_nanousd = ?, "
+                               "budget_period = ?, expires_at = ?, admin = ? WHERE id = ?", -1, &st, NULL);
+        if (r != SQLITE_OK) {
+                r = errno_from_sqlite(r);
+                goto rollback;
+        }
+        sqlite3_bind_text(st, 1, k->name, -1, SQLITE_STATIC);
+        if (models)
+                sqlite3_bind_text(st, 2, models, -1, SQLITE_STATIC);
+        else
+                sqlite3_bind_null(st, 2);
+        sqlite3_bind_int64(st, 3, k->rpm);
+        sqlite3_bind_int64(st, 4, k->tpm);
+        sqlite3_bind_int64(st, 5, (int64_t) k->budget);
+        if (k->budget > 0)
+                sqlite3_bind_text(st, 6, budget_period_to_string(k->period), -1, SQLITE_STATIC);
+        else
+                sqlite3_bind_null(st, 6);
+        if (k->expires_at > 0)
+                sqlite3_bind_int64(st, 7, (int64_t) k->expires_at);
+        else
+                sqlite3_bind_null(st, 7);
+        sqlite3_bind_int(st, 8, k->admin);
+        sqlite3_bind_int64(st, 9, (int64_t) id);
+        r = sqlite3_step(st);
+        if (r != SQLITE_DONE) {
+                r = errno_from_sqlite(r);       /* the active-name index: -EEXIST */
+                goto rollback;
+        }
+        r = keys_bump_generation(s);
+        if (r < 0)
+                goto rollback;
+        r = exec_sql(s, "COMMIT");
+        if (r < 0)
+                goto rollback;
+
+        log_debug("Updated key %" PRIu64 " \"%s\".", id, k->name);
+        if (ret_info)
+                *ret_info = TAKE_PTR(k);
+        return 0;
+
+rollback:
+        (void) exec_sql(s, "ROLLBACK");
+        return r;
+}
+
 int keys_revoke(Store *s, uint64_t id) {
         _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL, *q = NULL;
         int k, r;

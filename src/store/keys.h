@@ -80,6 +80,24 @@ bool key_pattern_is_valid(const char *pattern);
  * -EINVAL. */
 int keys_create(Store *s, const uint8_t secret[KEY_SECRET_SIZE], const KeySpec *spec, KeyInfo **ret_info,
                 char **ret_key);
+/* What `gate keys update` may change: a mask of the fields of a KeySpec to apply. */
+typedef enum KeyField {
+        KEY_FIELD_NAME = 1 << 0,
+        KEY_FIELD_MODELS = 1 << 1,      /* NULL or empty: every model */
+        KEY_FIELD_RPM = 1 << 2,         /* 0: no limit */
+        KEY_FIELD_TPM = 1 << 3,
+        KEY_FIELD_BUDGET = 1 << 4,      /* 0: no budget (the period goes too) */
+        KEY_FIELD_PERIOD = 1 << 5,      /* only for a key that has or gets a budget */
+        KEY_FIELD_EXPIRES = 1 << 6,     /* 0: never */
+        KEY_FIELD_ADMIN = 1 << 7,
+} KeyField;
+
+/* Changes the fields of key id named by the mask fields to their values in spec, in one transaction
+ * that also bumps the keys generation (so that a running daemon reloads). -ENOENT: no such key;
+ * -EKEYREVOKED: the key is revoked (it stays as it was revoked); -EEXIST: another active key has the
+ * new name; -EINVAL: invalid values, or a budget without a period (neither given nor the key's). The
+ * key as it is now goes to *ret_info when not NULL. */
+int keys_update(Store *s, uint64_t id, const KeySpec *spec, unsigned fields, KeyInfo **ret_info);
 /* Revokes a key: -ENOENT when there is none with this id, -EALREADY when it is revoked already. */
 int keys_revoke(Store *s, uint64_t id);
 /* Finds a key by decimal ID, or by name: the active key of that name, else the only revoked one.

@@ -116,6 +116,75 @@ def revoke_and_reuse_the_name():
         assert rc == 2
 
 
+def generation(d):
+    db = sqlite3.connect(os.path.join(d, "gate.db"))
+    try:
+        return int(db.execute("SELECT value FROM meta WHERE key = 'keys_generation'").fetchone()[0])
+    finally:
+        db.close()
+
+
+@test
+def update_changes_only_what_it_is_given():
+    with tempfile.TemporaryDirectory() as d:
+        rc, key, _ = run(d, "keys", "create", "--name", "ci", "--rpm", "5", "--tpm", "900")
+        assert rc == 0
+        gen = generation(d)
+        rc, _, err = run(d, "keys", "update", "ci", "--rpm", "60", "--models", "gpt-*, claude-*", "--budget-usd",
+                         "5", "--budget-period", "month", "--expires", "30d", "--admin")
+        assert rc == 0 and 'Updated key 1 "ci"' in err, (rc, err)
+        assert generation(d) == gen + 1
+        j = json.loads(run(d, "keys", "show", "1", "--json")[1])
+        assert (j["rpm"], j["tpm"], j["models"], j["budget_usd"], j["budget_period"], j["admin"]) == \
+            (60, 900, ["gpt-*", "claude-*"], 5, "month", True), j
+        assert j["prefix"] == key.strip()[:11] and j["expires"] is not None, j
+
+        # Options after or before KEY; 0/none/never/'*' take a setting away; --json prints the result.
+        rc, out, err = run(d, "keys", "update", "--name", "ci2", "ci", "--rpm", "none", "--tpm", "0", "--models",
+                           "*", "--budget-usd", "0", "--expires", "never", "--no-admin", "--json")
+        assert rc == 0, err
+        j = json.loads(out)
+        assert (j["name"], j["rpm"], j["tpm"], j["models"], j["budget_usd"], j["budget_period"], j["expires"],
+                j["admin"]) == ("ci2", 0, 0, [], None, None, None, False), j
+        assert "key" not in j
+        db = sqlite3.connect(os.path.join(d, "gate.db"))
+        row = db.execute("SELECT models, budget_period, expires_at FROM api_keys WHERE id = 1").fetchone()
+        db.close()
+        assert row == (None, None, None), row
+
+        # A budget on a key without one needs its period; the period alone needs a budget.
+        rc, _, err = run(d, "keys", "update", "ci2", "--budget-usd", "3")
+        assert rc == 2 and "--budget-period" in err, (rc, err)
+        rc, _, err = run(d, "keys", "update", "ci2", "--budget-period", "day")
+        assert rc == 2 and "--budget-usd" in err, (rc, err)
+        rc, _, err = run(d, "keys", "update", "ci2", "--budget-usd", "3", "--budget-period", "day")
+        assert rc == 0, err
+        rc, _, err = run(d, "keys", "update", "ci2", "--budget-usd", "4")
+        assert rc == 0, err
+        j = json.loads(run(d, "keys", "show", "ci2", "--json")[1])
+        assert (j["budget_usd"], j["budget_period"]) == (4, "day"), j
+
+        # Errors change nothing.
+        gen = generation(d)
+        run(d, "keys", "create", "--name", "other")
+        rc, _, err = run(d, "keys", "update", "ci2", "--name", "other")
+        assert rc == 1 and 'already called "other"' in err, (rc, err)
+        rc, _, err = run(d, "keys", "update", "nope", "--rpm", "1")
+        assert rc == 1 and 'no key "nope"' in err, (rc, err)
+        run(d, "keys", "revoke", "other")
+        rc, _, err = run(d, "keys", "update", "other", "--rpm", "1")
+        assert rc == 1 and "revoked" in err, (rc, err)
+        assert generation(d) == gen + 2         # the create and the revoke
+        for args in ([], ["ci2"], ["--rpm", "5"], ["ci2", "--rpm", "-1"], ["ci2", "--tpm", "lots"],
+                     ["ci2", "--name", "123"], ["ci2", "--budget-usd", "x"], ["ci2", "--budget-period", "week"],
+                     ["ci2", "--expires", "2020-01-01"], ["ci2", "--models", "x\x7fy"], ["ci2", "extra", "--rpm", "1"],
+                     ["ci2", "--budget-usd", "0", "--budget-period", "day"], ["ci2", "--frob"]):
+            rc, out, err = run(d, "keys", "update", *args)
+            assert rc == 2 and out == "" and "Try 'gate --help'" in err, (args, rc, out, err)
+        j = json.loads(run(d, "keys", "show", "ci2", "--json")[1])
+        assert (j["name"], j["rpm"], j["budget_usd"]) == ("ci2", 0, 4), j
+
+
 @test
 def usage_sums_per_key_and_model():
     with tempfile.TemporaryDirectory() as d:

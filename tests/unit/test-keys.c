@@ -211,6 +211,95 @@ TEST(revoke_expire_reload) {
         fixture_done(&f);
 }
 
+static int64_t keys_generation(Store *s) {
+        _cleanup_free_ char *v = NULL;
+        uint64_t n;
+
+        if (store_meta_get(s, "keys_generation", &v) < 0 || parse_uint64(v, &n) < 0)
+                return -1;
+        return (int64_t) n;
+}
+
+TEST(update) {
+        Fixture f;
+        _cleanup_(keys_freep) KeyStore *ks = NULL;
+        _cleanup_free_ char *a = NULL, *b = NULL;
+        KeyInfo *info = NULL;
+        const KeyInfo *k = NULL;
+        char *models[] = { (char *) "gpt-4o*", (char *) "claude-*", NULL };
+        int64_t gen;
+
+        ASSERT_OK(fixture_init(&f));
+        KeySpec spec = { .name = "a", .rpm = 5, .budget = 2000, .period = BUDGET_PERIOD_DAY };
+        ASSERT_OK(keys_create(f.store, f.secret, &spec, NULL, &a));
+        spec = (KeySpec) { .name = "b", .period = _BUDGET_PERIOD_INVALID };
+        ASSERT_OK(keys_create(f.store, f.secret, &spec, NULL, &b));
+        ASSERT_OK(keys_new(f.store, f.dir, &ks));
+        gen = keys_generation(f.store);
+        ASSERT_TRUE(gen >= 2);
+
+        /* Only the named fields change; the generation moves so that a daemon reloads. */
+        spec = (KeySpec) { .name = "a2", .models = models, .tpm = 1000, .rpm = 99, .period = BUDGET_PERIOD_MONTH,
+                           .admin = true };
+        ASSERT_OK(keys_update(f.store, 1, &spec, KEY_FIELD_NAME | KEY_FIELD_MODELS | KEY_FIELD_TPM |
+                              KEY_FIELD_PERIOD | KEY_FIELD_ADMIN, &info));
+        ASSERT_EQ(keys_generation(f.store), gen + 1);
+        ASSERT_STREQ(info->name, "a2");
+        ASSERT_STREQ(info->models[1], "claude-*");
+        ASSERT_EQ(info->rpm, 5);                /* not in the mask */
+        ASSERT_EQ(info->tpm, 1000);
+        ASSERT_EQ(info->budget, 2000);
+        ASSERT_EQ(info->period, BUDGET_PERIOD_MONTH);
+        ASSERT_TRUE(info->admin);
+        info = key_info_unref(info);
+        ASSERT_EQ(keys_reload_if_changed(ks), 1);
+        ASSERT_OK(keys_verify(ks, a, &k));
+        ASSERT_STREQ(k->name, "a2");
+        ASSERT_EQ(k->tpm, 1000);
+        ASSERT_TRUE(key_info_allows_model(k, "claude-x") && !key_info_allows_model(k, "llama"));
+
+        /* Clearing: no budget (the period goes with it), every model, no expiry, no admin. */
+        spec = (KeySpec) { .period = _BUDGET_PERIOD_INVALID };
+        ASSERT_OK(keys_update(f.store, 1, &spec, KEY_FIELD_BUDGET | KEY_FIELD_MODELS | KEY_FIELD_RPM |
+                              KEY_FIELD_EXPIRES | KEY_FIELD_ADMIN, &info));
+        ASSERT_EQ(info->budget, 0);
+        ASSERT_EQ(info->period, _BUDGET_PERIOD_INVALID);
+        ASSERT_NULL(info->models);
+        ASSERT_EQ(info->rpm, 0);
+        ASSERT_FALSE(info->admin);
+        info = key_info_unref(info);
+
+        /* A budget needs a period, given or the key's own. */
+        spec = (KeySpec) { .budget = 5, .period = _BUDGET_PERIOD_INVALID };
+        ASSERT_ERROR(keys_update(f.store, 1, &spec, KEY_FIELD_BUDGET, NULL), EINVAL);
+        spec.period = BUDGET_PERIOD_DAY;
+        ASSERT_OK(keys_update(f.store, 1, &spec, KEY_FIELD_BUDGET | KEY_FIELD_PERIOD, NULL));
+        spec.budget = 7;
+        ASSERT_OK(keys_update(f.store, 1, &spec, KEY_FIELD_BUDGET, &info));
+        ASSERT_EQ(info->budget, 7);
+        ASSERT_EQ(info->period, BUDGET_PERIOD_DAY);
+        info = key_info_unref(info);
+
+        /* Errors leave the key and the generation alone. */
+        gen = keys_generation(f.store);
+        spec = (KeySpec) { .name = "b", .period = _BUDGET_PERIOD_INVALID };
+        ASSERT_ERROR(keys_update(f.store, 1, &spec, KEY_FIELD_NAME, NULL), EEXIST);
+        spec.name = "123";
+        ASSERT_ERROR(keys_update(f.store, 1, &spec, KEY_FIELD_NAME, NULL), EINVAL);
+        ASSERT_ERROR(keys_update(f.store, 42, &spec, KEY_FIELD_RPM, NULL), ENOENT);
+        ASSERT_OK(keys_revoke(f.store, 2));
+        gen++;
+        ASSERT_ERROR(keys_update(f.store, 2, &spec, KEY_FIELD_RPM, NULL), EKEYREVOKED);
+        ASSERT_EQ(keys_generation(f.store), gen);
+        ASSERT_OK(keys_find(f.store, "1", &info));
+        ASSERT_STREQ(info->name, "a2");
+        info = key_info_unref(info);
+        /* The name of a revoked key is free. */
+        spec.name = "b";
+        ASSERT_OK(keys_update(f.store, 1, &spec, KEY_FIELD_NAME, NULL));
+        fixture_done(&f);
+}
+
 TEST(invalid_specs) {
         Fixture f;
         _cleanup_free_ char *key = NULL;

@@ -55,6 +55,42 @@ TEST(requests_per_minute) {
         ASSERT_EQ(limits_charge_at(l, &other, 0, t, NOON, &r), 60);
 }
 
+TEST(changed_limits_apply_at_once) {
+        _cleanup_(limits_freep) Limits *l = NULL;
+        KeyInfo k = key(3, 1, 0, 0, _BUDGET_PERIOD_INVALID);
+        usec_t t = 1000 * USEC_PER_SEC;
+        LimitResult r;
+
+        ASSERT_OK(limits_new(&l));
+        ASSERT_EQ(limits_charge_at(l, &k, 0, t, NOON, &r), 0);
+        ASSERT_EQ(limits_charge_at(l, &k, 0, t, NOON, &r), 60);
+        /* Raised to 100 a minute: the 99 more it allows are there now, not after a refill. */
+        k.rpm = 100;
+        for (int i = 0; i < 99; i++)
+                ASSERT_EQ(limits_charge_at(l, &k, 0, t, NOON, &r), 0);
+        ASSERT_EQ(limits_charge_at(l, &k, 0, t, NOON, &r), 1);
+        /* Lowered to 2 when the bucket is full (an hour later): it holds 2 at most now. */
+        t += 3600 * USEC_PER_SEC;
+        k.rpm = 2;
+        ASSERT_EQ(limits_charge_at(l, &k, 0, t, NOON, &r), 0);
+        ASSERT_EQ(limits_charge_at(l, &k, 0, t, NOON, &r), 0);
+        ASSERT_EQ(limits_charge_at(l, &k, 0, t, NOON, &r), 30);
+        /* Removed, then given again: a fresh, full bucket. */
+        k.rpm = 0;
+        ASSERT_EQ(limits_charge_at(l, &k, 0, t, NOON, &r), 0);
+        k.rpm = 3;
+        for (int i = 0; i < 3; i++)
+                ASSERT_EQ(limits_charge_at(l, &k, 0, t, NOON, &r), 0);
+        ASSERT_EQ(limits_charge_at(l, &k, 0, t, NOON, &r), 20);
+        /* The same for tokens, next to a request limit. */
+        k.tpm = 100;
+        ASSERT_EQ(limits_charge_at(l, &k, 100, t + 60 * USEC_PER_SEC, NOON, &r), 0);
+        ASSERT_EQ(limits_charge_at(l, &k, 100, t + 60 * USEC_PER_SEC, NOON, &r), 60);
+        k.tpm = 1000;
+        ASSERT_EQ(limits_charge_at(l, &k, 100, t + 60 * USEC_PER_SEC, NOON, &r), 0);
+        ASSERT_EQ(r.charged, 100);
+}
+
 TEST(tokens_per_minute_precharge_and_settle) {
         _cleanup_(limits_freep) Limits *l = NULL;
         KeyInfo k = key(7, 0, 1000, 0, _BUDGET_PERIOD_INVALID);
