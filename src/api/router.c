@@ -17,11 +17,19 @@ typedef struct Route {
 } Route;
 
 static int handle_health(Request *r, Manager *m) {
-        char body[256];
-        int n;
+        /* Probed often (load balancers, systemd, benchmarks): formatted once per state and generation. */
+        static char body[256];
+        static int n;
+        static ManagerState state;
+        static unsigned generation;
 
-        n = snprintf(body, sizeof body, "{\"status\":\"%s\",\"version\":\"%s\",\"generation\":%u}\n",
-                     manager_state_to_string(m->state), GATE_VERSION, m->generation);
+        if (n <= 0 || state != m->state || generation != m->generation) {
+                state = m->state;
+                generation = m->generation;
+                n = snprintf(body, sizeof body,
+                             "{\"status\":\"%s\",\"version\":\"%s\",\"generation\":%u}\n",
+                             manager_state_to_string(state), GATE_VERSION, generation);
+        }
         /* A stopping gate still answers 200 ("status":"stopping"): during a restart the requests that reach
          * the old process are served, not failed. */
         return request_reply(r, 200,

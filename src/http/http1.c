@@ -89,6 +89,8 @@ typedef struct Http1Session {
         Stream *stream;         /* NULL once closed or gone */
         sd_event_source *timer;
         H1Timer timer_kind;
+        usec_t timer_deadline;          /* when timer_kind expires; USEC_INFINITY for none */
+        usec_t timer_armed;             /* when the event source fires; 0 when it is off */
         H1Phase phase;
         bool closed;
         bool in_read;           /* inside on_read: output goes out once at its end */
@@ -159,15 +161,50 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Http1Session *, h1_unref);
 
 /* ---- small helpers ---- */
 
+/* Character classes of RFC 9110/9112, one table lookup per byte on the path of every request.
+ * CLASS_TCHAR: token characters (method, field names). CLASS_FIELD: field values and chunk extensions
+ * (HTAB, SP, VCHAR, obs-text; no other CTL, no DEL). CLASS_LINE: what the request line holds between
+ * its spaces (VCHAR). */
+enum {
+        CLASS_TCHAR = 1 << 0,
+        CLASS_FIELD = 1 << 1,
+        CLASS_LINE = 1 << 2,
+};
+
+static const uint8_t char_class[256] = {
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        2, 7, 6, 7, 7, 7, 7, 7, 6, 6, 7, 7, 6, 7, 7, 6,
+        7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6,
+        6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+        7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 7, 7,
+        7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+        7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 7, 6, 7, 0,
+        2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+        2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+        2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+        2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+        2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+        2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+        2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+        2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+};
+
 static bool is_tchar(uint8_t c) {
-        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-                return true;
-        return c != 0 && strchr("!#$%&'*+-.^_`|~", c);
+        return char_class[c] & CLASS_TCHAR;
 }
 
-/* Field values and chunk extensions: HTAB, SP, VCHAR and obs-text; no other CTL, no DEL. */
 static bool is_field_char(uint8_t c) {
-        return c == '\t' || (c >= 0x20 && c != 0x7f);
+        return char_class[c] & CLASS_FIELD;
+}
+
+/* How many bytes from p on are all of class cls (at most n). */
+static size_t span_class(const uint8_t *p, size_t n, uint8_t cls) {
+        size_t i = 0;
+
+        while (i < n && (char_class[p[i]] & cls))
+                i++;
+        return i;
 }
 
 static int unhex(uint8_t c) {
@@ -183,19 +220,6 @@ static int unhex(uint8_t c) {
 /* buf_data() of a never-filled Buf is NULL + 0, which sanitizers rightly flag. */
 static const char *buf_chars(const Buf *b) {
         return buf_empty(b) ? "" : (const char *) buf_data(b);
-}
-
-static bool token_valid(const char *s) {
-        if (isempty(s))
-                return false;
-        for (; *s; s++)
-                if (!is_tchar((uint8_t) *s))
-                        return false;
-        return true;
-}
-
-static bool value_safe(const char *s) {
-        return !strpbrk(s, "\r\n");
 }
 
 /* uri-host [ ":" port ]: enough to refuse what could not be an authority at all. */
@@ -266,22 +290,40 @@ static int transfer_encoding_check(const char *s, size_t n) {
 
 static int h1_on_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
-static void h1_timer_set(Http1Session *h, H1Timer kind, usec_t usec) {
+/* Timers are lazy, as in nginx and h2o: a keep-alive connection moves between the header, idle and
+ * handling phases with every request, and re-arming the event source each time would cost more than
+ * the rest of a small request. So the phase's deadline is only recorded; the event source stays armed
+ * at an earlier time when it is, and when it fires early, it re-arms itself for the real deadline. */
+static void h1_timer_arm(Http1Session *h, usec_t when) {
         int r;
+
+        r = sd_event_source_set_time(h->timer, when);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT);
+        if (r < 0) {
+                log_debug_errno(r, "Failed to arm HTTP/1.1 timer, ignoring: %m");
+                return;
+        }
+        h->timer_armed = when;
+}
+
+static void h1_timer_set(Http1Session *h, H1Timer kind, usec_t usec) {
+        usec_t now;
 
         if (!h->timer)
                 return;
         h->timer_kind = kind;
         /* 0 means "no limit" in the configuration, except for the immediate abort. */
         if (kind == H1_TIMER_NONE || (usec == 0 && kind != H1_TIMER_ABORT) || usec == USEC_INFINITY) {
-                (void) sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
-                return;
+                h->timer_kind = H1_TIMER_NONE;
+                h->timer_deadline = USEC_INFINITY;
+                return;         /* an armed source fires once more and finds nothing to do */
         }
-        r = sd_event_source_set_time_relative(h->timer, usec);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT);
-        if (r < 0)
-                log_debug_errno(r, "Failed to arm HTTP/1.1 timer, ignoring: %m");
+        if (sd_event_now(h->server->event, CLOCK_MONOTONIC, &now) < 0)
+                now = now_mono();
+        h->timer_deadline = usec > USEC_INFINITY - now ? USEC_INFINITY : now + usec;
+        if (h->timer_armed == 0 || h->timer_armed > h->timer_deadline)
+                h1_timer_arm(h, h->timer_deadline);
 }
 
 static void h1_timer_for_phase(Http1Session *h) {
@@ -615,6 +657,26 @@ static int h1_scan(Http1Session *h, const uint8_t *p, size_t n, size_t *ret) {
                                 h->scan = h->scan == SCAN_BODY ? SCAN_DONE : SCAN_CHUNK_DATA_CR;
                         continue;
                 }
+                /* The bulk of a head is field names, values and the request target: take runs of
+                 * ordinary bytes at once, within the header size limit, and leave the bytes that
+                 * change state to the switch below. */
+                if (in_head && h->scan_bytes < l->max_header_bytes) {
+                        uint8_t cls = h->scan == SCAN_VALUE ? CLASS_FIELD :
+                                      h->scan == SCAN_NAME ? CLASS_TCHAR :
+                                      h->scan == SCAN_LINE ? CLASS_LINE : 0;
+
+                        if (cls) {
+                                size_t k = span_class(p + i, MIN(n - i, (size_t) (l->max_header_bytes -
+                                                                                   h->scan_bytes)), cls);
+
+                                if (k > 0) {
+                                        h->scan_bytes += k;
+                                        h->scan_prev = p[i + k - 1];
+                                        i += k;
+                                        continue;
+                                }
+                        }
+                }
                 if (in_head && ++h->scan_bytes > l->max_header_bytes) {
                         r = h1_scan_error(h, 431, "header_too_large",
                                           h->scan_trailers ? "Request trailers too large." :
@@ -914,14 +976,12 @@ static int h1_on_headers_complete(http_parser *p) {
 
         if (r->method || r->target)
                 return h1_error(h, 400, "bad_request", "Malformed request.");
-        r->method = strdup(http_method_str((enum http_method) p->method));
-        if (!r->method || request_set_target(r, buf_chars(&h->url), buf_len(&h->url)) < 0)
+        /* The method names are static strings of the parser's: no copy needed. */
+        r->method = http_method_str((enum http_method) p->method);
+        if (request_set_target(r, buf_chars(&h->url), buf_len(&h->url)) < 0)
                 return h1_error(h, 500, "internal_error", "Out of memory.");
-        if (!isempty(host)) {
-                r->authority = strdup(host);
-                if (!r->authority)
-                        return h1_error(h, 500, "internal_error", "Out of memory.");
-        }
+        if (!isempty(host))
+                r->authority = host;    /* the header's value lives as long as the request */
         r->protocol = h->http10 ? "HTTP/1.0" : "HTTP/1.1";
         r->info = &h->stream->info;
         r->peer = h->stream->info.peer;
@@ -1110,7 +1170,16 @@ static int h1_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         _unused_ _cleanup_(h1_unrefp) Http1Session *ref = h1_ref(h);
         H1Timer kind = h->timer_kind;
 
+        h->timer_armed = 0;
+        if (kind == H1_TIMER_NONE)
+                return 0;
+        if (usec < h->timer_deadline) {
+                /* Armed for an earlier phase's deadline: the current one is later. */
+                h1_timer_arm(h, h->timer_deadline);
+                return 0;
+        }
         h->timer_kind = H1_TIMER_NONE;
+        h->timer_deadline = USEC_INFINITY;
         switch (kind) {
         case H1_TIMER_HEADER:
         case H1_TIMER_BODY:
@@ -1167,24 +1236,27 @@ static Http1Session *h1_from_request(Request *r) {
         return h;
 }
 
-static bool header_is_ours(const char *name) {
-        static const char *const ours[] = {
-                /* Framing and connection management belong to this layer. */
-                "connection", "content-length", "transfer-encoding", "keep-alive", "proxy-connection",
-                "upgrade", "te", "trailer", "date",
-        };
-
-        /* Every response head goes through here: rule most names out by their first letter. */
-        switch (name[0] | 0x20) {
-        case 'c': case 't': case 'k': case 'p': case 'u': case 'd':
-                break;
+/* Framing and connection management belong to this layer: handlers' values for these are dropped.
+ * Every response header passes here, so the length picks the one or two names worth comparing. */
+static bool header_is_ours(const char *name, size_t n) {
+        switch (n) {
+        case 2:
+                return strcaseeq(name, "te");
+        case 4:
+                return strcaseeq(name, "date");
+        case 7:
+                return strcaseeq(name, "upgrade") || strcaseeq(name, "trailer");
+        case 10:
+                return strcaseeq(name, "connection") || strcaseeq(name, "keep-alive");
+        case 14:
+                return strcaseeq(name, "content-length");
+        case 16:
+                return strcaseeq(name, "proxy-connection");
+        case 17:
+                return strcaseeq(name, "transfer-encoding");
         default:
                 return false;
         }
-        for (size_t i = 0; i < ELEMENTSOF(ours); i++)
-                if (strcasecmp(name, ours[i]) == 0)
-                        return true;
-        return false;
 }
 
 static int h1_send_head(Request *r, unsigned status, const HttpHeader *headers, size_t n_headers,
@@ -1219,14 +1291,34 @@ static int h1_send_head(Request *r, unsigned status, const HttpHeader *headers, 
                 k = buf_append_line(&h->out, " ", http_status_reason(status), "", "\r\n");
         for (size_t i = 0; k >= 0 && i < n_headers; i++) {
                 const HttpHeader *x = headers + i;
+                size_t nlen, vlen;
+                uint8_t *o;
 
-                if (!x->name || !x->value || !token_valid(x->name) || !value_safe(x->value)) {
+                if (!x->name || !x->value) {
                         log_debug("Dropping invalid response header \"%s\".", x->name ?: "(null)");
                         continue;
                 }
-                if (header_is_ours(x->name))
+                nlen = strlen(x->name);
+                vlen = strlen(x->value);
+                if (nlen == 0 || span_class((const uint8_t *) x->name, nlen, CLASS_TCHAR) != nlen ||
+                    memchr(x->value, '\r', vlen) || memchr(x->value, '\n', vlen)) {
+                        log_debug("Dropping invalid response header \"%s\".", x->name);
                         continue;
-                k = buf_append_line(&h->out, x->name, ": ", x->value, "\r\n");
+                }
+                if (header_is_ours(x->name, nlen))
+                        continue;
+                o = buf_reserve(&h->out, nlen + vlen + 4);
+                if (!o) {
+                        k = -ENOMEM;
+                        break;
+                }
+                memcpy(o, x->name, nlen);
+                o[nlen] = ':';
+                o[nlen + 1] = ' ';
+                memcpy(o + nlen + 2, x->value, vlen);
+                o[nlen + 2 + vlen] = '\r';
+                o[nlen + 3 + vlen] = '\n';
+                buf_commit(&h->out, nlen + vlen + 4);
         }
         if (k >= 0)
                 k = buf_append_line(&h->out, "date", ": ", http_date_now(), "\r\n");
@@ -1381,6 +1473,7 @@ int http1_session_new(HttpServer *s, Stream *stream) {
         }
         (void) sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
         (void) sd_event_source_set_description(h->timer, "http1-timeout");
+        h->timer_deadline = USEC_INFINITY;
         /* Until the first request's head is complete, the header timeout counts from now. */
         h1_timer_set(h, H1_TIMER_HEADER, s->limits.header_timeout);
 

@@ -264,19 +264,12 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint
                 return 0; /* trailers are not passed on */
 
         if (namelen > 0 && name[0] == ':') {
-                if (h2_name_eq(name, namelen, ":method")) {
-                        free(r->method);
-                        r->method = strndup((const char *) value, valuelen);
-                        if (!r->method)
-                                k = -ENOMEM;
-                } else if (h2_name_eq(name, namelen, ":path"))
+                if (h2_name_eq(name, namelen, ":method"))
+                        k = request_set_method(r, (const char *) value, valuelen);
+                else if (h2_name_eq(name, namelen, ":path"))
                         k = request_set_target(r, (const char *) value, valuelen);
-                else if (h2_name_eq(name, namelen, ":authority")) {
-                        free(r->authority);
-                        r->authority = strndup((const char *) value, valuelen);
-                        if (!r->authority)
-                                k = -ENOMEM;
-                }
+                else if (h2_name_eq(name, namelen, ":authority"))
+                        k = request_set_authority(r, (const char *) value, valuelen);
                 /* :scheme was validated by nghttp2; r->secure tells handlers what they need. */
         } else {
                 if (h2_name_eq(name, namelen, "content-length")) {
@@ -329,11 +322,9 @@ static void h2_stream_headers_done(H2Stream *st, bool end_stream) {
 
         /* Handlers look at either; HTTP/2 clients usually send only :authority. */
         host = request_header(r, "host");
-        if (!r->authority && host) {
-                r->authority = strdup(host);
-                if (!r->authority)
-                        return h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
-        } else if (r->authority && !host) {
+        if (!r->authority && host)
+                r->authority = host;    /* the header's value lives as long as the request */
+        else if (r->authority && !host) {
                 k = request_add_header(r, "host", 4, r->authority, strlen(r->authority));
                 if (k < 0)
                         return h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);

@@ -14,6 +14,7 @@ int request_new(HttpServer *server, const RequestProtoOps *ops, void *proto, Req
         if (!r)
                 return -ENOMEM;
         r->n_ref = 1;
+        arena_init(&r->arena, r->arena_first, sizeof r->arena_first);
         r->server = server;
         r->proto_ops = ops;
         r->proto = proto;
@@ -24,15 +25,7 @@ int request_new(HttpServer *server, const RequestProtoOps *ops, void *proto, Req
 }
 
 static Request *request_free(Request *r) {
-        for (size_t i = 0; i < r->n_headers; i++) {
-                free((char *) r->headers[i].name);
-                free((char *) r->headers[i].value);
-        }
-        free(r->headers);
-        free(r->method);
-        free(r->target);
-        free(r->path);
-        free(r->authority);
+        arena_done(&r->arena);
         r->server->body_bytes -= MIN(r->server->body_bytes, (uint64_t) buf_len(&r->body));
         buf_done(&r->body);
         if (r->server->active_requests > 0)
@@ -72,42 +65,67 @@ Request *request_unref(Request *r) {
 }
 
 int request_add_header(Request *r, const char *name, size_t name_len, const char *value, size_t value_len) {
-        HttpHeader *h;
         char *n, *v;
 
-        if (r->n_headers % 16 == 0) {
-                h = realloc(r->headers, sizeof(HttpHeader) * (r->n_headers + 16));
+        if (r->n_headers == r->n_headers_alloc) {
+                /* Grown in the arena: the old array stays behind, unused, until the request ends. */
+                size_t m = r->n_headers_alloc ? 2 * r->n_headers_alloc : 16;
+                HttpHeader *h = arena_alloc(&r->arena, sizeof(HttpHeader) * m);
+
                 if (!h)
                         return -ENOMEM;
+                if (r->n_headers > 0)
+                        memcpy(h, r->headers, sizeof(HttpHeader) * r->n_headers);
                 r->headers = h;
+                r->n_headers_alloc = m;
         }
-        n = strndup(name, name_len);
-        v = strndup(value, value_len);
-        if (!n || !v) {
-                free(n);
-                free(v);
+        n = arena_alloc(&r->arena, name_len + 1 + value_len + 1);
+        if (!n)
                 return -ENOMEM;
-        }
         /* Header names are case-insensitive: store them lowercase once, compare cheaply after. */
-        for (char *p = n; *p; p++)
-                if (*p >= 'A' && *p <= 'Z')
-                        *p = (char) (*p - 'A' + 'a');
+        for (size_t i = 0; i < name_len; i++) {
+                char c = name[i];
+                n[i] = c >= 'A' && c <= 'Z' ? (char) (c - 'A' + 'a') : c;
+        }
+        n[name_len] = 0;
+        v = n + name_len + 1;
+        memcpy(v, value, value_len);
+        v[value_len] = 0;
         r->headers[r->n_headers++] = (HttpHeader){ n, v };
         return 0;
 }
 
 int request_set_target(Request *r, const char *target, size_t len) {
         const char *q;
+        char *t, *p;
 
-        free(r->target);
-        free(r->path);
-        r->target = strndup(target, len);
-        if (!r->target)
+        t = arena_strndup(&r->arena, target, len);
+        if (!t)
                 return -ENOMEM;
-        q = memchr(r->target, '?', len);
-        r->path = strndup(r->target, q ? (size_t) (q - r->target) : len);
-        if (!r->path)
+        q = memchr(t, '?', len);
+        p = q ? arena_strndup(&r->arena, t, (size_t) (q - t)) : t;
+        if (!p)
                 return -ENOMEM;
+        r->target = t;
+        r->path = p;
+        return 0;
+}
+
+int request_set_method(Request *r, const char *method, size_t len) {
+        char *m = arena_strndup(&r->arena, method, len);
+
+        if (!m)
+                return -ENOMEM;
+        r->method = m;
+        return 0;
+}
+
+int request_set_authority(Request *r, const char *authority, size_t len) {
+        char *a = arena_strndup(&r->arena, authority, len);
+
+        if (!a)
+                return -ENOMEM;
+        r->authority = a;
         return 0;
 }
 
@@ -129,6 +147,31 @@ const char *request_api_key(const Request *r) {
         return k;
 }
 
+/* Ids need to be unique, not secret: a generator seeded once from the kernel instead of a getrandom()
+ * call per request. splitmix64 over a counter with a random start: distinct for 2^64 requests. */
+static void request_id_random(uint8_t out[static 12]) {
+        static uint64_t state, salt;
+        static bool seeded;
+        uint64_t a, b;
+
+        if (!seeded) {
+                uint64_t seed[2] = {};
+                (void) getentropy(seed, sizeof seed);
+                state = seed[0];
+                salt = seed[1];
+                seeded = true;
+        }
+        a = state += UINT64_C(0x9e3779b97f4a7c15);
+        a = (a ^ (a >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+        a = (a ^ (a >> 27)) * UINT64_C(0x94d049bb133111eb);
+        a ^= a >> 31;
+        b = a ^ salt;
+        b = (b ^ (b >> 33)) * UINT64_C(0xff51afd7ed558ccd);
+        b ^= b >> 33;
+        memcpy(out, &a, 8);
+        memcpy(out + 8, &b, 4);
+}
+
 const char *request_id(Request *r) {
         const char *given;
         bool ok;
@@ -147,8 +190,7 @@ const char *request_id(Request *r) {
         }
         static const char hex[] = "0123456789abcdef";
         uint8_t rnd[12];
-        if (getentropy(rnd, sizeof rnd) < 0)
-                memset(rnd, 0, sizeof rnd);
+        request_id_random(rnd);
         memcpy(r->id, "req_", 4);
         for (size_t i = 0; i < sizeof rnd; i++) {
                 r->id[4 + 2 * i] = hex[rnd[i] >> 4];
@@ -166,18 +208,19 @@ static size_t response_headers(Request *r, const HttpHeader *headers, size_t n, 
         size_t m = 0;
 
         for (size_t i = 0; i < n; i++) {
-                if (strcasecmp(headers[i].name, "x-request-id") == 0)
-                        have_id = true;
-                else if (strcasecmp(headers[i].name, "x-gate-overhead-us") == 0)
-                        have_overhead = true;
+                if ((headers[i].name[0] | 0x20) == 'x') {
+                        if (strcasecmp(headers[i].name, "x-request-id") == 0)
+                                have_id = true;
+                        else if (strcasecmp(headers[i].name, "x-gate-overhead-us") == 0)
+                                have_overhead = true;
+                }
                 out[m++] = headers[i];
         }
         if (!have_id)
                 out[m++] = (HttpHeader){ "x-request-id", request_id(r) };
         if (!have_overhead) {
                 usec_t total = now_mono() - r->start_usec;
-                snprintf(overhead, 24, "%llu",
-                         (unsigned long long) (total > r->upstream_wait ? total - r->upstream_wait : 0));
+                format_uint64(total > r->upstream_wait ? total - r->upstream_wait : 0, overhead);
                 out[m++] = (HttpHeader){ "x-gate-overhead-us", overhead };
         }
         return m;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "http/server.h"
+#include "shared/arena.h"
 #include "shared/buf.h"
 #include "shared/macro.h"
 
@@ -40,12 +41,14 @@ struct Request {
         void *proto;
         const char *protocol;           /* "HTTP/1.1" or "HTTP/2" */
 
-        char *method;
-        char *target;                   /* raw request target: path and query */
-        char *path;                     /* target without the query */
-        char *authority;                /* Host or :authority, may be NULL */
+        /* Strings and the header array live in the request's arena (set them with the setters
+         * below), freed all at once with the request: no allocation per header. */
+        const char *method;
+        const char *target;             /* raw request target: path and query */
+        const char *path;               /* target without the query */
+        const char *authority;          /* Host or :authority, may be NULL */
         HttpHeader *headers;
-        size_t n_headers;
+        size_t n_headers, n_headers_alloc;
         Buf body;
 
         StreamInfo *info;               /* of the connection; valid while proto_ops is set */
@@ -65,12 +68,17 @@ struct Request {
 
         char id[48];                    /* x-request-id: the client's (when sane) or generated; "" until asked */
         usec_t upstream_wait;           /* time spent waiting on upstreams, not gate's own (for the overhead) */
+
+        Arena arena;
+        max_align_t arena_first[1024 / sizeof(max_align_t)];   /* enough for a typical head */
 };
 
 /* For the protocol layers. */
 int request_new(HttpServer *server, const RequestProtoOps *ops, void *proto, Request **ret);
 int request_add_header(Request *r, const char *name, size_t name_len, const char *value, size_t value_len);
 int request_set_target(Request *r, const char *target, size_t len);
+int request_set_method(Request *r, const char *method, size_t len);
+int request_set_authority(Request *r, const char *authority, size_t len);
 void request_notify_writable(Request *r);   /* protocol: queue fell below low water */
 void request_abort(Request *r);             /* protocol: client gone; calls on_abort once, detaches */
 void request_dispatch(Request *r);          /* protocol: headers and body complete */

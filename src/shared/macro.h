@@ -67,6 +67,7 @@ static inline void closep(int *fd) {
 
 #define streq(a, b) (strcmp((a), (b)) == 0)
 #define strneq(a, b, n) (strncmp((a), (b), (n)) == 0)
+#define strcaseeq(a, b) (strcasecmp((a), (b)) == 0)
 
 static inline bool isempty(const char *s) {
         return !s || !*s;

@@ -16,6 +16,19 @@ usec_t now_usec(int clock_id) {
         return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / NSEC_PER_USEC;
 }
 
+char *format_uint64(uint64_t v, char out[static 21]) {
+        char tmp[20];
+        size_t n = sizeof tmp;
+
+        do {
+                tmp[--n] = (char) ('0' + v % 10);
+                v /= 10;
+        } while (v > 0);
+        memcpy(out, tmp + n, sizeof tmp - n);
+        out[sizeof tmp - n] = 0;
+        return out;
+}
+
 int parse_uint64(const char *s, uint64_t *ret) {
         char *end;
         unsigned long long v;

@@ -11,6 +11,8 @@ static inline usec_t now_mono(void) {
 }
 
 int parse_uint64(const char *s, uint64_t *ret);
+/* Formats v in decimal into out (NUL-terminated); returns out. For hot paths where printf costs. */
+char *format_uint64(uint64_t v, char out[static 21]);
 int parse_uint32(const char *s, uint32_t *ret);
 int parse_bool(const char *s);                        /* 1, 0 or -EINVAL */
 int parse_size(const char *s, uint64_t *ret);         /* "32M", "1GiB", "4096", "64K" (base 1024) */

@@ -715,6 +715,45 @@ TEST(idle_timeout_closes_silently) {
         ASSERT_EQ(f.server.n_sessions, 0);
 }
 
+/* Timers are lazy (armed for the earliest phase, re-armed when they fire early): each request must
+ * still restart the idle timeout, and a held request must not meet the header timeout of its head. */
+TEST(lazy_timers_follow_the_phase) {
+        HttpLimits l = HTTP_LIMITS_DEFAULT;
+        _cleanup_(fixture_done) Fixture f;
+        _cleanup_free_ char *held = NULL, *b = NULL;
+
+        l.idle_timeout = 60 * USEC_PER_MSEC;
+        l.header_timeout = 40 * USEC_PER_MSEC;
+        fixture_init(&f, &l);
+        /* 8 requests 25 ms apart: 200 ms in all, far beyond one idle timeout, never idle for long. */
+        for (unsigned i = 0; i < 8; i++) {
+                _cleanup_free_ char *a = NULL;
+                usec_t until = now_mono() + 25 * USEC_PER_MSEC;
+
+                ASSERT_OK(feed(&f, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+                a = take_output(&f);
+                ASSERT_EQ(status_of(a), 200);
+                while (now_mono() < until && !f.ms.closed)
+                        (void) sd_event_run(f.event, 5 * USEC_PER_MSEC);
+                ASSERT_FALSE(f.ms.closed);
+        }
+        /* Held for 3 header timeouts: the handler's time is its own. */
+        ASSERT_OK(feed(&f, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+        ASSERT_NOT_NULL(ctx.held);
+        for (usec_t until = now_mono() + 120 * USEC_PER_MSEC; now_mono() < until;)
+                (void) sd_event_run(f.event, 5 * USEC_PER_MSEC);
+        ASSERT_FALSE(f.ms.closed);
+        ASSERT_OK(request_reply(ctx.held, 200, NULL, 0, "text/plain", "late", 4));
+        ctx.held = request_unref(ctx.held);
+        held = take_output(&f);
+        ASSERT_EQ(status_of(held), 200);
+        ASSERT_CONTAINS(held, "late");
+        /* And then the idle timeout closes it. */
+        RUN_UNTIL(&f, f.ms.closed);
+        b = take_output(&f);
+        ASSERT_STREQ(b, "");
+}
+
 TEST(bytewise_equals_whole) {
         static const char input[] =
                 "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"

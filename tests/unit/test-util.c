@@ -1,6 +1,7 @@
-/* Unit tests for src/shared: buffers, number/size/time parsing, socket addresses, strv. */
+/* Unit tests for src/shared: buffers, the arena, number/size/time parsing and formatting, socket addresses, strv. */
 #include <netinet/in.h>
 
+#include "shared/arena.h"
 #include "shared/buf.h"
 #include "shared/util.h"
 #include "tests.h"
@@ -30,6 +31,47 @@ TEST(buf_printf_and_steal) {
         ASSERT_EQ(n, 3);
         ASSERT_TRUE(buf_empty(&b));
         free(s);
+}
+
+TEST(arena_inline_then_blocks) {
+        max_align_t first[64 / sizeof(max_align_t)];
+        Arena a;
+        char *s, *big;
+
+        arena_init(&a, first, sizeof first);
+        /* Small strings come from the caller's block. */
+        s = arena_strndup(&a, "hello, world", 5);
+        ASSERT_STREQ(s, "hello");
+        ASSERT_TRUE((uint8_t *) s >= (uint8_t *) first && (uint8_t *) s < (uint8_t *) first + sizeof first);
+        ASSERT_NULL(a.blocks);
+        /* What does not fit goes to a new block; earlier pointers stay valid. */
+        big = arena_alloc(&a, 10000);
+        ASSERT_NOT_NULL(big);
+        memset(big, 'x', 10000);
+        ASSERT_NOT_NULL(a.blocks);
+        ASSERT_STREQ(s, "hello");
+        /* Every allocation is aligned for any object, including after odd sizes. */
+        for (size_t i = 1; i < 200; i++) {
+                void *p = arena_alloc(&a, i);
+                ASSERT_NOT_NULL(p);
+                ASSERT_EQ((uintptr_t) p % _Alignof(max_align_t), 0);
+                memset(p, 0xa5, i);
+        }
+        ASSERT_NULL(arena_alloc(&a, SIZE_MAX - 8));
+        arena_done(&a);
+        ASSERT_NULL(a.blocks);
+
+        /* Without a first block the first use allocates. */
+        arena_init(&a, NULL, 0);
+        ASSERT_STREQ(arena_strndup(&a, "abc", 3), "abc");
+        arena_done(&a);
+}
+
+TEST(format_uint64_values) {
+        char out[21];
+        ASSERT_STREQ(format_uint64(0, out), "0");
+        ASSERT_STREQ(format_uint64(42, out), "42");
+        ASSERT_STREQ(format_uint64(UINT64_MAX, out), "18446744073709551615");
 }
 
 TEST(parse_size_values) {
