@@ -54,18 +54,6 @@ static json_t *key_to_json(Manager *m, const KeyInfo *k) {
                          "revoked", json_time_or_null(k->revoked_at));
 }
 
-static int keys_changed(Manager *m) {
-        size_t n = 0;
-        KeyInfo *const *all;
-        int r;
-
-        r = keys_reload(m->keys);
-        if (r < 0)
-                return r;
-        all = keys_all(m->keys, &n);
-        return limits_load_spend(m->limits, m->store, all, n);
-}
-
 static int admin_create(Request *r, Manager *m) {
         _cleanup_strv_free_ char **models = NULL;
         _cleanup_(key_info_unrefp) KeyInfo *info = NULL;
@@ -126,7 +114,8 @@ static int admin_create(Request *r, Manager *m) {
                 return api_reply_error(r, DIALECT_OPENAI, 400, "invalid_request", NULL, 0, "Invalid key settings.");
         if (k < 0)
                 return k;
-        (void) keys_changed(m);
+        /* The cache follows at once; on failure the poll retries, as the generation moved. */
+        (void) manager_reload_keys(m);
         json_t *j = key_to_json(m, info);
         if (j)
                 json_object_set_new(j, "key", json_string(key));
@@ -155,7 +144,7 @@ int api_admin_keys(Request *r, Manager *m) {
                         return api_reply_error(r, DIALECT_OPENAI, 409, "conflict", NULL, 0, "Already revoked.");
                 if (k < 0)
                         return k;
-                (void) keys_changed(m);
+                (void) manager_reload_keys(m);
                 return reply_json(r, 200, json_pack("{s:I, s:b}", "id", (json_int_t) key->id, "revoked", 1));
         }
 

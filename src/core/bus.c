@@ -91,6 +91,21 @@ static int method_reload_certificates(sd_bus_message *msg, void *userdata, sd_bu
         return sd_bus_reply_method_return(msg, "t", tls_credentials_not_after(m->tls));
 }
 
+/* `gate keys create|update|revoke` call this after their write, so that the change is in force when
+ * they return; the reply waits for the reload. */
+static int method_reload_keys(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        size_t n = 0;
+        int r;
+
+        r = manager_reload_keys(m);
+        if (r < 0)
+                return sd_bus_error_setf(error, GATE_BUS_INTERFACE ".Error.KeysFailed",
+                                         "Failed to reload the API keys, keeping the cached ones: %s", strerror(-r));
+        (void) keys_all(m->keys, &n);
+        return sd_bus_reply_method_return(msg, "u", (uint32_t) MIN(n, (size_t) UINT32_MAX));
+}
+
 const sd_bus_vtable gate_bus_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Version", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -113,6 +128,8 @@ const sd_bus_vtable gate_bus_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ReloadCertificates", SD_BUS_NO_ARGS, SD_BUS_RESULT("t", not_after),
                                 method_reload_certificates, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ReloadKeys", SD_BUS_NO_ARGS, SD_BUS_RESULT("u", keys), method_reload_keys,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("Reloaded", SD_BUS_ARGS("u", generation), 0),
         SD_BUS_SIGNAL_WITH_ARGS("CertificatesReloaded", SD_BUS_ARGS("t", not_after), 0),
         SD_BUS_VTABLE_END

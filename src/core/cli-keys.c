@@ -8,6 +8,7 @@
 #include <time.h>
 #include <wchar.h>
 
+#include "core/bus.h"
 #include "core/cli-keys.h"
 #include "core/cli.h"
 #include "core/config.h"
@@ -238,6 +239,46 @@ static int find_key(Store *s, const char *id_or_name, KeyInfo **ret) {
 }
 
 /* ---- keys ---- */
+
+/* A daemon that does not answer within this long is not waited for: its poll picks the change up. */
+#define KEYS_NOTIFY_TIMEOUT (5 * USEC_PER_SEC)
+
+/* After a change to the keys, asks a running daemon to reload them (D-Bus ReloadKeys, on the bus
+ * `gate reload` uses), so that the change is in force when the command returns. Without a bus or a
+ * daemon on it there is nobody to tell: silence, and the command succeeds. A daemon that cannot be told
+ * (access denied, a failure) is mentioned, and still picks the change up by its once-a-second poll. */
+static void keys_notify_daemon(void) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL, *reply = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = cli_user_bus() ? sd_bus_open_user(&bus) : sd_bus_open_system(&bus);
+        if (r < 0) {
+                log_debug_errno(r, "No %s bus, so no daemon to tell about the keys: %m",
+                                cli_user_bus() ? "user" : "system");
+                return;
+        }
+        r = sd_bus_message_new_method_call(bus, &call, GATE_BUS_NAME, GATE_BUS_PATH, GATE_BUS_INTERFACE,
+                                           "ReloadKeys");
+        /* The service is bus-activatable: a key change must not start a daemon that is not running. */
+        if (r >= 0)
+                r = sd_bus_message_set_auto_start(call, false);
+        if (r >= 0)
+                r = sd_bus_call(bus, call, KEYS_NOTIFY_TIMEOUT, &e, &reply);
+        if (r >= 0) {
+                log_debug("The running daemon reloaded its keys.");
+                return;
+        }
+        if (sd_bus_error_has_names(&e, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER)) {
+                log_debug("No daemon on the bus; it reads the keys when it starts.");
+                return;
+        }
+        /* TRANSLATORS: %s: the reason, from the bus (in English) or the system. */
+        fprintf(stderr, _("gate: the running daemon could not be told at once (%s); it applies the change "
+                          "within a second.\n"),
+                e.message ?: strerror(-r));
+}
 
 static const char *key_state(const KeyInfo *k, usec_t now) {
         if (k->revoked_at > 0)
@@ -533,6 +574,7 @@ static int keys_create_cmd(int argc, char *argv[]) {
                 log_error_errno(r, "Failed to create the key: %m");
                 return EXIT_FAILURE;
         }
+        keys_notify_daemon();
 
         if (json) {
                 _cleanup_(json_decrefp) json_t *j = key_json(&(KeyRow) { .key = info }, now, key);
@@ -720,6 +762,7 @@ static int keys_update_cmd(int argc, char *argv[]) {
                 log_error_errno(r, "Failed to update key %" PRIu64 ": %m", k->id);
                 return EXIT_FAILURE;
         }
+        keys_notify_daemon();
         if (json) {
                 KeyRow row;
 
@@ -914,6 +957,7 @@ static int keys_revoke_cmd(int argc, char *argv[]) {
                 log_error_errno(r, "Failed to revoke key %" PRIu64 ": %m", k->id);
                 return EXIT_FAILURE;
         }
+        keys_notify_daemon();
         fprintf(stderr, _("Revoked key %llu \"%s\" (gk-%s...).\n"), (unsigned long long) k->id, k->name,
                 k->prefix);
         return EXIT_SUCCESS;

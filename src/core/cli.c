@@ -117,6 +117,10 @@ static int cmd_config(int argc, char *argv[]) {
 
 static bool arg_user = false;
 
+bool cli_user_bus(void) {
+        return arg_user;
+}
+
 static int bus_connect(sd_bus **ret) {
         int r;
 

@@ -511,7 +511,22 @@ static double metric_queue_drops(void *userdata) {
         return m->usage ? (double) usage_queue_drops(m->usage) : 0;
 }
 
-/* Keys created or revoked by `gate keys` (another process) apply within a second, no reload needed. */
+int manager_reload_keys(Manager *m) {
+        int r;
+
+        if (!m->keys)
+                return -ENXIO;
+        r = keys_reload(m->keys);
+        if (r >= 0)
+                r = manager_load_spend(m);
+        if (r < 0)
+                return r;
+        log_debug("Reloaded the API keys on request.");
+        return 0;
+}
+
+/* Keys created or revoked by `gate keys` (another process) apply within a second, no reload needed: the
+ * fallback for when the command could not call ReloadKeys (no bus, or the bus policy). */
 static int on_keys_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
         int r;

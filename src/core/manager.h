@@ -88,6 +88,10 @@ int manager_run(Manager *m);
 /* Re-reads the configuration and credentials; on failure keeps everything as it was and returns a
  * negative errno with the reason in *ret_error. reason names the trigger ("SIGHUP", "dbus"). */
 int manager_reload(Manager *m, const char *reason, char **ret_error);
+/* Re-reads gate's API keys (and the spend of keys new to the limits) from the database now, as the
+ * once-a-second poll does when the keys generation moved: D-Bus ReloadKeys and the admin API. On
+ * failure the cached keys stay. */
+int manager_reload_keys(Manager *m);
 /* Only the TLS credentials (the path unit's trigger). */
 int manager_reload_certificates(Manager *m, char **ret_error);
 

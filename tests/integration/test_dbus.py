@@ -1,5 +1,7 @@
 """D-Bus API on a private dbus-daemon: properties, Reload (and its InvalidConfig error), signals,
-ReloadCertificates, gate status/reload, and the introspection XML in dbus/ equal to what gate serves."""
+ReloadCertificates, gate status/reload, the introspection XML in dbus/ equal to what gate serves, and
+ReloadKeys: gate keys create|update|revoke in force when they return, silent without a daemon (and never
+starting one), a daemon the policy keeps them from asking still picking the change up by its poll."""
 import json
 import os
 import re
@@ -11,6 +13,7 @@ import time
 import xml.etree.ElementTree as ET
 
 from gatetest import GATE, Gate, curl, finish, free_port, test
+from mocktest import Mock
 
 SRCDIR = os.environ.get("SRCDIR", ".")
 busdir = tempfile.mkdtemp(prefix="gate-bus-")
@@ -148,7 +151,130 @@ def introspection_matches_dbus_xml():
     assert canon(served) == canon(shipped), "\nserved:  %s\nshipped: %s" % (canon(served), canon(shipped))
 
 
+@test
+def reload_keys_method():
+    _, out, _ = busctl("call", "ai.hellas.Gate", "/ai/hellas/Gate", "ai.hellas.Gate1", "ReloadKeys")
+    assert out.strip() == "u 0", out
+
+
 g.stop()
+
+M = Mock(require_key="sk-up").start()
+KEYS_CONFIG = """[auth]
+loopback_without_key = false
+passthrough = never
+[provider.mock]
+type = openai-compatible
+base_url = http://%s/v1
+models = mock-*
+api_key = sk-up
+""" % M.address
+
+
+def chat(gate, key):
+    return curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", gate.url("/v1/chat/completions"),
+                "-H", "x-api-key: " + key, "--data-binary",
+                '{"model":"mock-a","messages":[{"role":"user","content":"hi"}]}')[1]
+
+
+def keys_cli(gate, *args, env=None):
+    e = dict(os.environ, **(env or ENV))
+    e.update(GATE_CONFIG=gate.config_path, STATE_DIRECTORY=gate.state, LANG="C", LC_ALL="C")
+    e.pop("LANGUAGE", None)
+    p = subprocess.run([GATE] + list(args), capture_output=True, env=e, timeout=30)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+@test
+def key_changes_are_in_force_when_the_command_returns():
+    # Not one sleep between a command and the request that depends on it: the daemon's own poll runs
+    # once a second, so only ReloadKeys can make these pass.
+    with Gate(env=ENV, config=KEYS_CONFIG) as g2:
+        g2.start()
+        for i in range(3):
+            rc, out, err = keys_cli(g2, "keys", "create", "--name", "k%d" % i, "--rpm", "1")
+            assert rc == 0 and err.count("\n") == 1, (rc, err)     # one line, "Created key ..."
+            key = out.strip()
+            assert chat(g2, key) == "200"
+            assert chat(g2, key) == "429"
+            rc, _, err = keys_cli(g2, "keys", "update", "k%d" % i, "--rpm", "100")
+            assert rc == 0, err
+            assert chat(g2, key) == "200"
+            rc, _, err = keys_cli(g2, "keys", "revoke", "k%d" % i)
+            assert rc == 0 and err.count("\n") == 1, (rc, err)
+            assert chat(g2, key) == "401"
+        assert "Reloaded the API keys on request." in g2.log()
+
+
+busdir2 = tempfile.mkdtemp(prefix="gate-bus2-")
+marker = os.path.join(busdir2, "activated")
+os.mkdir(os.path.join(busdir2, "services"))
+with open(os.path.join(busdir2, "services", "ai.hellas.Gate.service"), "w") as f:
+    f.write("[D-BUS Service]\nName=ai.hellas.Gate\nExec=/bin/sh -c 'touch %s'\n" % marker)
+with open(os.path.join(busdir2, "bus.conf"), "w") as f:
+    # A session bus (activation without a setuid helper) whose policy keeps everyone from ReloadKeys.
+    f.write("""<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=%s/bus.sock</listen>
+  <auth>EXTERNAL</auth>
+  <servicedir>%s/services</servicedir>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/>
+    <deny send_destination="ai.hellas.Gate" send_interface="ai.hellas.Gate1" send_member="ReloadKeys"/>
+  </policy>
+</busconfig>
+""" % (busdir2, busdir2))
+bus2 = subprocess.Popen(["dbus-daemon", "--config-file=" + os.path.join(busdir2, "bus.conf"), "--nofork",
+                         "--print-address=1"], stdout=subprocess.PIPE)
+ENV2 = {"DBUS_SESSION_BUS_ADDRESS": bus2.stdout.readline().decode().strip(), "GATE_BUS": "user"}
+
+
+@test
+def without_a_daemon_keys_commands_are_silent_and_start_none():
+    with Gate(env=ENV2, config=KEYS_CONFIG) as g3:
+        rc, out, err = keys_cli(g3, "--user", "keys", "create", "--name", "quiet", env=ENV2)
+        assert rc == 0 and err.startswith("Created key 1") and err.count("\n") == 1, (rc, err)
+        for args in (["keys", "update", "quiet", "--tpm", "5"], ["keys", "revoke", "quiet"]):
+            rc, _, err = keys_cli(g3, "--user", *args, env=ENV2)
+            assert rc == 0 and err.count("\n") <= 1 and "daemon" not in err, (args, rc, err)
+        rc, _, err = keys_cli(g3, "keys", "create", "--name", "sys", env=ENV)    # the system bus: empty too
+        assert rc == 0 and err.count("\n") == 1, (rc, err)
+        time.sleep(0.5)
+        assert not os.path.exists(marker), "gate keys started the bus-activatable service"
+    # The test could fail: a call that allows auto-start does activate it.
+    subprocess.run(["busctl", "--address=" + ENV2["DBUS_SESSION_BUS_ADDRESS"], "--expect-reply=no", "call",
+                    "ai.hellas.Gate", "/ai/hellas/Gate", "ai.hellas.Gate1", "Reload"], capture_output=True, timeout=30)
+    deadline = time.time() + 5
+    while not os.path.exists(marker):
+        assert time.time() < deadline, "activation did not run; the test above proves nothing"
+        time.sleep(0.1)
+
+
+@test
+def a_daemon_that_cannot_be_asked_is_named_and_polls():
+    with Gate(env=ENV2, config=KEYS_CONFIG) as g4:
+        g4.start()
+        rc, out, err = keys_cli(g4, "--user", "keys", "create", "--name", "denied", env=ENV2)
+        assert rc == 0 and "could not be told at once" in err and "within a second" in err, (rc, err)
+        key = out.strip()
+        deadline = time.time() + 5
+        while chat(g4, key) != "200":
+            assert time.time() < deadline, "the poll did not pick the key up"
+            time.sleep(0.1)
+        rc, _, err = keys_cli(g4, "--user", "keys", "revoke", "denied", env=ENV2)
+        assert rc == 0 and "could not be told at once" in err, (rc, err)
+        deadline = time.time() + 5
+        while chat(g4, key) != "401":
+            assert time.time() < deadline, "the poll did not pick the revocation up"
+            time.sleep(0.1)
+
+
+bus2.terminate()
+bus2.wait()
+shutil.rmtree(busdir2, ignore_errors=True)
+M.stop()
 
 
 @test
