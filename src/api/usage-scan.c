@@ -50,24 +50,28 @@ enum {
         K_CACHE_WRITE,
 };
 
+/* Every key of every response is looked up here: the length rules out nearly all before a compare. */
+#define KEY(s, id) { s, sizeof(s) - 1, id }
 static const struct {
         const char *name;
+        uint8_t len;
         uint8_t id;
 } key_table[] = {
-        { "model", K_MODEL },
-        { "usage", K_USAGE },
-        { "message", K_MESSAGE },
-        { "response", K_RESPONSE },
-        { "prompt_tokens", K_PROMPT_TOKENS },
-        { "completion_tokens", K_COMPLETION_TOKENS },
-        { "input_tokens", K_INPUT_TOKENS },
-        { "output_tokens", K_OUTPUT_TOKENS },
-        { "prompt_tokens_details", K_PROMPT_DETAILS },
-        { "input_tokens_details", K_INPUT_DETAILS },
-        { "cached_tokens", K_CACHED_TOKENS },
-        { "cache_read_input_tokens", K_CACHE_READ },
-        { "cache_creation_input_tokens", K_CACHE_WRITE },
+        KEY("model", K_MODEL),
+        KEY("usage", K_USAGE),
+        KEY("message", K_MESSAGE),
+        KEY("response", K_RESPONSE),
+        KEY("prompt_tokens", K_PROMPT_TOKENS),
+        KEY("completion_tokens", K_COMPLETION_TOKENS),
+        KEY("input_tokens", K_INPUT_TOKENS),
+        KEY("output_tokens", K_OUTPUT_TOKENS),
+        KEY("prompt_tokens_details", K_PROMPT_DETAILS),
+        KEY("input_tokens_details", K_INPUT_DETAILS),
+        KEY("cached_tokens", K_CACHED_TOKENS),
+        KEY("cache_read_input_tokens", K_CACHE_READ),
+        KEY("cache_creation_input_tokens", K_CACHE_WRITE),
 };
+#undef KEY
 
 /* Counts beyond this are not believed (and could not be summed safely). */
 #define USAGE_VALUE_MAX (UINT64_C(1) << 50)
@@ -202,7 +206,8 @@ static void string_done(UsageScanner *s) {
                 if (!s->key_overflow) {
                         s->key[s->key_len] = 0;
                         for (size_t i = 0; i < ELEMENTSOF(key_table); i++)
-                                if (streq(s->key, key_table[i].name)) {
+                                if (key_table[i].len == s->key_len &&
+                                    memcmp(s->key, key_table[i].name, s->key_len) == 0) {
                                         id = key_table[i].id;
                                         break;
                                 }
@@ -501,6 +506,41 @@ static void json_byte(UsageScanner *s, char c) {
                 }
 }
 
+/* Inside a string, everything up to a quote, a backslash or a control character is plain content:
+ * taken as a run instead of byte by byte (strings are most of a response's bytes). Returns the run's
+ * length, 0 when the next byte needs the state machine. */
+static size_t string_run(UsageScanner *s, const char *p, size_t n) {
+        size_t k = 0;
+
+        while (k < n) {
+                unsigned char c = (unsigned char) p[k];
+                if (c == '"' || c == '\\' || c < 0x20)
+                        break;
+                k++;
+        }
+        if (k > 0) {
+                surrogate_flush(s);
+                string_append(s, p, k);
+        }
+        return k;
+}
+
+/* The states where whitespace means nothing: pretty-printed bodies are largely indentation. */
+static bool skips_ws(const UsageScanner *s) {
+        switch (s->state) {
+        case JSON_VALUE:
+        case JSON_ARR_FIRST:
+        case JSON_OBJ_FIRST:
+        case JSON_OBJ_KEY:
+        case JSON_COLON:
+        case JSON_AFTER:
+        case JSON_DONE:
+                return true;
+        default:
+                return false;
+        }
+}
+
 static void sse_byte(UsageScanner *s, char c) {
         bool eol = c == '\n' || c == '\r';
 
@@ -565,13 +605,39 @@ void usage_scanner_feed(UsageScanner *s, const void *p, size_t n) {
         if (!s || !p)
                 return;
         if (s->sse)
-                for (size_t i = 0; i < n; i++)
-                        sse_byte(s, c[i]);
+                for (size_t i = 0; i < n;) {
+                        /* A run ends at CR or LF, so line handling stays with sse_byte(). */
+                        if (s->line == LINE_DATA && !s->after_cr) {
+                                size_t k = 0;
+
+                                if (s->state == JSON_STRING)
+                                        k = string_run(s, c + i, n - i);
+                                else if (skips_ws(s))
+                                        while (i + k < n && (c[i + k] == ' ' || c[i + k] == '\t'))
+                                                k++;
+                                if (k > 0) {
+                                        i += k;
+                                        continue;
+                                }
+                        }
+                        sse_byte(s, c[i++]);
+                }
         else
-                for (size_t i = 0; i < n; i++) {
+                for (size_t i = 0; i < n;) {
                         if (s->state == JSON_ERROR)
                                 return;
-                        json_byte(s, c[i]);
+                        if (s->state == JSON_STRING) {
+                                size_t k = string_run(s, c + i, n - i);
+                                if (k > 0) {
+                                        i += k;
+                                        continue;
+                                }
+                        } else if (is_ws(c[i]) && skips_ws(s)) {
+                                while (++i < n && is_ws(c[i]))
+                                        ;
+                                continue;
+                        }
+                        json_byte(s, c[i++]);
                 }
 }
 
