@@ -212,6 +212,12 @@ static size_t label_value_copy(char *out, const char *s) {
         size_t n = 0;
 
         while (*u) {
+                /* Label values are nearly always ASCII: copy such runs without the UTF-8 checks. */
+                while (*u && *u < 0x80 && n < METRIC_LABEL_VALUE_MAX)
+                        out[n++] = (char) *u++;
+                if (!*u || n >= METRIC_LABEL_VALUE_MAX)
+                        break;
+
                 unsigned len = *u < 0x80 ? 1 : (*u & 0xe0) == 0xc0 && *u >= 0xc2 ? 2 : (*u & 0xf0) == 0xe0 ? 3 :
                                 (*u & 0xf8) == 0xf0 && *u <= 0xf4 ? 4 : 0;
                 unsigned i;
@@ -661,14 +667,14 @@ static double seconds(usec_t t) {
 }
 
 void gate_metrics_request(GateMetrics *g, const MetricsRequest *r) {
-        char status[16];
+        char status[21];
         const char *provider, *model;
 
         if (!g || !r)
                 return;
         provider = r->provider ?: "";
         model = r->model ?: "";
-        snprintf(status, sizeof status, "%u", r->status);
+        format_uint64(r->status, status);
 
         metric_add(g->requests, (const char *const[]) { r->route, r->dialect, provider, model, status }, 1);
         if (r->duration != USEC_INFINITY)
