@@ -1,4 +1,4 @@
-/* The admin API: /admin/keys (list, create, revoke) and /admin/usage, for admin keys and trusted loopback. */
+/* The admin API: /admin/keys (list, create, update, revoke) and /admin/usage, for admin keys and loopback. */
 #include <jansson.h>
 #include <stdio.h>
 
@@ -123,6 +123,117 @@ static int admin_create(Request *r, Manager *m) {
         return reply_json(r, 201, j);
 }
 
+/* PATCH /admin/keys/ID: what `gate keys update` does. Strict about names and types, so that a typo
+ * is an error, not a silent no-op; null takes a setting away. */
+static int admin_update(Request *r, Manager *m, const char *which) {
+        _cleanup_(key_info_unrefp) KeyInfo *key = NULL, *info = NULL;
+        _cleanup_strv_free_ char **models = NULL;
+        json_error_t jerr;
+        json_t *body, *v;
+        const char *field;
+        KeySpec spec = { .period = _BUDGET_PERIOD_INVALID };
+        unsigned fields = 0;
+        int k;
+
+        body = json_loadb((const char *) buf_data(&r->body), buf_len(&r->body), JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(body)) {
+                json_decref(body);
+                return api_reply_error(r, DIALECT_OPENAI, 400, "invalid_json", NULL, 0,
+                                       "The body must be a JSON object: {\"rpm\": ...}.");
+        }
+        json_object_foreach(body, field, v) {
+                bool ok = true;
+
+                if (streq(field, "name")) {
+                        spec.name = json_string_value(v);
+                        ok = spec.name && key_name_is_valid(spec.name);
+                        fields |= KEY_FIELD_NAME;
+                } else if (streq(field, "models")) {
+                        size_t n = 0, i;
+                        json_t *item;
+
+                        ok = json_is_array(v) || json_is_null(v);
+                        json_array_foreach(v, i, item) {
+                                const char *p = json_string_value(item);
+                                if (!p || !key_pattern_is_valid(p) || strv_extend(&models, &n, p) < 0) {
+                                        ok = false;
+                                        break;
+                                }
+                        }
+                        fields |= KEY_FIELD_MODELS;
+                } else if (streq(field, "rpm") || streq(field, "tpm")) {
+                        json_int_t n = json_is_null(v) ? 0 : json_integer_value(v);
+
+                        ok = (json_is_integer(v) || json_is_null(v)) && n >= 0 && n <= UINT32_MAX;
+                        if (field[0] == 'r')
+                                spec.rpm = (uint32_t) n;
+                        else
+                                spec.tpm = (uint32_t) n;
+                        fields |= field[0] == 'r' ? KEY_FIELD_RPM : KEY_FIELD_TPM;
+                } else if (streq(field, "budget_usd")) {
+                        double usd = json_is_null(v) ? 0 : json_number_value(v);
+
+                        ok = (json_is_number(v) || json_is_null(v)) && usd >= 0 && usd < 9e9;
+                        spec.budget = ok ? (uint64_t) (usd * 1e9 + 0.5) : 0;
+                        fields |= KEY_FIELD_BUDGET;
+                } else if (streq(field, "budget_period")) {
+                        spec.period = budget_period_from_string(json_string_value(v));
+                        ok = spec.period >= 0;
+                        fields |= KEY_FIELD_PERIOD;
+                } else if (streq(field, "expires")) {
+                        json_int_t t = json_is_null(v) ? 0 : json_integer_value(v);
+
+                        ok = json_is_null(v) ||
+                             (json_is_integer(v) && t > 0 && (usec_t) t < USEC_INFINITY / USEC_PER_SEC &&
+                              (usec_t) t * USEC_PER_SEC > now_usec(CLOCK_REALTIME));
+                        spec.expires_at = ok ? (usec_t) t * USEC_PER_SEC : 0;
+                        fields |= KEY_FIELD_EXPIRES;
+                } else if (streq(field, "admin")) {
+                        ok = json_is_boolean(v);
+                        spec.admin = json_is_true(v);
+                        fields |= KEY_FIELD_ADMIN;
+                } else {
+                        k = api_reply_error(r, DIALECT_OPENAI, 400, "invalid_request", NULL, 0,
+                                            "Unknown field \"%.64s\": name, models, rpm, tpm, budget_usd, "
+                                            "budget_period, expires, admin.", field);
+                        json_decref(body);
+                        return k;
+                }
+                if (!ok) {
+                        k = api_reply_error(r, DIALECT_OPENAI, 400, "invalid_request", NULL, 0,
+                                            "Invalid \"%s\".", field);
+                        json_decref(body);
+                        return k;
+                }
+        }
+        spec.models = models;
+        if (fields == 0) {
+                json_decref(body);
+                return api_reply_error(r, DIALECT_OPENAI, 400, "invalid_request", NULL, 0,
+                                       "Nothing to change: give at least one field.");
+        }
+
+        k = keys_find(m->store, which, &key);
+        if (k >= 0)
+                k = keys_update(m->store, key->id, &spec, fields, &info);
+        json_decref(body);      /* spec.name pointed into it */
+        if (k == -ENOENT || k == -ENOTUNIQ)
+                return api_reply_error(r, DIALECT_OPENAI, 404, "not_found", NULL, 0, "No such key.");
+        if (k == -EKEYREVOKED)
+                return api_reply_error(r, DIALECT_OPENAI, 409, "conflict", NULL, 0,
+                                       "The key is revoked; revoked keys cannot be changed.");
+        if (k == -EEXIST)
+                return api_reply_error(r, DIALECT_OPENAI, 409, "conflict", NULL, 0,
+                                       "An active key has this name already.");
+        if (k == -EINVAL)
+                return api_reply_error(r, DIALECT_OPENAI, 400, "invalid_request", NULL, 0,
+                                       "A budget needs a budget_period, and a budget_period a budget.");
+        if (k < 0)
+                return k;
+        (void) manager_reload_keys(m);
+        return reply_json(r, 200, key_to_json(m, info));
+}
+
 int api_admin_keys(Request *r, Manager *m) {
         int k;
 
@@ -132,6 +243,9 @@ int api_admin_keys(Request *r, Manager *m) {
 
         if (streq(r->path, "/admin/keys") && streq(r->method, "POST"))
                 return admin_create(r, m);
+
+        if (startswith(r->path, "/admin/keys/") && streq(r->method, "PATCH"))
+                return admin_update(r, m, r->path + strlen("/admin/keys/"));
 
         if (startswith(r->path, "/admin/keys/") && streq(r->method, "DELETE")) {
                 _cleanup_(key_info_unrefp) KeyInfo *key = NULL;
@@ -157,7 +271,7 @@ int api_admin_keys(Request *r, Manager *m) {
                 return reply_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
         }
         return api_reply_error(r, DIALECT_OPENAI, 405, "method_not_allowed", NULL, 0,
-                               "Use GET or POST on /admin/keys, DELETE on /admin/keys/ID.");
+                               "Use GET or POST on /admin/keys, PATCH or DELETE on /admin/keys/ID.");
 }
 
 int api_admin_usage(Request *r, Manager *m) {

@@ -41,7 +41,7 @@ static const Route routes[] = {
         { "/health", "GET HEAD", handle_health },
         { "/metrics", "GET HEAD", api_metrics },
         { "/admin/keys", "GET HEAD POST", api_admin_keys },
-        { "/admin/keys/", "DELETE", api_admin_keys },
+        { "/admin/keys/", "PATCH DELETE", api_admin_keys },
         { "/admin/usage", "GET HEAD", api_admin_usage },
         { "/v1/chat/completions", "POST", api_forward },
         { "/v1/completions", "POST", api_forward },
