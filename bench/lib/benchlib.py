@@ -310,7 +310,9 @@ def ensure_portkey():
     r = subprocess.run(["npm", "ci", "--prefix", NODE_DIR, "--no-audit", "--no-fund"], capture_output=True,
                        timeout=600)
     if r.returncode != 0:
-        return "npm ci failed: " + r.stderr.decode(errors="replace").strip()[-300:]
+        err = r.stderr.decode(errors="replace").splitlines()
+        first = [line.strip() for line in err if line.startswith("npm error")][:2] or err[-1:]
+        return "npm ci --prefix bench/node failed: " + "; ".join(first)[:240]
     if not os.path.isfile(os.path.join(PORTKEY_DIR, "build", "start-server.js")):
         return "npm ci left no build/start-server.js in " + PORTKEY_DIR
     return None
@@ -341,11 +343,26 @@ def portkey_headers(mock_port, provider="openai"):
             "x-portkey-custom-host": "http://127.0.0.1:%d/v1" % mock_port}
 
 
-def portkey_log_error(server):
-    """The first error line Portkey logged (it answers 500 "Something went wrong" and logs the cause)."""
-    for line in server.log_tail(20000).splitlines():
+def log_size(server):
+    try:
+        return os.path.getsize(server.log)
+    except (TypeError, OSError):
+        return 0
+
+
+def portkey_log_error(server, since=0):
+    """The first error line Portkey logged after byte `since` of its log (it answers 500 "Something went
+    wrong" and logs the cause)."""
+    try:
+        with open(server.log, "rb") as f:
+            f.seek(since)
+            text = f.read().decode(errors="replace")
+    except (TypeError, OSError):
+        return ""
+    for line in text.splitlines():
         if "error" in line.lower() and not line.startswith("    at "):
-            return line.strip()[:200]
+            # Its start-up spinner writes no newline: what comes after it is the error.
+            return re.sub(r".*Starting AI Gateway\.\.\.", "", line).strip()[:160]
     return ""
 
 
@@ -499,7 +516,11 @@ def h2load(url, body_file, headers, duration, clients, streams, d, warmup=0.5):
            "p50_us": percentile(lat, 50), "p99_us": percentile(lat, 99),
            "failed": int(ok.group(2)) + int(ok.group(3)) if ok else None, "non2xx": bad}
     if not lat or res["rps"] is None:
-        res["error"] = "no responses: " + out.strip()[-300:]
+        reqs = re.search(r"^requests: .*$", out, re.M)
+        proto = re.search(r"^Application protocol: (.*)$", out, re.M)
+        res["error"] = "no responses in %d s (%s%s)" % (
+            duration, reqs.group(0) if reqs else out.strip()[-200:],
+            "; protocol " + proto.group(1) if proto else "")
     elif bad or res["failed"]:
         res["error"] = "%d failed, %d non-200 of %d" % (res["failed"] or 0, bad, len(lat))
     return res

@@ -123,9 +123,13 @@ def run(build, d, duration, runs, deltas=16, with_responses=False, answers="json
     pk = None
     labels = ["direct", "passthrough", "translated"]
     try:
+        pk_down = None
         if portkey:
-            pk = benchlib.start_portkey(d, mock.port, tag="portkey-translate")
             labels.append("portkey")
+            try:
+                pk = benchlib.start_portkey(d, mock.port, tag="portkey-translate")
+            except RuntimeError as e:
+                pk_down = "did not start: %s" % e
         # Each spec's paths: (label, port, request path, body, dialect the answer must be in, extra headers).
         paths = []
         for i, s in enumerate(specs):
@@ -133,15 +137,18 @@ def run(build, d, duration, runs, deltas=16, with_responses=False, answers="json
             paths += [(i, "direct", mock.port, PATHS[up], s["upstream_body"], up, {}),
                       (i, "passthrough", gate.port, PATHS[up], s["upstream_body"], up, {}),
                       (i, "translated", gate.port, PATHS[s["client"]], s["translated_body"], s["client"], {})]
-            if pk:
-                s["portkey_error"] = None
+            if portkey:
+                s["portkey_error"] = pk_down
+                if pk_down:
+                    continue
                 if s["client"] == "responses":
                     s["portkey_error"] = "not tried (Responses API)"
                     continue
                 h = dict(HEADERS, **benchlib.portkey_headers(mock.port, PORTKEY_PROVIDER[up]))
+                since = benchlib.log_size(pk)
                 status, _, text = post(pk.url(PATHS[s["client"]]), s["translated_body"], h)
                 if not guard_ok(s["client"], s["stream"], status, text):
-                    cause = benchlib.portkey_log_error(pk)
+                    cause = benchlib.portkey_log_error(pk, since)
                     s["portkey_error"] = "HTTP %s %s%s" % (status, text.strip()[:120],
                                                            " (log: %s)" % cause if cause else "")
                     progress("  Portkey cannot do %s %s: %s" % (s["lane"], "stream" if s["stream"] else "json",
