@@ -77,6 +77,7 @@ static void manager_apply_limits(Manager *m) {
         l->h2_max_concurrent_streams = c->server_h2_max_concurrent_streams;
         m->proxy.policy.passthrough = c->auth_passthrough;
         m->proxy.policy.max_pending = c->proxy_max_pending;
+        m->proxy.policy.builtin_client = c->proxy_builtin_client;
         m->proxy.usage = m->usage;
         m->proxy.prices = m->prices;
         m->proxy.metrics = m->metrics;

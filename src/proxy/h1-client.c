@@ -71,6 +71,7 @@ struct H1Transfer {
         H1Callbacks cb;
         void *userdata;
         sd_event_source *timer;         /* connect timeout */
+        sd_event_source *failed;        /* reports a connect that failed at once, from the loop */
         usec_t connect_timeout;
 
         Buf head;                       /* the request head */
@@ -306,6 +307,7 @@ static void conn_to_pool(H1Conn *k) {
 
 static void transfer_free(H1Transfer *t) {
         sd_event_source_disable_unref(t->timer);
+        sd_event_source_disable_unref(t->failed);
         buf_done(&t->head);
         free(t);
 }
@@ -790,6 +792,11 @@ static int conn_on_io(sd_event_source *s, int fd, uint32_t revents, void *userda
         return 0;
 }
 
+static int transfer_on_failed(sd_event_source *s, void *userdata) {
+        transfer_finish(userdata, CURLE_COULDNT_CONNECT);
+        return 0;
+}
+
 int h1_transfer_start(H1Client *c, const H1Request *req, const H1Callbacks *cb, void *userdata,
                       H1Transfer **ret) {
         struct sockaddr_storage addr;
@@ -857,13 +864,22 @@ int h1_transfer_start(H1Client *c, const H1Request *req, const H1Callbacks *cb, 
                 r = transfer_bind(t, k);
                 if (r < 0)
                         conn_close(k);
-        } else
+        } else {
                 r = transfer_connect(t);
+                /* A refused (or otherwise failed) connect is the caller's to hear about as with
+                 * curl, through done(), not as a failure to start. */
+                if (r < 0 && r != -ENOMEM) {
+                        log_debug_errno(r, "Upstream connect failed: %m");
+                        if (t->conn)
+                                conn_close(t->conn);
+                        r = sd_event_add_defer(c->event, &t->failed, transfer_on_failed, t);
+                }
+        }
         if (r < 0) {
                 if (t->conn)
                         conn_close(t->conn);
                 transfer_free(t);
-                return r == -ECONNREFUSED || r == -ENETUNREACH || r == -EHOSTUNREACH ? -ECONNREFUSED : r;
+                return r;
         }
         *ret = t;
         return 0;

@@ -51,7 +51,8 @@ typedef struct ProxyCall {
         Buf tout;                       /* translated bytes on their way to the client */
         bool buffering;                 /* whole upstream body collected for translation (not streamed) */
 
-        CURL *easy;
+        CURL *easy;                     /* the transfer, on curl */
+        H1Transfer *h1;                 /* or on gate's own client (plain HTTP on an IP literal) */
         struct curl_slist *upstream_headers;
         char *url;
 
@@ -103,6 +104,11 @@ static void call_stop_transfer(ProxyCall *c) {
                 curl_glue_remove(c->proxy->curl, c->easy);
                 proxy_easy_put(c->proxy, c->easy);
                 c->easy = NULL;
+                c->proxy->active--;
+        }
+        if (c->h1) {
+                h1_transfer_cancel(c->h1);
+                c->h1 = NULL;
                 c->proxy->active--;
         }
         curl_slist_free_all(c->upstream_headers);
@@ -297,16 +303,21 @@ static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata
         const char *colon;
 
         if (len >= 5 && memcmp(buffer, "HTTP/", 5) == 0) {
-                /* A new response (after 1xx): forget what came before. */
+                /* A new response (after 1xx): forget what came before. The status is read here, from
+                 * the line either client hands over ("HTTP/1.1 200 OK", curl's "HTTP/2 200"). */
+                const char *sp = memchr(buffer, ' ', len);
                 call_free_headers(c);
                 c->content_length = -1;
                 c->retry_after = 0;
+                c->status = 0;
+                if (sp && (size_t) (sp - buffer) + 4 <= len && sp[1] >= '1' && sp[1] <= '9' &&
+                    sp[2] >= '0' && sp[2] <= '9' && sp[3] >= '0' && sp[3] <= '9')
+                        c->status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
                 return len;
         }
         if (len <= 2) {
                 /* End of the head. */
-                long s = 0;
-                (void) curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &s);
+                long s = c->status;
                 if (s < 200)
                         return len;
                 c->status = s;
@@ -492,15 +503,9 @@ static void call_reply_translated(ProxyCall *c) {
         call_free(c);
 }
 
-static void on_done(CURL *easy, CURLcode result, void *userdata) {
-        ProxyCall *c = userdata;
+static void on_done(ProxyCall *c, CURLcode result) {
         const Provider *p = c->cands[c->idx].provider;
         int r;
-
-        /* curl_glue took the handle off the multi handle; it is ours to recycle. */
-        proxy_easy_put(c->proxy, c->easy);
-        c->easy = NULL;
-        c->proxy->active--;
 
         if (c->client_gone) {
                 call_free(c);
@@ -590,6 +595,31 @@ static void on_done(CURL *easy, CURLcode result, void *userdata) {
         call_free(c);
 }
 
+static void on_curl_done(CURL *easy, CURLcode result, void *userdata) {
+        ProxyCall *c = userdata;
+
+        /* curl_glue took the handle off the multi handle; it is ours to recycle. */
+        proxy_easy_put(c->proxy, c->easy);
+        c->easy = NULL;
+        c->proxy->active--;
+        on_done(c, result);
+}
+
+static void on_h1_done(CURLcode result, void *userdata) {
+        ProxyCall *c = userdata;
+
+        /* The transfer is gone (its connection pooled or closed). */
+        c->h1 = NULL;
+        c->proxy->active--;
+        on_done(c, result);
+}
+
+static const H1Callbacks h1_callbacks = {
+        .header = on_header,
+        .write = on_write,
+        .done = on_h1_done,
+};
+
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         ProxyCall *c = userdata;
 
@@ -601,21 +631,31 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         /* First byte or idle timeout: end this attempt as a timeout. */
         log_debug("Upstream %s timed out for request %s.", c->cands[c->idx].provider->name, request_id(c->request));
         c->timed_out = true;
+        if (c->h1) {
+                h1_transfer_cancel(c->h1);
+                c->h1 = NULL;
+                c->proxy->active--;
+                on_done(c, CURLE_OPERATION_TIMEDOUT);
+                return 0;
+        }
         curl_glue_remove(c->proxy->curl, c->easy);
-        on_done(c->easy, CURLE_OPERATION_TIMEDOUT, c);
+        on_curl_done(c->easy, CURLE_OPERATION_TIMEDOUT, c);
         return 0;
 }
 
 static void on_client_writable(Request *r, void *userdata) {
         ProxyCall *c = userdata;
 
-        if (!c->paused || !c->easy)
+        if (!c->paused || (!c->easy && !c->h1))
                 return;
         c->paused = false;
         (void) sd_event_source_set_time_relative(c->timer, c->cands[c->idx].provider->idle_timeout);
         (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
         /* Last: unpausing may deliver data and even complete (and free) the call right here. */
-        (void) curl_glue_unpause(c->proxy->curl, c->easy);
+        if (c->h1)
+                h1_transfer_resume(c->h1);
+        else
+                (void) curl_glue_unpause(c->proxy->curl, c->easy);
 }
 
 static void on_client_abort(Request *r, void *userdata) {
@@ -876,6 +916,25 @@ static void call_try_next(ProxyCall *c) {
         if (k < 0)
                 goto fail;
 
+        c->attempts++;
+        c->t_attempt = now_mono();
+        c->content_length = -1;
+        if (c->proxy->h1 && c->proxy->policy.builtin_client && h1_client_handles(c->url)) {
+                H1Request req = {
+                        .url = c->url,
+                        .method = "POST",
+                        .headers = c->upstream_headers,
+                        .body = body,
+                        .body_len = body_len,
+                        .connect_timeout = p->connect_timeout,
+                };
+
+                k = h1_transfer_start(c->proxy->h1, &req, &h1_callbacks, c, &c->h1);
+                if (k < 0)
+                        goto fail;
+                goto started;
+        }
+
         c->easy = proxy_easy_get(c->proxy);
         if (!c->easy) {
                 k = -ENOMEM;
@@ -901,15 +960,13 @@ static void call_try_next(ProxyCall *c) {
         curl_easy_setopt(c->easy, CURLOPT_HTTP_CONTENT_DECODING, 0L);
         curl_easy_setopt(c->easy, CURLOPT_BUFFERSIZE, 64L * 1024);
 
-        c->attempts++;
-        c->t_attempt = now_mono();
-        c->content_length = -1;
-        k = curl_glue_add(c->proxy->curl, c->easy, on_done, c);
+        k = curl_glue_add(c->proxy->curl, c->easy, on_curl_done, c);
         if (k < 0) {
                 proxy_easy_put(c->proxy, c->easy);
                 c->easy = NULL;
                 goto fail;
         }
+started:
         c->proxy->active++;
         c->proxy->upstream_requests++;
         p->active++;
@@ -1076,8 +1133,13 @@ int proxy_forward(Proxy *proxy, Providers *providers, Request *r, Dialect d, Key
 
 int proxy_init(Proxy *p, sd_event *event) {
         *p = (Proxy){ .event = event, .policy = { .passthrough = PASSTHROUGH_LOOPBACK, .max_pending = 4096 } };
+        int r;
+
         if (getentropy(&p->seed, sizeof p->seed) < 0)
                 p->seed = (uint32_t) now_mono(); /* only the weighted order depends on it */
+        r = h1_client_new(event, &p->h1);
+        if (r < 0)
+                return r;
         return curl_glue_new(event, &p->curl);
 }
 
@@ -1105,4 +1167,5 @@ void proxy_done(Proxy *p) {
         while (p->n_idle > 0)
                 curl_easy_cleanup(p->idle[--p->n_idle]);
         p->curl = curl_glue_free(p->curl);
+        p->h1 = h1_client_free(p->h1);
 }

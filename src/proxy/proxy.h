@@ -3,6 +3,7 @@
 
 #include "http/request.h"
 #include "proxy/curl-glue.h"
+#include "proxy/h1-client.h"
 #include "api/limits.h"
 #include "api/metrics.h"
 #include "proxy/provider.h"
@@ -13,10 +14,12 @@
 typedef struct ProxyPolicy {
         int passthrough;                /* Passthrough (core/config.h) */
         unsigned max_pending;           /* upstream transfers in flight, all providers */
+        bool builtin_client;            /* plain-HTTP upstreams on IP literals: H1Client, not curl */
 } ProxyPolicy;
 
 typedef struct Proxy {
         CurlGlue *curl;
+        H1Client *h1;
         sd_event *event;
         ProxyPolicy policy;
         unsigned active;
