@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #define H1C_LINE_MAX (16U * 1024U)              /* one head line or chunk-size line */
 #define H1C_IDLE_PER_DEST 256U                  /* idle connections kept per destination */
 #define H1C_IDLE_LIFETIME (30 * USEC_PER_SEC)   /* older idle connections are closed, not reused */
+#define H1C_BATCH 256U                          /* socket events handled per wakeup */
 
 typedef struct H1Conn H1Conn;
 
@@ -30,6 +32,14 @@ typedef struct H1Dest {
 
 struct H1Client {
         sd_event *event;
+        /* The connections' sockets live in an epoll instance of our own, watched by sd-event as one
+         * fd: sd-event dispatches one source per loop iteration and re-reads every ready fd from
+         * epoll each time, which costs O(ready) per dispatch with thousands of streams; here one
+         * wakeup serves a batch. Connections closed during a batch are freed after it. */
+        int epoll_fd;
+        sd_event_source *epoll_source;
+        bool dispatching;
+        H1Conn *graveyard;
         H1Dest *dests;
         size_t n_conns;
         size_t n_idle;
@@ -43,7 +53,9 @@ struct H1Conn {
         H1Client *client;
         H1Dest *dest;
         int fd;
-        sd_event_source *io;
+        uint32_t events;                /* what the epoll set watches for */
+        bool closed;                    /* waiting in the graveyard for the batch to end */
+        H1Conn *next_dead;
         H1Transfer *transfer;           /* NULL while idle */
         Buf in;                         /* received and not yet parsed */
         usec_t idle_since;
@@ -223,14 +235,33 @@ static void conn_close(H1Conn *k) {
                 conn_unidle(k);
         if (k->transfer)
                 k->transfer->conn = NULL;
-        sd_event_source_disable_unref(k->io);
-        safe_close(k->fd);
+        k->transfer = NULL;
+        /* Closing removes the fd from the epoll set; events already fetched name the connection, not
+         * the fd, and find it marked closed. */
+        k->fd = safe_close(k->fd);
         buf_done(&k->in);
         k->client->n_conns--;
+        if (k->client->dispatching) {
+                k->closed = true;
+                k->next_dead = k->client->graveyard;
+                k->client->graveyard = k;
+                return;
+        }
         free(k);
 }
 
-static int conn_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+static int conn_set_events(H1Conn *k, uint32_t events) {
+        struct epoll_event ev = { .events = events, .data.ptr = k };
+
+        if (k->events == events)
+                return 0;
+        if (epoll_ctl(k->client->epoll_fd, EPOLL_CTL_MOD, k->fd, &ev) < 0)
+                return -errno;
+        k->events = events;
+        return 0;
+}
+
+static void conn_on_io(H1Conn *k, uint32_t revents);
 
 static int conn_new(H1Client *c, H1Dest *d, H1Conn **ret) {
         _cleanup_free_ H1Conn *k = NULL;
@@ -257,12 +288,13 @@ static int conn_new(H1Client *c, H1Dest *d, H1Conn **ret) {
                 }
                 k->connecting = true;
         }
-        r = sd_event_add_io(c->event, &k->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, conn_on_io, k);
-        if (r < 0) {
+        k->events = EPOLLIN | EPOLLOUT | EPOLLRDHUP;
+        if (epoll_ctl(c->epoll_fd, EPOLL_CTL_ADD, fd, &(struct epoll_event){ .events = k->events,
+                                                                           .data.ptr = k }) < 0) {
+                r = -errno;
                 safe_close(fd);
                 return r;
         }
-        (void) sd_event_source_set_description(k->io, "h1-upstream");
         c->n_conns++;
         *ret = TAKE_PTR(k);
         return 0;
@@ -293,7 +325,7 @@ static void conn_to_pool(H1Conn *k) {
                 return;
         }
         /* Idle: only a close (or junk) from the server can come, and ends it. */
-        if (sd_event_source_set_io_events(k->io, EPOLLIN | EPOLLRDHUP) < 0) {
+        if (conn_set_events(k, EPOLLIN | EPOLLRDHUP) < 0) {
                 conn_close(k);
                 return;
         }
@@ -367,7 +399,7 @@ static int transfer_bind(H1Transfer *t, H1Conn *k) {
         t->rs = RS_STATUS;
         t->head_bytes = 0;
         /* Writable first (connect, then the request), readable throughout (an early answer). */
-        return sd_event_source_set_io_events(k->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
+        return conn_set_events(k, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
 }
 
 static int transfer_connect(H1Transfer *t) {
@@ -696,7 +728,7 @@ static void transfer_settle(H1Transfer *t, CURLcode r) {
         if (t->conn) {
                 bool sending = t->sent < buf_len(&t->head) + t->body_len;
                 uint32_t ev = (t->paused || t->eof ? 0 : EPOLLIN | EPOLLRDHUP) | (sending ? EPOLLOUT : 0);
-                (void) sd_event_source_set_io_events(t->conn->io, ev);
+                (void) conn_set_events(t->conn, ev);
         }
 }
 
@@ -713,15 +745,14 @@ static void transfer_eof(H1Transfer *t, int error) {
         transfer_finish(t, t->rs == RS_LENGTH || t->rs >= RS_CHUNK_SIZE ? CURLE_PARTIAL_FILE : CURLE_RECV_ERROR);
 }
 
-static int conn_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        H1Conn *k = userdata;
+static void conn_on_io(H1Conn *k, uint32_t revents) {
         H1Transfer *t = k->transfer;
-        int r;
+        int fd = k->fd, r;
 
         if (!t) {
                 /* Idle: the server closed it, or sent what nobody asked for. */
                 conn_close(k);
-                return 0;
+                return;
         }
 
         if (k->connecting) {
@@ -729,13 +760,13 @@ static int conn_on_io(sd_event_source *s, int fd, uint32_t revents, void *userda
                 socklen_t len = sizeof error;
 
                 if (!(revents & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-                        return 0;
+                        return;
                 if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0)
                         error = errno;
                 if (error != 0) {
                         log_debug_errno(error, "Upstream connect failed: %m");
                         transfer_finish(t, CURLE_COULDNT_CONNECT);
-                        return 0;
+                        return;
                 }
                 k->connecting = false;
                 if (t->timer)
@@ -748,7 +779,7 @@ static int conn_on_io(sd_event_source *s, int fd, uint32_t revents, void *userda
                 if (r < 0 && !(revents & EPOLLIN)) {
                         log_debug_errno(r, "Sending to upstream failed: %m");
                         transfer_fail(t, CURLE_SEND_ERROR);
-                        return 0;
+                        return;
                 }
         }
 
@@ -760,7 +791,7 @@ static int conn_on_io(sd_event_source *s, int fd, uint32_t revents, void *userda
 
                 if (!p) {
                         transfer_finish(t, CURLE_OUT_OF_MEMORY);
-                        return 0;
+                        return;
                 }
                 n = read(fd, p, H1C_READ_SIZE);
                 if (n < 0) {
@@ -768,7 +799,7 @@ static int conn_on_io(sd_event_source *s, int fd, uint32_t revents, void *userda
                                 n = -1;
                         else {
                                 transfer_eof(t, -errno);
-                                return 0;
+                                return;
                         }
                 }
                 if (n == 0)
@@ -783,14 +814,37 @@ static int conn_on_io(sd_event_source *s, int fd, uint32_t revents, void *userda
                                 if (c == CURLE_OK && used < (size_t) n && buf_append(in, p + used, (size_t) n - used) < 0)
                                         c = CURLE_OUT_OF_MEMORY;
                                 transfer_settle(t, c);
-                                return 0;
+                                return;
                         }
                         buf_commit(in, (size_t) n);
                 }
         }
         transfer_settle(t, t->conn && !buf_empty(&t->conn->in) ? transfer_parse(t) : CURLE_OK);
+}
+
+static int client_on_epoll(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct epoll_event ev[H1C_BATCH];
+        H1Client *c = userdata;
+        int n;
+
+        n = epoll_wait(c->epoll_fd, ev, ELEMENTSOF(ev), 0);
+        if (n < 0)
+                return errno == EINTR ? 0 : log_debug_errno(errno, "epoll_wait() on upstream sockets failed: %m");
+        c->dispatching = true;
+        for (int i = 0; i < n; i++) {
+                H1Conn *k = ev[i].data.ptr;
+                if (!k->closed)
+                        conn_on_io(k, ev[i].events);
+        }
+        c->dispatching = false;
+        while (c->graveyard) {
+                H1Conn *k = c->graveyard;
+                c->graveyard = k->next_dead;
+                free(k);
+        }
         return 0;
 }
+
 
 static int transfer_on_failed(sd_event_source *s, void *userdata) {
         transfer_finish(userdata, CURLE_COULDNT_CONNECT);
@@ -925,7 +979,20 @@ int h1_client_new(sd_event *event, H1Client **ret) {
 
         if (!c)
                 return -ENOMEM;
+        c->epoll_fd = -EBADF;
         c->event = sd_event_ref(event);
+        c->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+        if (c->epoll_fd < 0) {
+                int r = -errno;
+                h1_client_free(c);
+                return r;
+        }
+        int r = sd_event_add_io(event, &c->epoll_source, c->epoll_fd, EPOLLIN, client_on_epoll, c);
+        if (r < 0) {
+                h1_client_free(c);
+                return r;
+        }
+        (void) sd_event_source_set_description(c->epoll_source, "h1-upstream");
         *ret = c;
         return 0;
 }
@@ -941,6 +1008,8 @@ H1Client *h1_client_free(H1Client *c) {
                 free(d->idle);
                 free(d);
         }
+        sd_event_source_disable_unref(c->epoll_source);
+        safe_close(c->epoll_fd);
         sd_event_unref(c->event);
         free(c);
         return NULL;
