@@ -1,5 +1,4 @@
 /* HTTP/1.1 server sessions: strict request framing over a Stream, in-order responses, keep-alive, limits. */
-#include <http_parser.h>
 #include <inttypes.h>
 #include <strings.h>
 
@@ -10,12 +9,11 @@
 #include "shared/util.h"
 
 /*
- * Debian builds libhttp-parser with HTTP_PARSER_STRICT=0: it takes bare LF and bare CR as line ends,
- * spaces inside header names, obsolete line folding and "gzip, chunked". So a small scanner runs ahead
- * of it over the same bytes and lets through only what RFC 9112 allows: CRLF line ends, token field
- * names directly followed by ':', field values without CTLs, no folding, and strict chunk framing. The
- * parser only ever sees bytes the scanner accepted; the scanner's idea of where a message ends is
- * cross-checked with the parser's, so the two cannot disagree about framing (request smuggling).
+ * Requests are parsed here, in one pass over each byte, by a strict RFC 9112 state machine (h1_scan):
+ * CRLF line ends, token methods and field names directly followed by ':', field values without CTLs, no
+ * obsolete folding, strict chunk framing, one framing per message. (Debian's libhttp-parser is built
+ * non-strict, taking bare LF, folding and "gzip, chunked"; an earlier version ran this scanner in front
+ * of it, which did the work twice.) Runs of ordinary bytes are taken at once by class (char_class).
  */
 
 /* A chunk-size line with extensions is not stored, but must not be endless either. */
@@ -99,8 +97,6 @@ typedef struct Http1Session {
         bool want_writable;
         bool draining;
 
-        http_parser parser;
-
         ScanState scan;
         bool scan_trailers;
         uint8_t scan_prev;
@@ -113,7 +109,11 @@ typedef struct Http1Session {
         /* The request being read or handled. */
         Request *request;
         Buf url, field, value, te;
-        bool in_value;
+        char method[16];                /* as received; overlong: method_len == sizeof method */
+        uint8_t method_len;
+        char version[9];
+        uint8_t version_len;
+        bool conn_close, conn_keep_alive;       /* Connection: close / keep-alive */
         bool headers_done;
         bool message_complete;
         bool dispatched;
@@ -134,7 +134,6 @@ typedef struct Http1Session {
         bool resp_keep_alive;
 } Http1Session;
 
-static const http_parser_settings h1_settings;
 static const RequestProtoOps h1_request_ops;
 
 static void h1_close(Http1Session *h, H1Close mode);
@@ -462,34 +461,6 @@ static void h1_fail_with_error(Http1Session *h) {
         h1_fail(h, h->error.status, h->error.code, h->error.message);
 }
 
-static void h1_fail_parser(Http1Session *h, enum http_errno e) {
-        if (h->error.status != 0 && e >= HPE_CB_message_begin && e <= HPE_CB_chunk_complete) {
-                h1_fail_with_error(h);
-                return;
-        }
-        switch (e) {
-        case HPE_INVALID_METHOD:
-                h1_fail(h, 501, "not_implemented", "Unsupported request method.");
-                break;
-        case HPE_HEADER_OVERFLOW:
-                h1_fail(h, 431, "header_too_large", "Request header too large.");
-                break;
-        case HPE_INVALID_CHUNK_SIZE:
-                h1_fail(h, 400, "bad_request", "Invalid chunk size.");
-                break;
-        case HPE_INVALID_CONTENT_LENGTH:
-        case HPE_UNEXPECTED_CONTENT_LENGTH:
-                h1_fail(h, 400, "bad_request", "Invalid or conflicting Content-Length.");
-                break;
-        case HPE_INVALID_TRANSFER_ENCODING:
-                h1_fail(h, 400, "bad_request", "Invalid Transfer-Encoding.");
-                break;
-        default:
-                log_debug("HTTP/1.1 parser: %s", http_errno_description(e));
-                h1_fail(h, 400, "bad_request", "Malformed request.");
-        }
-}
-
 /* ---- session end ---- */
 
 /* The protocol is done with a request: the handler may keep its reference, but must not reach us. */
@@ -540,7 +511,9 @@ static void h1_reset_message(Http1Session *h) {
         buf_clear(&h->field);
         buf_clear(&h->value);
         buf_clear(&h->te);
-        h->in_value = h->headers_done = h->message_complete = h->dispatched = false;
+        h->headers_done = h->message_complete = h->dispatched = false;
+        h->method_len = h->version_len = 0;
+        h->conn_close = h->conn_keep_alive = false;
         h->req_head = h->http10 = h->keep_alive = false;
         h->n_host = h->n_content_length = h->n_transfer_encoding = 0;
         h->expect_continue = h->expect_other = false;
@@ -553,8 +526,6 @@ static void h1_reset_message(Http1Session *h) {
 
 static void h1_begin_message(Http1Session *h) {
         h1_reset_message(h);
-        http_parser_init(&h->parser, HTTP_REQUEST);
-        h->parser.data = h;
         h->scan = SCAN_START;
         h->scan_trailers = false;
         h->scan_prev = 0;
@@ -623,7 +594,7 @@ static void h1_dispatch(Http1Session *h) {
                 h1_request_done(h);
 }
 
-/* ---- the strict scanner ---- */
+/* ---- the parser ---- */
 
 static int h1_scan_error(Http1Session *h, unsigned status, const char *code, const char *message) {
         (void) h1_error(h, status, code, message);
@@ -634,23 +605,244 @@ static int h1_scan_bad(Http1Session *h, const char *message) {
         return h1_scan_error(h, 400, "bad_request", message);
 }
 
-/* Checks bytes before the parser sees them. Stops after the end of the head (the parser then tells us
- * about the body) and after the end of the message. *ret is how many bytes are good; with an error
- * returned, those before the bad byte. */
+static int h1_oom(Http1Session *h) {
+        return h1_scan_error(h, 500, "internal_error", "Out of memory.");
+}
+
+/* The methods we know (RFC 9110 9.3 and PATCH): the strings handlers see are these constants. */
+static const char *h1_method(const char *m, size_t n) {
+        static const char *const known[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
+                                             "TRACE", "PATCH" };
+
+        for (size_t i = 0; i < ELEMENTSOF(known); i++)
+                if (strlen(known[i]) == n && memcmp(known[i], m, n) == 0)
+                        return known[i];
+        return NULL;
+}
+
+/* A run of request-line bytes belongs to the method, the target or the version: which one, the number
+ * of spaces seen so far tells. Overlong methods and versions are marked, and refused at the line end. */
+static int h1_line_append(Http1Session *h, const uint8_t *p, size_t n) {
+        switch (h->scan_spaces) {
+        case 0:
+                if (h->method_len + n >= sizeof h->method) {
+                        h->method_len = sizeof h->method;
+                        return 0;
+                }
+                memcpy(h->method + h->method_len, p, n);
+                h->method_len += (uint8_t) n;
+                return 0;
+        case 1:
+                return buf_append(&h->url, p, n);
+        default:
+                if (h->version_len + n >= sizeof h->version) {
+                        h->version_len = sizeof h->version;
+                        return 0;
+                }
+                memcpy(h->version + h->version_len, p, n);
+                h->version_len += (uint8_t) n;
+                return 0;
+        }
+}
+
+static int h1_message_begin(Http1Session *h) {
+        if (h->request)
+                return h1_scan_bad(h, "Malformed request.");
+        if (request_new(h->server, &h1_request_ops, h, &h->request) < 0)
+                return h1_oom(h);
+        return 0;
+}
+
+/* method SP request-target SP HTTP-version, all seen: judge them (RFC 9112 3). */
+static int h1_request_line(Http1Session *h) {
+        const char *target = buf_chars(&h->url);
+        size_t tn = buf_len(&h->url);
+        const char *method;
+
+        method = h->method_len < sizeof h->method ? h1_method(h->method, h->method_len) : NULL;
+        if (!method)
+                return h1_scan_error(h, 501, "not_implemented", "Unsupported request method.");
+        if (h->version_len != 8 || memcmp(h->version, "HTTP/", 5) != 0 || h->version[5] < '0' ||
+            h->version[5] > '9' || h->version[6] != '.' || h->version[7] < '0' || h->version[7] > '9')
+                return h1_scan_bad(h, "Malformed request line.");
+        if (h->version[5] != '1')
+                return h1_scan_error(h, 505, "http_version_not_supported", "HTTP version not supported.");
+        /* A higher minor version is served as the highest we know (RFC 9110 2.5). */
+        h->http10 = h->version[7] == '0';
+
+        /* origin-form, absolute-form, asterisk-form (OPTIONS), authority-form (CONNECT). */
+        if (!(target[0] == '/' ||
+              (tn > 7 && strncasecmp(target, "http://", 7) == 0) ||
+              (tn > 8 && strncasecmp(target, "https://", 8) == 0) ||
+              (tn == 1 && target[0] == '*' && streq(method, "OPTIONS")) ||
+              (streq(method, "CONNECT") && !memchr(target, '/', tn))))
+                return h1_scan_bad(h, "Malformed request target.");
+        h->request->method = method;
+        h->req_head = streq(method, "HEAD");
+        return 0;
+}
+
+/* Ends a field line of the head (trailers are checked, not kept). */
+static int h1_commit_header(Http1Session *h) {
+        Request *r = h->request;
+        const char *name, *value = buf_chars(&h->value);
+        size_t vlen = buf_len(&h->value);
+        int k;
+
+        trim_ows(&value, &vlen);
+        k = request_add_header(r, buf_chars(&h->field), buf_len(&h->field), value, vlen);
+        if (k < 0)
+                return h1_oom(h);
+
+        name = r->headers[r->n_headers - 1].name;
+        value = r->headers[r->n_headers - 1].value;
+        switch (name[0]) {
+        case 'c':
+                if (streq(name, "content-length")) {
+                        uint64_t v = 0;
+
+                        if (++h->n_content_length > 1)
+                                return h1_scan_bad(h, "Duplicate Content-Length.");
+                        if (isempty(value))
+                                return h1_scan_bad(h, "Invalid Content-Length.");
+                        for (const char *c = value; *c; c++) {
+                                if (*c < '0' || *c > '9' || v > (UINT64_MAX - 9) / 10)
+                                        return h1_scan_bad(h, "Invalid Content-Length.");
+                                v = v * 10 + (uint64_t) (*c - '0');
+                        }
+                        h->content_length = v;
+                } else if (streq(name, "connection")) {
+                        size_t n = strlen(value);
+                        if (http_list_has_token(value, n, "close"))
+                                h->conn_close = true;
+                        if (http_list_has_token(value, n, "keep-alive"))
+                                h->conn_keep_alive = true;
+                }
+                break;
+        case 't':
+                if (streq(name, "transfer-encoding")) {
+                        h->n_transfer_encoding++;
+                        if ((!buf_empty(&h->te) && buf_append_str(&h->te, ",") < 0) ||
+                            buf_append_str(&h->te, value) < 0)
+                                return h1_oom(h);
+                }
+                break;
+        case 'h':
+                if (streq(name, "host"))
+                        h->n_host++;
+                break;
+        case 'e':
+                if (streq(name, "expect")) {
+                        if (strcasecmp(value, "100-continue") == 0)
+                                h->expect_continue = true;
+                        else
+                                h->expect_other = true;
+                }
+                break;
+        }
+        return 0;
+}
+
+/* The head is complete: check it as a whole, hand the request its fields, and say what follows. */
+static int h1_head_complete(Http1Session *h) {
+        const HttpLimits *l = &h->server->limits;
+        Request *r = h->request;
+        const char *host;
+        bool chunked = false;
+        int k;
+
+        h->headers_done = true;
+        if (h->n_host > 1)
+                return h1_scan_bad(h, "Duplicate Host header.");
+        if (h->n_host == 0 && !h->http10)
+                return h1_scan_bad(h, "Missing Host header.");
+        host = request_header(r, "host");
+        if (host && !host_valid(host))
+                return h1_scan_bad(h, "Invalid Host header.");
+
+        if (h->n_transfer_encoding > 0) {
+                if (h->n_content_length > 0)
+                        return h1_scan_bad(h, "Both Content-Length and Transfer-Encoding.");
+                /* HTTP/1.0 has no chunked coding: such framing is faulty by definition. */
+                if (h->http10)
+                        return h1_scan_bad(h, "Transfer-Encoding in an HTTP/1.0 request.");
+                k = transfer_encoding_check(buf_chars(&h->te), buf_len(&h->te));
+                if (k == -EOPNOTSUPP)
+                        return h1_scan_error(h, 501, "not_implemented", "Unsupported transfer coding.");
+                if (k < 0)
+                        return h1_scan_bad(h, "Invalid Transfer-Encoding.");
+                chunked = true;
+        }
+        if (h->n_content_length > 0 && h->content_length > l->max_body_bytes)
+                return h1_scan_error(h, 413, "request_too_large", "Request body too large.");
+        if (h->expect_other)
+                return h1_scan_error(h, 417, "expectation_failed", "Unsupported expectation.");
+
+        if (request_set_target(r, buf_chars(&h->url), buf_len(&h->url)) < 0)
+                return h1_oom(h);
+        if (!isempty(host))
+                r->authority = host;    /* the header's value lives as long as the request */
+        r->protocol = h->http10 ? "HTTP/1.0" : "HTTP/1.1";
+        r->info = &h->stream->info;
+        r->peer = h->stream->info.peer;
+        r->secure = h->stream->info.secure;
+        r->start_usec = now_mono();
+        /* RFC 9112 9.3: HTTP/1.1 persists unless told otherwise; HTTP/1.0 only when asked to. */
+        h->keep_alive = !h->conn_close && (!h->http10 || h->conn_keep_alive);
+
+        if (chunked)
+                h->scan = SCAN_CHUNK_SIZE_START;
+        else if (h->content_length > 0) {
+                h->scan = SCAN_BODY;
+                h->scan_size = h->content_length;
+        } else
+                h->scan = SCAN_DONE;
+
+        if (chunked || h->content_length > 0) {
+                /* RFC 9110 10.1.1: 100-continue from an HTTP/1.0 client is to be ignored. */
+                if (h->expect_continue && !h->http10 &&
+                    buf_append_str(&h->out, "HTTP/1.1 100 Continue\r\n\r\n") < 0)
+                        return h1_oom(h);
+                h->phase = H1_BODY;
+                h1_timer_for_phase(h);
+        }
+        return 0;
+}
+
+static int h1_body(Http1Session *h, const uint8_t *p, size_t n) {
+        int k = request_body_append(h->request, p, n);
+
+        if (k == -EFBIG)
+                return h1_scan_error(h, 413, "request_too_large", "Request body too large.");
+        if (k == -ENOBUFS)
+                return h1_scan_error(h, 503, "overloaded", "Too many request bodies in flight; try again shortly.");
+        if (k < 0)
+                return h1_oom(h);
+        return 0;
+}
+
+/*
+ * Parses one request from the bytes it is given, strictly (RFC 9112): CRLF line ends, token methods and
+ * field names directly followed by ':', field values without CTLs, no obsolete folding, strict chunk
+ * framing, one framing per message (request smuggling). Stops at the end of the message (h->scan ==
+ * SCAN_DONE): what follows is the next request, parsed once this one is answered. *ret is how many
+ * bytes were used; with an error returned (h->error says which), those before the bad byte.
+ */
 static int h1_scan(Http1Session *h, const uint8_t *p, size_t n, size_t *ret) {
         const HttpLimits *l = &h->server->limits;
         size_t i = 0;
         int r = 0;
 
-        while (i < n) {
+        while (i < n && h->scan != SCAN_DONE) {
                 uint8_t c = p[i];
                 bool in_head = h->scan <= SCAN_END_LF;
 
-                if (h->scan == SCAN_HEAD_DONE || h->scan == SCAN_DONE)
-                        break;
                 if (h->scan == SCAN_BODY || h->scan == SCAN_CHUNK_DATA) {
-                        uint64_t k = MIN(h->scan_size, (uint64_t) (n - i));
+                        size_t k = (size_t) MIN(h->scan_size, (uint64_t) (n - i));
 
+                        r = h1_body(h, p + i, k);
+                        if (r < 0)
+                                break;
                         i += k;
                         h->scan_size -= k;
                         if (h->scan_size == 0)
@@ -670,6 +862,15 @@ static int h1_scan(Http1Session *h, const uint8_t *p, size_t n, size_t *ret) {
                                                                                    h->scan_bytes)), cls);
 
                                 if (k > 0) {
+                                        if (h->scan == SCAN_LINE)
+                                                r = h1_line_append(h, p + i, k);
+                                        else if (!h->scan_trailers)
+                                                r = buf_append(h->scan == SCAN_NAME ? &h->field : &h->value,
+                                                               p + i, k);
+                                        if (r < 0) {
+                                                r = h1_oom(h);
+                                                break;
+                                        }
                                         h->scan_bytes += k;
                                         h->scan_prev = p[i + k - 1];
                                         i += k;
@@ -689,6 +890,9 @@ static int h1_scan(Http1Session *h, const uint8_t *p, size_t n, size_t *ret) {
                         if (c == '\r')
                                 h->scan = SCAN_START_LF;
                         else if (is_tchar(c)) {
+                                r = h1_message_begin(h);
+                                if (r >= 0)
+                                        r = h1_line_append(h, &c, 1);
                                 h->scan = SCAN_LINE;
                                 h->scan_spaces = 0;
                         } else
@@ -712,13 +916,25 @@ static int h1_scan(Http1Session *h, const uint8_t *p, size_t n, size_t *ret) {
                                         h->scan = SCAN_LINE_LF;
                         } else if (c < 0x21 || c > 0x7e)
                                 r = h1_scan_bad(h, "Invalid character in request line.");
+                        else
+                                r = h1_line_append(h, &c, 1);
                         break;
                 case SCAN_LINE_LF:
-                case SCAN_VALUE_LF:
-                        if (c == '\n')
-                                h->scan = SCAN_FIELD_START;
-                        else
+                        if (c != '\n')
                                 r = h1_scan_bad(h, "Bare CR in request header.");
+                        else {
+                                r = h1_request_line(h);
+                                h->scan = SCAN_FIELD_START;
+                        }
+                        break;
+                case SCAN_VALUE_LF:
+                        if (c != '\n')
+                                r = h1_scan_bad(h, "Bare CR in request header.");
+                        else {
+                                if (!h->scan_trailers)
+                                        r = h1_commit_header(h);
+                                h->scan = SCAN_FIELD_START;
+                        }
                         break;
                 case SCAN_FIELD_START:
                         if (c == '\r')
@@ -727,8 +943,14 @@ static int h1_scan(Http1Session *h, const uint8_t *p, size_t n, size_t *ret) {
                                 if (++h->scan_fields > l->max_headers)
                                         r = h1_scan_error(h, 431, "header_too_large",
                                                           "Too many header fields.");
-                                else
+                                else {
                                         h->scan = SCAN_NAME;
+                                        if (!h->scan_trailers) {
+                                                buf_clear(&h->field);
+                                                buf_clear(&h->value);
+                                                r = buf_append(&h->field, &c, 1) < 0 ? h1_oom(h) : 0;
+                                        }
+                                }
                         } else if (c == ' ' || c == '\t')
                                 r = h1_scan_bad(h, "Obsolete line folding is not allowed.");
                         else
@@ -739,18 +961,24 @@ static int h1_scan(Http1Session *h, const uint8_t *p, size_t n, size_t *ret) {
                                 h->scan = SCAN_VALUE;
                         else if (!is_tchar(c))
                                 r = h1_scan_bad(h, "Invalid header field name.");
+                        else if (!h->scan_trailers && buf_append(&h->field, &c, 1) < 0)
+                                r = h1_oom(h);
                         break;
                 case SCAN_VALUE:
                         if (c == '\r')
                                 h->scan = SCAN_VALUE_LF;
                         else if (!is_field_char(c))
                                 r = h1_scan_bad(h, "Invalid character in header field value.");
+                        else if (!h->scan_trailers && buf_append(&h->value, &c, 1) < 0)
+                                r = h1_oom(h);
                         break;
                 case SCAN_END_LF:
-                        if (c == '\n')
-                                h->scan = h->scan_trailers ? SCAN_DONE : SCAN_HEAD_DONE;
-                        else
+                        if (c != '\n')
                                 r = h1_scan_bad(h, "Bare CR in request header.");
+                        else if (h->scan_trailers)
+                                h->scan = SCAN_DONE;
+                        else
+                                r = h1_head_complete(h);        /* sets what follows */
                         break;
                 case SCAN_CHUNK_SIZE_START:
                         h->scan_bytes = 1;
@@ -792,7 +1020,11 @@ static int h1_scan(Http1Session *h, const uint8_t *p, size_t n, size_t *ret) {
                                 h->scan_trailers = true;
                                 h->scan_bytes = h->scan_fields = 0;
                                 h->scan = SCAN_FIELD_START;
-                        } else
+                        } else if (h->scan_size > l->max_body_bytes - MIN(l->max_body_bytes,
+                                                                          (uint64_t) buf_len(&h->request->body)))
+                                /* Refuse a chunk that cannot fit before reading any of it. */
+                                r = h1_scan_error(h, 413, "request_too_large", "Request body too large.");
+                        else
                                 h->scan = SCAN_CHUNK_DATA;
                         break;
                 case SCAN_CHUNK_DATA_CR:
@@ -819,243 +1051,6 @@ static int h1_scan(Http1Session *h, const uint8_t *p, size_t n, size_t *ret) {
         return r;
 }
 
-/* ---- parser callbacks ---- */
-
-static int h1_commit_header(Http1Session *h) {
-        Request *r = h->request;
-        const char *name, *value = buf_chars(&h->value);
-        size_t vlen = buf_len(&h->value);
-        int k;
-
-        h->in_value = false;
-        if (h->headers_done) {
-                /* Trailers: checked by the scanner, not passed on. */
-                buf_clear(&h->field);
-                buf_clear(&h->value);
-                return 0;
-        }
-        if (!r)
-                return h1_error(h, 400, "bad_request", "Malformed request.");
-
-        trim_ows(&value, &vlen);
-        if (memchr(value, 0, vlen) || memchr(value, '\r', vlen) || memchr(value, '\n', vlen))
-                return h1_error(h, 400, "bad_request", "Invalid character in header field value.");
-        k = request_add_header(r, buf_chars(&h->field), buf_len(&h->field), value, vlen);
-        buf_clear(&h->field);
-        buf_clear(&h->value);
-        if (k < 0)
-                return h1_error(h, 500, "internal_error", "Out of memory.");
-
-        name = r->headers[r->n_headers - 1].name;
-        value = r->headers[r->n_headers - 1].value;
-        if (streq(name, "content-length")) {
-                uint64_t v = 0;
-
-                if (++h->n_content_length > 1)
-                        return h1_error(h, 400, "bad_request", "Duplicate Content-Length.");
-                if (isempty(value))
-                        return h1_error(h, 400, "bad_request", "Invalid Content-Length.");
-                for (const char *c = value; *c; c++) {
-                        if (*c < '0' || *c > '9' || v > (UINT64_MAX - 9) / 10)
-                                return h1_error(h, 400, "bad_request", "Invalid Content-Length.");
-                        v = v * 10 + (uint64_t) (*c - '0');
-                }
-                h->content_length = v;
-        } else if (streq(name, "transfer-encoding")) {
-                h->n_transfer_encoding++;
-                if ((!buf_empty(&h->te) && buf_append_str(&h->te, ",") < 0) ||
-                    buf_append_str(&h->te, value) < 0)
-                        return h1_error(h, 500, "internal_error", "Out of memory.");
-        } else if (streq(name, "host"))
-                h->n_host++;
-        else if (streq(name, "expect")) {
-                if (strcasecmp(value, "100-continue") == 0)
-                        h->expect_continue = true;
-                else
-                        h->expect_other = true;
-        }
-        return 0;
-}
-
-static int h1_on_message_begin(http_parser *p) {
-        Http1Session *h = p->data;
-
-        if (h->request)
-                return h1_error(h, 400, "bad_request", "Malformed request.");
-        if (request_new(h->server, &h1_request_ops, h, &h->request) < 0)
-                return h1_error(h, 500, "internal_error", "Out of memory.");
-        return 0;
-}
-
-static int h1_on_url(http_parser *p, const char *at, size_t n) {
-        Http1Session *h = p->data;
-
-        if (buf_append(&h->url, at, n) < 0)
-                return h1_error(h, 500, "internal_error", "Out of memory.");
-        return 0;
-}
-
-static int h1_on_header_field(http_parser *p, const char *at, size_t n) {
-        Http1Session *h = p->data;
-
-        if (h->in_value && h1_commit_header(h) < 0)
-                return -1;
-        if (h->headers_done)
-                return 0;
-        if (buf_append(&h->field, at, n) < 0)
-                return h1_error(h, 500, "internal_error", "Out of memory.");
-        return 0;
-}
-
-static int h1_on_header_value(http_parser *p, const char *at, size_t n) {
-        Http1Session *h = p->data;
-
-        h->in_value = true;
-        if (h->headers_done)
-                return 0;
-        if (buf_append(&h->value, at, n) < 0)
-                return h1_error(h, 500, "internal_error", "Out of memory.");
-        return 0;
-}
-
-static int h1_on_headers_complete(http_parser *p) {
-        Http1Session *h = p->data;
-        const HttpLimits *l = &h->server->limits;
-        Request *r = h->request;
-        const char *host;
-        bool chunked = false, has_body;
-        int k;
-
-        if (h->in_value && h1_commit_header(h) < 0)
-                return -1;
-        if (!r || h->scan != SCAN_HEAD_DONE)
-                return h1_error(h, 400, "bad_request", "Malformed request.");
-        h->headers_done = true;
-
-        /* A higher minor version is served as the highest we know (RFC 9110 2.5). */
-        if (p->http_major != 1)
-                return h1_error(h, 505, "http_version_not_supported", "HTTP version not supported.");
-        h->http10 = p->http_minor == 0;
-        h->req_head = p->method == HTTP_HEAD;
-
-        if (h->n_host > 1)
-                return h1_error(h, 400, "bad_request", "Duplicate Host header.");
-        if (h->n_host == 0 && !h->http10)
-                return h1_error(h, 400, "bad_request", "Missing Host header.");
-        host = request_header(r, "host");
-        if (host && !host_valid(host))
-                return h1_error(h, 400, "bad_request", "Invalid Host header.");
-
-        if (h->n_transfer_encoding > 0) {
-                if (h->n_content_length > 0)
-                        return h1_error(h, 400, "bad_request", "Both Content-Length and Transfer-Encoding.");
-                /* HTTP/1.0 has no chunked coding: such framing is faulty by definition. */
-                if (h->http10)
-                        return h1_error(h, 400, "bad_request", "Transfer-Encoding in an HTTP/1.0 request.");
-                k = transfer_encoding_check(buf_chars(&h->te), buf_len(&h->te));
-                if (k == -EOPNOTSUPP)
-                        return h1_error(h, 501, "not_implemented", "Unsupported transfer coding.");
-                if (k < 0)
-                        return h1_error(h, 400, "bad_request", "Invalid Transfer-Encoding.");
-                chunked = true;
-        }
-        /* The parser reads the body by its own understanding of the framing: it must be ours. */
-        if (chunked != !!(p->flags & F_CHUNKED) ||
-            (h->n_content_length > 0) != !!(p->flags & F_CONTENTLENGTH) ||
-            (h->n_content_length > 0 && p->content_length != h->content_length))
-                return h1_error(h, 400, "bad_request", "Ambiguous message framing.");
-        if (h->n_content_length > 0 && h->content_length > l->max_body_bytes)
-                return h1_error(h, 413, "request_too_large", "Request body too large.");
-
-        if (h->expect_other)
-                return h1_error(h, 417, "expectation_failed", "Unsupported expectation.");
-
-        /* We serve Upgrade (h2c) and CONNECT requests as plain HTTP/1.1; the parser must not stop at
-         * the end of the head as if a different protocol followed. */
-        p->upgrade = 0;
-
-        if (r->method || r->target)
-                return h1_error(h, 400, "bad_request", "Malformed request.");
-        /* The method names are static strings of the parser's: no copy needed. */
-        r->method = http_method_str((enum http_method) p->method);
-        if (request_set_target(r, buf_chars(&h->url), buf_len(&h->url)) < 0)
-                return h1_error(h, 500, "internal_error", "Out of memory.");
-        if (!isempty(host))
-                r->authority = host;    /* the header's value lives as long as the request */
-        r->protocol = h->http10 ? "HTTP/1.0" : "HTTP/1.1";
-        r->info = &h->stream->info;
-        r->peer = h->stream->info.peer;
-        r->secure = h->stream->info.secure;
-        r->start_usec = now_mono();
-        h->keep_alive = http_should_keep_alive(p);
-
-        has_body = chunked || h->content_length > 0;
-        if (chunked)
-                h->scan = SCAN_CHUNK_SIZE_START;
-        else if (h->content_length > 0) {
-                h->scan = SCAN_BODY;
-                h->scan_size = h->content_length;
-        } else
-                h->scan = SCAN_DONE;
-
-        if (has_body) {
-                /* RFC 9110 10.1.1: 100-continue from an HTTP/1.0 client is to be ignored. */
-                if (h->expect_continue && !h->http10 &&
-                    buf_append_str(&h->out, "HTTP/1.1 100 Continue\r\n\r\n") < 0)
-                        return h1_error(h, 500, "internal_error", "Out of memory.");
-                h->phase = H1_BODY;
-                h1_timer_for_phase(h);
-        }
-        return 0;
-}
-
-static int h1_on_body(http_parser *p, const char *at, size_t n) {
-        Http1Session *h = p->data;
-        Request *r = h->request;
-
-        if (!r)
-                return h1_error(h, 400, "bad_request", "Malformed request.");
-        int k = request_body_append(r, at, n);
-        if (k == -EFBIG)
-                return h1_error(h, 413, "request_too_large", "Request body too large.");
-        if (k == -ENOBUFS)
-                return h1_error(h, 503, "overloaded", "Too many request bodies in flight; try again shortly.");
-        if (k < 0)
-                return h1_error(h, 500, "internal_error", "Out of memory.");
-        return 0;
-}
-
-static int h1_on_chunk_header(http_parser *p) {
-        Http1Session *h = p->data;
-
-        /* Refuse a chunk that cannot fit before reading any of it. */
-        if (h->request && p->content_length > h->server->limits.max_body_bytes - buf_len(&h->request->body))
-                return h1_error(h, 413, "request_too_large", "Request body too large.");
-        return 0;
-}
-
-static int h1_on_message_complete(http_parser *p) {
-        Http1Session *h = p->data;
-
-        if (h->in_value && h1_commit_header(h) < 0)
-                return -1;
-        h->message_complete = true;
-        /* Stop right here: what follows is the next request, parsed once this one is answered. */
-        http_parser_pause(p, 1);
-        return 0;
-}
-
-static const http_parser_settings h1_settings = {
-        .on_message_begin = h1_on_message_begin,
-        .on_url = h1_on_url,
-        .on_header_field = h1_on_header_field,
-        .on_header_value = h1_on_header_value,
-        .on_headers_complete = h1_on_headers_complete,
-        .on_body = h1_on_body,
-        .on_message_complete = h1_on_message_complete,
-        .on_chunk_header = h1_on_chunk_header,
-};
-
 /* ---- input ---- */
 
 /* Parses as far as we may; returns how many bytes were used. */
@@ -1063,8 +1058,7 @@ static size_t h1_process(Http1Session *h, const uint8_t *p, size_t n) {
         size_t done = 0;
 
         while (!h->closed && done < n) {
-                enum http_errno e;
-                size_t ok = 0, m = 0;
+                size_t ok = 0;
                 int k;
 
                 if (h->phase == H1_HANDLING || h->phase == H1_BACKLOG)
@@ -1073,33 +1067,16 @@ static size_t h1_process(Http1Session *h, const uint8_t *p, size_t n) {
                         h1_begin_message(h);
 
                 k = h1_scan(h, p + done, n - done, &ok);
-                if (ok > 0)
-                        m = http_parser_execute(&h->parser, &h1_settings, (const char *) p + done, ok);
-                done += m;
+                done += ok;
                 if (h->closed)
                         break;
-
-                e = HTTP_PARSER_ERRNO(&h->parser);
-                if (e != HPE_OK && e != HPE_PAUSED) {
-                        h1_fail_parser(h, e);
-                        break;
-                }
-                if (h->message_complete) {
-                        if (m != ok || h->scan != SCAN_DONE) {
-                                h1_fail(h, 400, "bad_request", "Ambiguous message framing.");
-                                break;
-                        }
-                        h1_dispatch(h);
-                        continue;
-                }
-                if (k < 0 || e != HPE_OK) {
+                if (k < 0) {
                         h1_fail_with_error(h);
                         break;
                 }
-                if (m != ok || h->scan == SCAN_HEAD_DONE || h->scan == SCAN_DONE) {
-                        /* The parser did not end the head or the message where the scanner did. */
-                        h1_fail(h, 400, "bad_request", "Ambiguous message framing.");
-                        break;
+                if (h->scan == SCAN_DONE) {
+                        h1_dispatch(h);
+                        continue;
                 }
                 if (h->phase == H1_BODY)
                         h1_timer_for_phase(h);
@@ -1446,16 +1423,8 @@ static const RequestProtoOps h1_request_ops = {
 };
 
 int http1_session_new(HttpServer *s, Stream *stream) {
-        static uint32_t parser_max_header_size = HTTP_MAX_HEADER_SIZE;
         Http1Session *h;
         int r;
-
-        /* Our scanner enforces the configured limit; the parser's own (process-wide) limit must not
-         * be the lower one. Trailers and chunk lines count towards it as well. */
-        if (s->limits.max_header_bytes > parser_max_header_size - CHUNK_LINE_MAX) {
-                parser_max_header_size = s->limits.max_header_bytes + CHUNK_LINE_MAX;
-                http_parser_set_max_header_size(parser_max_header_size);
-        }
 
         h = new0(Http1Session, 1);
         if (!h)

@@ -16,6 +16,27 @@ usec_t now_usec(int clock_id) {
         return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / NSEC_PER_USEC;
 }
 
+bool http_list_has_token(const char *v, size_t n, const char *token) {
+        size_t l = strlen(token);
+
+        for (size_t i = 0; i <= n;) {
+                size_t j = i, a, b;
+
+                while (j < n && v[j] != ',')
+                        j++;
+                a = i;
+                b = j;
+                while (a < b && (v[a] == ' ' || v[a] == '\t'))
+                        a++;
+                while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+                        b--;
+                if (b - a == l && strncasecmp(v + a, token, l) == 0)
+                        return true;
+                i = j + 1;
+        }
+        return false;
+}
+
 char *format_uint64(uint64_t v, char out[static 21]) {
         char tmp[20];
         size_t n = sizeof tmp;

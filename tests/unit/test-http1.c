@@ -1007,7 +1007,7 @@ TEST(header_limit_above_parser_default) {
         _cleanup_free_ char *big = NULL, *out = NULL;
         size_t n = 100U << 10;
 
-        /* libhttp-parser has its own 80 KiB limit; the configured one must win. */
+        /* Beyond the 80 KiB that libhttp-parser (used before) allowed: the configured limit is the one. */
         l.max_header_bytes = 200U << 10;
         fixture_init(&f, &l);
         big = malloc(n + 1);
