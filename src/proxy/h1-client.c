@@ -13,8 +13,9 @@
 #include "shared/util.h"
 
 #define H1C_READ_SIZE (64U * 1024U)
-#define H1C_HEAD_MAX (64U * 1024U)              /* one response head, 1xx heads included */
+#define H1C_HEAD_MAX (64U * 1024U)              /* one response head, 1xx heads and trailers included */
 #define H1C_LINE_MAX (16U * 1024U)              /* one head line or chunk-size line */
+#define H1C_KEEP (4U * 1024U)                   /* a connection's buffer above this is freed once empty */
 #define H1C_IDLE_PER_DEST 256U                  /* idle connections kept per destination */
 #define H1C_IDLE_LIFETIME (30 * USEC_PER_SEC)   /* older idle connections are closed, not reused */
 #define H1C_BATCH 256U                          /* socket events handled per wakeup */
@@ -43,17 +44,18 @@ struct H1Client {
         H1Dest *dests;
         size_t n_conns;
         size_t n_idle;
-        /* Reads land here and are parsed in place; only what a transfer cannot take yet (a partial
-         * line, bytes held back by a pause) is copied to the connection: thousands of streaming
-         * connections do not each hold a read buffer. */
-        uint8_t rbuf[H1C_READ_SIZE];
+        /* Reads land here (after the partial line a connection kept from its last read) and are parsed
+         * in place; only what a transfer cannot take yet (a partial line, bytes held back by a pause)
+         * is copied to the connection: thousands of streaming connections do not each hold a read
+         * buffer. */
+        uint8_t rbuf[H1C_LINE_MAX + 2 + H1C_READ_SIZE];
 };
 
 struct H1Conn {
         H1Client *client;
         H1Dest *dest;
         int fd;
-        uint32_t events;                /* what the epoll set watches for */
+        uint32_t events;                /* what the epoll set watches for; 0: not in it at all */
         bool closed;                    /* waiting in the graveyard for the batch to end */
         H1Conn *next_dead;
         H1Transfer *transfer;           /* NULL while idle */
@@ -90,6 +92,7 @@ struct H1Transfer {
         const uint8_t *body;
         size_t body_len;
         size_t sent;                    /* of head and body */
+        bool send_failed;               /* the server stopped reading: only its answer can still come */
         bool head_request;
 
         ResponseState rs;
@@ -98,6 +101,8 @@ struct H1Transfer {
         uint64_t remaining;
         bool have_length;
         bool chunked;
+        bool te_other;                  /* a transfer coding other than chunked last: the close frames it */
+        bool http10;
         bool close_after;               /* the connection cannot serve another request */
         bool got_bytes;                 /* any byte of an answer arrived */
         bool retried;
@@ -119,6 +124,10 @@ static int parse_url(const char *url, struct sockaddr_storage *addr, socklen_t *
 
         if (!url || !startswith(url, "http://"))
                 return -EINVAL;
+        /* No spaces or controls: they would end up in the request line (curl refuses them too). */
+        for (const char *q = url; *q; q++)
+                if ((unsigned char) *q <= ' ' || *q == 0x7f)
+                        return -EINVAL;
         h = url + 7;
         p = h + strcspn(h, "/?#");
         if (*h == '[') {
@@ -252,10 +261,14 @@ static void conn_close(H1Conn *k) {
 
 static int conn_set_events(H1Conn *k, uint32_t events) {
         struct epoll_event ev = { .events = events, .data.ptr = k };
+        int op;
 
         if (k->events == events)
                 return 0;
-        if (epoll_ctl(k->client->epoll_fd, EPOLL_CTL_MOD, k->fd, &ev) < 0)
+        /* Nothing wanted (paused, with the request sent) means out of the set: EPOLLHUP and EPOLLERR
+         * cannot be masked, and a reset while paused would otherwise wake the loop forever. */
+        op = events == 0 ? EPOLL_CTL_DEL : k->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+        if (epoll_ctl(k->client->epoll_fd, op, k->fd, &ev) < 0)
                 return -errno;
         k->events = events;
         return 0;
@@ -316,10 +329,14 @@ static H1Conn *conn_from_pool(H1Dest *d, usec_t now) {
 
 static void conn_to_pool(H1Conn *k) {
         H1Dest *d = k->dest;
+        usec_t now = now_mono();
 
         k->transfer = NULL;
         k->reused = true;
         buf_shrink(&k->in, 0);
+        /* The oldest first: those past their lifetime would never be taken again, only hold an fd. */
+        while (d->n_idle > 0 && now - d->idle[0]->idle_since >= H1C_IDLE_LIFETIME)
+                conn_close(d->idle[0]);
         if (d->n_idle >= H1C_IDLE_PER_DEST) {
                 conn_close(k);
                 return;
@@ -329,7 +346,7 @@ static void conn_to_pool(H1Conn *k) {
                 conn_close(k);
                 return;
         }
-        k->idle_since = now_mono();
+        k->idle_since = now;
         k->pooled = true;
         d->idle[d->n_idle++] = k;
         k->client->n_idle++;
@@ -344,6 +361,14 @@ static void transfer_free(H1Transfer *t) {
         free(t);
 }
 
+/* Whether the connection can serve another request once this answer is complete: not when the server
+ * asked to close, sent more than the answer, or answered before it had the whole request (the rest of
+ * the body would be read as the next request). */
+static bool transfer_conn_reusable(const H1Transfer *t) {
+        return t->rs == RS_DONE && !t->close_after && !t->send_failed &&
+               t->sent == buf_len(&t->head) + t->body_len && buf_empty(&t->conn->in);
+}
+
 /* The end: the connection goes back to the pool when it can serve again, done() is called last. */
 static void transfer_finish(H1Transfer *t, CURLcode result) {
         H1Conn *k = t->conn;
@@ -351,9 +376,11 @@ static void transfer_finish(H1Transfer *t, CURLcode result) {
         void *userdata = t->userdata;
 
         if (k) {
+                bool reuse = result == CURLE_OK && transfer_conn_reusable(t);
+
                 t->conn = NULL;
                 k->transfer = NULL;
-                if (result == CURLE_OK && !t->close_after && buf_empty(&k->in))
+                if (reuse)
                         conn_to_pool(k);
                 else
                         conn_close(k);
@@ -375,6 +402,7 @@ static bool transfer_retry_stale(H1Transfer *t) {
         k->transfer = NULL;
         conn_close(k);
         t->sent = 0;
+        t->send_failed = false;
         return transfer_connect(t) >= 0;
 }
 
@@ -444,7 +472,9 @@ static int transfer_send(H1Transfer *t) {
                         size_t off = t->sent > hl ? t->sent - hl : 0;
                         iov[n++] = (struct iovec){ (void *) (t->body + off), t->body_len - off };
                 }
-                w = writev(k->fd, iov, n);
+                /* MSG_NOSIGNAL: a server that closed early must not kill the process with SIGPIPE. */
+                w = sendmsg(k->fd, &(struct msghdr){ .msg_iov = iov, .msg_iovlen = n },
+                            MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (w < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -506,10 +536,11 @@ static CURLcode parse_head_line(H1Transfer *t, const uint8_t *p, size_t n) {
                     (n > 12 && p[12] != ' '))
                         return CURLE_WEIRD_SERVER_REPLY;
                 t->status = (unsigned) ((p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0'));
-                t->have_length = t->chunked = false;
+                t->have_length = t->chunked = t->te_other = false;
                 t->remaining = 0;
                 /* HTTP/1.0 answers close unless they say otherwise (keep-alive is not asked for). */
-                t->close_after = p[7] == '0';
+                t->http10 = p[7] == '0';
+                t->close_after = t->http10;
                 t->rs = RS_FIELDS;
                 return CURLE_OK;
         }
@@ -540,11 +571,13 @@ static CURLcode parse_head_line(H1Transfer *t, const uint8_t *p, size_t n) {
                 t->have_length = true;
                 t->remaining = l;
         } else if (name_is(p, nl, "transfer-encoding")) {
-                /* Only chunked is decoded; another final coding means the body runs to the close. */
-                if (value_has_token(v, vl, "chunked"))
-                        t->chunked = true;
-                else
-                        t->close_after = true;
+                /* Only chunked is decoded, and only as the final coding; with any other last coding the
+                 * body runs to the close (RFC 9112 6.3), whatever Content-Length says. */
+                const uint8_t *last = memrchr(v, ',', vl);
+                size_t off = last ? (size_t) (last + 1 - v) : 0;
+
+                t->chunked = value_has_token(v + off, vl - off, "chunked");
+                t->te_other = !t->chunked;
         } else if (name_is(p, nl, "connection")) {
                 if (value_has_token(v, vl, "close"))
                         t->close_after = true;
@@ -560,11 +593,19 @@ static void head_done(H1Transfer *t) {
                 t->rs = RS_STATUS;      /* an interim answer: the real one follows */
                 return;
         }
+        /* Both framings at once smell of response splitting: the coding wins, and the connection is
+         * not trusted with another request. */
+        if ((t->chunked || t->te_other) && (t->have_length || t->http10))
+                t->close_after = true;
         if (t->head_request || t->status == 204 || t->status == 304)
                 t->rs = RS_DONE;
         else if (t->chunked) {
                 t->have_length = false;
                 t->rs = RS_CHUNK_SIZE;
+        } else if (t->te_other) {
+                t->have_length = false;
+                t->close_after = true;
+                t->rs = RS_CLOSE;
         } else if (t->have_length)
                 t->rs = t->remaining == 0 ? RS_DONE : RS_LENGTH;
         else {
@@ -625,7 +666,11 @@ static CURLcode transfer_feed(H1Transfer *t, const uint8_t *data, size_t size, s
                                 break;
                         }
                         if (t->rs == RS_TRAILERS) {
-                                /* Trailers are read and dropped; the blank line ends the answer. */
+                                /* Trailers are read and dropped; the blank line ends the answer. They
+                                 * count against the head's limit: an endless trailer is refused. */
+                                t->head_bytes += len;
+                                if (t->head_bytes > H1C_HEAD_MAX)
+                                        return CURLE_WEIRD_SERVER_REPLY;
                                 if (content == 0)
                                         t->rs = RS_DONE;
                                 *used += len;
@@ -689,8 +734,11 @@ static CURLcode transfer_parse(H1Transfer *t) {
         size_t used;
         CURLcode r = transfer_feed(t, buf_data(in), buf_len(in), &used);
 
-        if (r != CURLE_AGAIN)
+        if (r != CURLE_AGAIN) {
                 buf_consume(in, used);
+                /* What a pause left here (up to a read's worth) need not stay allocated. */
+                buf_shrink(in, H1C_KEEP);
+        }
         return r;
 }
 
@@ -705,6 +753,10 @@ static void transfer_drop(H1Transfer *t) {
                 conn_close(k);
         }
         transfer_free(t);
+}
+
+static bool transfer_sending(const H1Transfer *t) {
+        return !t->send_failed && t->sent < buf_len(&t->head) + t->body_len;
 }
 
 /* After parsing: finish, fail, or wait for more (reading stops while the caller holds data back). */
@@ -726,9 +778,14 @@ static void transfer_settle(H1Transfer *t, CURLcode r) {
                 return;
         }
         if (t->conn) {
-                bool sending = t->sent < buf_len(&t->head) + t->body_len;
-                uint32_t ev = (t->paused || t->eof ? 0 : EPOLLIN | EPOLLRDHUP) | (sending ? EPOLLOUT : 0);
-                (void) conn_set_events(t->conn, ev);
+                uint32_t ev = (t->paused || t->eof ? 0 : EPOLLIN | EPOLLRDHUP) |
+                              (transfer_sending(t) ? EPOLLOUT : 0);
+                int k = conn_set_events(t->conn, ev);
+                if (k < 0) {
+                        /* Not watched, the transfer would wait forever. */
+                        log_debug_errno(k, "Failed to watch upstream connection: %m");
+                        transfer_finish(t, CURLE_OUT_OF_MEMORY);
+                }
         }
 }
 
@@ -739,7 +796,8 @@ static void transfer_eof(H1Transfer *t, int error) {
                 return;
         }
         if (!t->got_bytes) {
-                transfer_fail(t, error == -ECONNREFUSED ? CURLE_COULDNT_CONNECT : CURLE_GOT_NOTHING);
+                transfer_fail(t, error == -ECONNREFUSED ? CURLE_COULDNT_CONNECT :
+                                 t->send_failed ? CURLE_SEND_ERROR : CURLE_GOT_NOTHING);
                 return;
         }
         transfer_finish(t, t->rs == RS_LENGTH || t->rs >= RS_CHUNK_SIZE ? CURLE_PARTIAL_FILE : CURLE_RECV_ERROR);
@@ -773,50 +831,52 @@ static void conn_on_io(H1Conn *k, uint32_t revents) {
                         (void) sd_event_source_set_enabled(t->timer, SD_EVENT_OFF);
         }
 
-        if (revents & EPOLLOUT) {
+        if ((revents & EPOLLOUT) && transfer_sending(t)) {
                 r = transfer_send(t);
-                /* An early answer may still be waiting to be read (e.g. 413, then a close). */
-                if (r < 0 && !(revents & EPOLLIN)) {
+                if (r < 0) {
+                        /* The server stopped reading: an answer it sent early (a 413, then a close) may
+                         * still be waiting to be read. Reading decides; sending is over. */
                         log_debug_errno(r, "Sending to upstream failed: %m");
-                        transfer_fail(t, CURLE_SEND_ERROR);
-                        return;
+                        t->send_failed = true;
+                        revents |= EPOLLIN;
                 }
         }
 
         if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) && !t->paused && !t->eof) {
+                H1Client *c = k->client;
                 Buf *in = &k->in;
-                bool direct = buf_empty(in);
-                uint8_t *p = direct ? k->client->rbuf : buf_reserve(in, H1C_READ_SIZE);
+                size_t held = buf_len(in), used;
                 ssize_t n;
 
-                if (!p) {
-                        transfer_finish(t, CURLE_OUT_OF_MEMORY);
+                /* Reading stops while paused, and a resume parses what was held: all that can wait here
+                 * now is a partial line. It goes in front of the new bytes, to be parsed in one go. */
+                if (held > H1C_LINE_MAX + 2) {
+                        transfer_finish(t, CURLE_WEIRD_SERVER_REPLY);
                         return;
                 }
-                n = read(fd, p, H1C_READ_SIZE);
-                if (n < 0) {
-                        if (errno == EAGAIN || errno == EINTR)
-                                n = -1;
-                        else {
-                                transfer_eof(t, -errno);
-                                return;
-                        }
+                memcpy(c->rbuf, buf_data(in), held);
+                n = read(fd, c->rbuf + held, H1C_READ_SIZE);
+                if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                        transfer_eof(t, -errno);
+                        return;
                 }
                 if (n == 0)
                         t->eof = true;
                 if (n > 0) {
-                        t->got_bytes = true;
-                        if (direct) {
-                                size_t used;
-                                CURLcode c = transfer_feed(t, p, (size_t) n, &used);
+                        CURLcode cr;
 
-                                /* What the transfer did not take waits in the connection's buffer. */
-                                if (c == CURLE_OK && used < (size_t) n && buf_append(in, p + used, (size_t) n - used) < 0)
-                                        c = CURLE_OUT_OF_MEMORY;
-                                transfer_settle(t, c);
-                                return;
+                        t->got_bytes = true;
+                        cr = transfer_feed(t, c->rbuf, held + (size_t) n, &used);
+                        /* What the transfer did not take waits in the connection's buffer. */
+                        if (cr == CURLE_OK) {
+                                buf_clear(in);
+                                if (used < held + (size_t) n &&
+                                    buf_append(in, c->rbuf + used, held + (size_t) n - used) < 0)
+                                        cr = CURLE_OUT_OF_MEMORY;
+                                buf_shrink(in, H1C_KEEP);
                         }
-                        buf_commit(in, (size_t) n);
+                        transfer_settle(t, cr);
+                        return;
                 }
         }
         transfer_settle(t, t->conn && !buf_empty(&t->conn->in) ? transfer_parse(t) : CURLE_OK);
@@ -880,18 +940,25 @@ int h1_transfer_start(H1Client *c, const H1Request *req, const H1Callbacks *cb, 
                 return -ENOMEM;
         }
 
-        /* The request head, in one buffer: line, Host, the caller's fields, the length. */
+        /* The request head, in one buffer: line, Host (unless the caller has its own, as with curl), the
+         * caller's fields, the length. */
+        bool own_host = false;
+        for (const struct curl_slist *l = req->headers; l && !own_host; l = l->next)
+                own_host = strncasecmp(l->data, "host:", 5) == 0;
         r = buf_append_str(&t->head, req->method);
         if (r >= 0)
                 r = buf_append_str(&t->head, " ");
         if (r >= 0)
                 r = *path == '/' ? buf_append_str(&t->head, path) : buf_append_line(&t->head, "/", path, "", "");
         if (r >= 0)
-                r = buf_append_str(&t->head, " HTTP/1.1\r\nHost: ");
-        if (r >= 0)
-                r = buf_append(&t->head, host, host_len);
-        if (r >= 0)
-                r = buf_append_str(&t->head, "\r\n");
+                r = buf_append_str(&t->head, " HTTP/1.1\r\n");
+        if (r >= 0 && !own_host) {
+                r = buf_append_str(&t->head, "Host: ");
+                if (r >= 0)
+                        r = buf_append(&t->head, host, host_len);
+                if (r >= 0)
+                        r = buf_append_str(&t->head, "\r\n");
+        }
         for (const struct curl_slist *l = req->headers; l && r >= 0; l = l->next) {
                 const char *colon = strchr(l->data, ':');
                 /* "Name:" with nothing after it removes a header in curl's terms: there is none to remove. */
@@ -918,7 +985,8 @@ int h1_transfer_start(H1Client *c, const H1Request *req, const H1Callbacks *cb, 
                 r = transfer_bind(t, k);
                 if (r < 0)
                         conn_close(k);
-        } else {
+        }
+        if (!t->conn) {
                 r = transfer_connect(t);
                 /* A refused (or otherwise failed) connect is the caller's to hear about as with
                  * curl, through done(), not as a failure to start. */
@@ -949,10 +1017,12 @@ void h1_transfer_cancel(H1Transfer *t) {
         }
         if (t->conn) {
                 H1Conn *k = t->conn;
+                /* A complete answer leaves a reusable connection; anything else is cut off. */
+                bool reuse = transfer_conn_reusable(t);
+
                 t->conn = NULL;
                 k->transfer = NULL;
-                /* A complete answer leaves a reusable connection; anything else is cut off. */
-                if (t->rs == RS_DONE && !t->close_after && buf_empty(&k->in))
+                if (reuse)
                         conn_to_pool(k);
                 else
                         conn_close(k);
