@@ -384,8 +384,15 @@ static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata
 
         if (streq(name, "content-length")) {
                 uint64_t l;
-                if (parse_uint64(value, &l) >= 0 && l <= INT64_MAX)
+                bool coded = false;
+                /* With a transfer coding the body is framed by it, not by this (RFC 9112 6.3): the
+                 * client gets the decoded body, whose length is unknown. */
+                for (size_t i = 0; i + 1 < c->n_headers; i++)
+                        coded = coded || streq(c->headers[i].name, "transfer-encoding");
+                if (!coded && parse_uint64(value, &l) >= 0 && l <= INT64_MAX)
                         c->content_length = (int64_t) l;
+        } else if (streq(name, "transfer-encoding")) {
+                c->content_length = -1;
         } else if (streq(name, "retry-after")) {
                 uint64_t secs;
                 if (parse_uint64(value, &secs) >= 0)
