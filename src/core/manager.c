@@ -554,6 +554,13 @@ int manager_new(Manager **ret) {
         m->started_at = now_usec(CLOCK_REALTIME);
         m->per_address = g_hash_table_new_full(g_str_hash, g_str_equal, free, NULL);
 
+        /* systemd's sockets first: LISTEN_FDS names fds from 3 on, and any fd opened before looking
+         * (the event loop's epoll fd, say) could take a number a broken launcher named but did not pass
+         * — which we would then close as "not a socket". */
+        r = listen_fds_from_systemd(&m->activated, &m->n_activated);
+        if (r < 0)
+                return r;
+
         r = sd_event_new(&m->event);
         if (r < 0)
                 return r;
@@ -568,9 +575,7 @@ int manager_new(Manager **ret) {
 }
 
 int manager_start(Manager *m) {
-        _cleanup_free_ ListenFd *fds = NULL;
         _cleanup_free_ char *error = NULL;
-        size_t n_fds = 0;
         sigset_t mask;
         int r;
 
@@ -649,15 +654,13 @@ int manager_start(Manager *m) {
         manager_apply_limits(m);
 
         /* 3. Listeners: systemd's by name first; what it did not pass, from the configuration. */
-        r = listen_fds_from_systemd(&fds, &n_fds);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n_fds; i++) {
-                r = manager_add_listener(m, fds[i].kind, fds[i].fd, true);
+        for (size_t i = 0; i < m->n_activated; i++) {
+                int fd = TAKE_FD(m->activated[i].fd);
+                r = manager_add_listener(m, m->activated[i].kind, fd, true);
                 if (r < 0)
                         return r;
         }
-        if (n_fds == 0)
+        if (m->n_activated == 0)
                 log_info("Not socket-activated, binding the configured addresses.");
 
         if (!manager_has_listener(m, LISTENER_HTTP)) {
@@ -736,6 +739,10 @@ Manager *manager_free(Manager *m) {
                 return NULL;
 
         /* Reverse order of manager_start(). */
+        for (size_t i = 0; i < m->n_activated; i++)
+                safe_close(m->activated[i].fd);
+        free(m->activated);
+        m->activated = NULL;
         bus_stop(m);
         http_server_abort_all(&m->http);
         sd_event_source_disable_unref(m->drain_timer);

@@ -41,6 +41,10 @@ typedef struct Listener {
 
 struct Manager {
         sd_event *event;
+        /* The sockets systemd passed, taken before anything else opened an fd (see manager_new());
+         * handed to the listeners by manager_start(). */
+        struct ListenFd *activated;
+        size_t n_activated;
         Config *config;
         char *state_dir;
         Store *store;

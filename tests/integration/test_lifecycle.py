@@ -166,4 +166,20 @@ def corrupt_database_is_a_clear_error():
     assert "gate.db" in g.log() and "Move it aside" in g.log(), g.log()
 
 
+@test
+def listen_fds_naming_a_closed_fd_is_refused_cleanly():
+    # A broken launcher: LISTEN_FDS names fd 3 but passes nothing there. gate must not take an fd of
+    # its own for it (it once closed its event loop's epoll fd that way and aborted): a clear error.
+    env = dict(os.environ, LISTEN_FDS="1", LISTEN_FDNAMES="http", GATE_BUS="none",
+               GATE_CONFIG="/dev/null", STATE_DIRECTORY="/nonexistent/never-created")
+    wrap = "import os, sys; os.environ['LISTEN_PID'] = str(os.getpid()); os.execv(sys.argv[1], sys.argv[1:])"
+    import gatetest
+    p = subprocess.run(["python3", "-c", wrap, gatetest.GATE, "serve"], env=env, capture_output=True, timeout=20,
+                       close_fds=True)
+    err = p.stderr.decode()
+    assert p.returncode == 1, (p.returncode, err)
+    assert "sockets passed by systemd" in err, err
+    assert "Assertion" not in err, err
+
+
 finish()
