@@ -101,8 +101,30 @@ def rss_kib(pid):
     return 0
 
 
+def children(pid):
+    out = []
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def rss_tree_kib(pid):
+    """RSS of a process and its descendants: nginx's master forks the worker that does the work."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += rss_kib(p)
+        todo += children(p)
+    return total
+
+
 class RssWatch:
-    """Samples a process's RSS every `every` seconds on a thread; keeps the peak and the (time, KiB) series."""
+    """Samples the RSS of a process and its children every `every` seconds on a thread; keeps the peak and the
+    (time, KiB) series."""
 
     def __init__(self, pid, every=0.1):
         self.pid, self.every, self.peak, self.samples = pid, every, 0, []
@@ -112,7 +134,7 @@ class RssWatch:
     def _run(self):
         t0 = time.monotonic()
         while not self._stop.is_set():
-            v = rss_kib(self.pid)
+            v = rss_tree_kib(self.pid)
             self.peak = max(self.peak, v)
             self.samples.append((time.monotonic() - t0, v))
             self._stop.wait(self.every)
