@@ -38,10 +38,22 @@ struct Mock {
         uint64_t n_requests;
         GHashTable *fail_counts;        /* model string -> failures served so far */
         GHashTable *conns;              /* const StreamInfo * -> MockConn */
+
+        /* Every call's timer (ttfb, pace, reset) is an entry in one min-heap behind one sd-event timer:
+         * sd-event dispatches one source per loop iteration, each with an epoll_wait() and often a
+         * timerfd_settime(), which for thousands of paced streams cost more than the sends themselves.
+         * One dispatch now serves every call that is due. */
+        MockCall **heap;
+        size_t n_heap, heap_alloc;
+        MockCall **due;                 /* the batch being dispatched */
+        size_t due_alloc;
+        sd_event_source *tick;
+        uint64_t tick_armed;            /* when tick is set to fire, 0: off */
 };
 
 static void call_pump(MockCall *c);
 static void conn_kill(MockCall *c);
+static void call_timer_off(MockCall *c);
 
 /* ---- output helpers shared with the endpoint files ---- */
 
@@ -316,7 +328,7 @@ static MockCall *call_unref(MockCall *c) {
         if (!c || --c->n_ref > 0)
                 return NULL;
         call_conn_unlink(c);
-        sd_event_source_disable_unref(c->timer);
+        call_timer_off(c);
         if (c->request) {
                 request_set_hooks(c->request, NULL, NULL);
                 request_unref(c->request);
@@ -336,7 +348,7 @@ static void call_end(MockCall *c, const char *event) {
         if (c->state == CALL_ENDED)
                 return;
         c->state = CALL_ENDED;
-        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+        call_timer_off(c);
         call_log_event(c, event);
         r = TAKE_PTR(c->request);
         if (r) {
@@ -346,24 +358,150 @@ static void call_end(MockCall *c, const char *event) {
         call_unref(c);   /* the call's own reference, held while it answers */
 }
 
-static int call_on_timer(sd_event_source *s, uint64_t usec, void *userdata);
+static void call_on_timer(MockCall *c);
 
-static int call_arm_timer(MockCall *c, uint64_t usec) {
+static bool heap_before(const MockCall *a, const MockCall *b) {
+        return a->due < b->due;
+}
+
+static void heap_place(Mock *m, size_t i, MockCall *c) {
+        m->heap[i] = c;
+        c->heap_idx = i + 1;
+}
+
+static void heap_up(Mock *m, size_t i) {
+        MockCall *c = m->heap[i];
+
+        while (i > 0 && heap_before(c, m->heap[(i - 1) / 2])) {
+                heap_place(m, i, m->heap[(i - 1) / 2]);
+                i = (i - 1) / 2;
+        }
+        heap_place(m, i, c);
+}
+
+static void heap_down(Mock *m, size_t i) {
+        MockCall *c = m->heap[i];
+
+        for (;;) {
+                size_t l = 2 * i + 1, best = i;
+                const MockCall *b = c;
+
+                if (l < m->n_heap && heap_before(m->heap[l], b))
+                        best = l, b = m->heap[l];
+                if (l + 1 < m->n_heap && heap_before(m->heap[l + 1], b))
+                        best = l + 1;
+                if (best == i)
+                        break;
+                heap_place(m, i, m->heap[best]);
+                i = best;
+        }
+        heap_place(m, i, c);
+}
+
+static void heap_remove(Mock *m, MockCall *c) {
+        MockCall *last;
+        size_t i;
+
+        if (c->heap_idx == 0)
+                return;
+        i = c->heap_idx - 1;
+        c->heap_idx = 0;
+        last = m->heap[--m->n_heap];
+        if (last == c)
+                return;
+        /* The last entry fills the hole and moves to where it belongs, up or down. */
+        heap_place(m, i, last);
+        heap_up(m, i);
+        heap_down(m, last->heap_idx - 1);
+}
+
+static int mock_on_tick(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* Points the one sd-event timer at the earliest due call. */
+static int mock_arm_tick(Mock *m) {
+        uint64_t next = m->n_heap > 0 ? m->heap[0]->due : 0;
         int r;
 
-        if (!c->timer) {
-                /* Accuracy 1us: the default (250ms) would swallow small pace_ms values. */
-                r = sd_event_add_time_relative(c->mock->event, &c->timer, CLOCK_MONOTONIC, usec, 1,
-                                               call_on_timer, c);
+        if (next == m->tick_armed)
+                return 0;
+        m->tick_armed = next;
+        if (next == 0)
+                return sd_event_source_set_enabled(m->tick, SD_EVENT_OFF);
+        if (!m->tick) {
+                /* Accuracy 1us: pace_ms values are small; batching comes from the heap, not from sd-event. */
+                r = sd_event_add_time(m->event, &m->tick, CLOCK_MONOTONIC, next, 1, mock_on_tick, m);
                 if (r < 0)
                         return r;
-                (void) sd_event_source_set_description(c->timer, "mock-call-timer");
+                (void) sd_event_source_set_description(m->tick, "mock-call-timers");
                 return 0;
         }
-        r = sd_event_source_set_time_relative(c->timer, usec);
+        r = sd_event_source_set_time(m->tick, next);
         if (r >= 0)
-                r = sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+                r = sd_event_source_set_enabled(m->tick, SD_EVENT_ONESHOT);
         return r;
+}
+
+static void call_timer_off(MockCall *c) {
+        heap_remove(c->mock, c);
+}
+
+static int call_arm_timer(MockCall *c, uint64_t usec) {
+        Mock *m = c->mock;
+        uint64_t now;
+        int r;
+
+        r = sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        if (r < 0)
+                return r;
+        /* A timer is never due in the loop iteration that armed it: a zero delay still yields. */
+        c->due = now + MAX(usec, (uint64_t) 1);
+        if (c->heap_idx == 0) {
+                if (m->n_heap == m->heap_alloc) {
+                        size_t n = MAX(m->heap_alloc * 2, (size_t) 64);
+                        MockCall **h = reallocarray(m->heap, n, sizeof *h);
+                        if (!h)
+                                return -ENOMEM;
+                        m->heap = h;
+                        m->heap_alloc = n;
+                }
+                heap_place(m, m->n_heap++, c);
+        }
+        heap_up(m, c->heap_idx - 1);
+        heap_down(m, c->heap_idx - 1);
+        return mock_arm_tick(m);
+}
+
+static int mock_on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        Mock *m = userdata;
+        size_t n = 0;
+        uint64_t now;
+
+        m->tick_armed = 0;
+        if (sd_event_now(m->event, CLOCK_MONOTONIC, &now) < 0)
+                return 0;
+        /* Take the whole batch off the heap first: what the calls re-arm waits for a later tick. */
+        while (m->n_heap > 0 && m->heap[0]->due <= now) {
+                MockCall *c = m->heap[0];
+                if (n == m->due_alloc) {
+                        size_t k = MAX(m->due_alloc * 2, (size_t) 64);
+                        MockCall **d = reallocarray(m->due, k, sizeof *d);
+                        if (!d)
+                                break; /* the rest stays due: the next tick takes it */
+                        m->due = d;
+                        m->due_alloc = k;
+                }
+                heap_remove(m, c);
+                m->due[n++] = call_ref(c);
+        }
+        for (size_t i = 0; i < n; i++) {
+                MockCall *c = m->due[i];
+                /* Re-armed by an earlier call of this batch (nothing does that today): not due yet. */
+                if (c->heap_idx == 0)
+                        call_on_timer(c);
+                call_unref(c);
+        }
+        (void) mock_arm_tick(m);
+        return 0;
 }
 
 /* Breaks the client's connection under the engine and makes the engine notice (its write then fails).
@@ -700,10 +838,7 @@ static void call_pump(MockCall *c) {
         }
 }
 
-static int call_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        MockCall *c = userdata;
-        _cleanup_(call_unrefp) MockCall *ref = call_ref(c);
-
+static void call_on_timer(MockCall *c) {
         switch (c->state) {
         case CALL_WAITING:
                 if (c->fail > 0)
@@ -724,7 +859,6 @@ static int call_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         default:
                 break;
         }
-        return 0;
 }
 
 /* ---- directives ---- */
@@ -1101,6 +1235,9 @@ static void mock_done(Mock *m) {
         http_server_abort_all(&m->server);
         sd_event_source_disable_unref(m->listen_io);
         sd_event_source_disable_unref(m->listen_retry);
+        sd_event_source_disable_unref(m->tick);
+        free(m->heap);
+        free(m->due);
         sd_event_source_disable_unref(m->sigterm);
         sd_event_source_disable_unref(m->sigint);
         safe_close(m->listen_fd);

@@ -127,7 +127,8 @@ struct MockCall {
         unsigned reset_tries;
         unsigned status;                /* sent */
         unsigned fail;                  /* injected error status to send after ttfb_ms */
-        sd_event_source *timer;
+        uint64_t due;                   /* CLOCK_MONOTONIC when its timer fires (ttfb, pace, reset) */
+        size_t heap_idx;                /* position in the mock's timer heap + 1, 0: timer off */
 
         MockConn *conn;
         MockCall *conn_prev, *conn_next;
