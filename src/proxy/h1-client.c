@@ -17,7 +17,7 @@
 #define H1C_LINE_MAX (16U * 1024U)              /* one head line or chunk-size line */
 #define H1C_KEEP (4U * 1024U)                   /* a connection's buffer above this is freed once empty */
 #define H1C_IDLE_PER_DEST 256U                  /* idle connections kept per destination */
-#define H1C_IDLE_LIFETIME (30 * USEC_PER_SEC)   /* older idle connections are closed, not reused */
+#define H1C_IDLE_LIFETIME (30 * USEC_PER_SEC)   /* older idle connections are closed (default) */
 #define H1C_BATCH 256U                          /* socket events handled per wakeup */
 
 typedef struct H1Conn H1Conn;
@@ -44,6 +44,11 @@ struct H1Client {
         H1Dest *dests;
         size_t n_conns;
         size_t n_idle;
+        usec_t idle_lifetime;
+        /* Closes idle connections past their lifetime even when no request comes for their destination
+         * again (a provider removed by a reload, a burst that is over): servers such as Go's net/http
+         * never close them themselves. */
+        sd_event_source *sweep;
         /* Reads land here (after the partial line a connection kept from its last read) and are parsed
          * in place; only what a transfer cannot take yet (a partial line, bytes held back by a pause)
          * is copied to the connection: thousands of streaming connections do not each hold a read
@@ -319,12 +324,55 @@ static H1Conn *conn_from_pool(H1Dest *d, usec_t now) {
                 H1Conn *k = d->idle[d->n_idle - 1];
 
                 conn_unidle(k);
-                if (now - k->idle_since < H1C_IDLE_LIFETIME)
+                if (now - k->idle_since < k->client->idle_lifetime)
                         return k;
                 /* Too old: the server may be about to close it; a fresh one is cheaper than a retry. */
                 conn_close(k);
         }
         return NULL;
+}
+
+/* Closes the destination's idle connections past their lifetime (the oldest are first); returns when
+ * the oldest left expires, or USEC_INFINITY. */
+static usec_t dest_prune(H1Dest *d, H1Client *c, usec_t now) {
+        while (d->n_idle > 0 && now - d->idle[0]->idle_since >= c->idle_lifetime)
+                conn_close(d->idle[0]);
+        return d->n_idle > 0 ? d->idle[0]->idle_since + c->idle_lifetime : USEC_INFINITY;
+}
+
+static int client_on_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
+        H1Client *c = userdata;
+        usec_t now = now_mono(), next = USEC_INFINITY;
+
+        for (H1Dest *d = c->dests; d; d = d->next)
+                next = MIN(next, dest_prune(d, c, now));
+        if (next != USEC_INFINITY) {
+                (void) sd_event_source_set_time(s, next);
+                (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        }
+        return 0;
+}
+
+/* Makes sure the sweep runs by the time a connection pooled now expires. */
+static void client_arm_sweep(H1Client *c, usec_t expiry) {
+        int enabled = SD_EVENT_OFF, r;
+
+        if (c->sweep)
+                (void) sd_event_source_get_enabled(c->sweep, &enabled);
+        if (enabled != SD_EVENT_OFF)
+                return;         /* armed for an older connection: it re-arms itself for this one */
+        if (!c->sweep) {
+                r = sd_event_add_time(c->event, &c->sweep, CLOCK_MONOTONIC, expiry, USEC_PER_SEC / 4,
+                                      client_on_sweep, c);
+                if (r < 0) {
+                        log_debug_errno(r, "Failed to add the idle connection sweep, ignoring: %m");
+                        return;
+                }
+                (void) sd_event_source_set_description(c->sweep, "h1-idle-sweep");
+                return;
+        }
+        (void) sd_event_source_set_time(c->sweep, expiry);
+        (void) sd_event_source_set_enabled(c->sweep, SD_EVENT_ONESHOT);
 }
 
 static void conn_to_pool(H1Conn *k) {
@@ -334,9 +382,7 @@ static void conn_to_pool(H1Conn *k) {
         k->transfer = NULL;
         k->reused = true;
         buf_shrink(&k->in, 0);
-        /* The oldest first: those past their lifetime would never be taken again, only hold an fd. */
-        while (d->n_idle > 0 && now - d->idle[0]->idle_since >= H1C_IDLE_LIFETIME)
-                conn_close(d->idle[0]);
+        (void) dest_prune(d, k->client, now);
         if (d->n_idle >= H1C_IDLE_PER_DEST) {
                 conn_close(k);
                 return;
@@ -350,6 +396,7 @@ static void conn_to_pool(H1Conn *k) {
         k->pooled = true;
         d->idle[d->n_idle++] = k;
         k->client->n_idle++;
+        client_arm_sweep(k->client, now + k->client->idle_lifetime);
 }
 
 /* ---- transfers ---- */
@@ -1050,6 +1097,7 @@ int h1_client_new(sd_event *event, H1Client **ret) {
         if (!c)
                 return -ENOMEM;
         c->epoll_fd = -EBADF;
+        c->idle_lifetime = H1C_IDLE_LIFETIME;
         c->event = sd_event_ref(event);
         c->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
         if (c->epoll_fd < 0) {
@@ -1078,11 +1126,16 @@ H1Client *h1_client_free(H1Client *c) {
                 free(d->idle);
                 free(d);
         }
+        sd_event_source_disable_unref(c->sweep);
         sd_event_source_disable_unref(c->epoll_source);
         safe_close(c->epoll_fd);
         sd_event_unref(c->event);
         free(c);
         return NULL;
+}
+
+void h1_client_set_idle_lifetime(H1Client *c, usec_t usec) {
+        c->idle_lifetime = usec;
 }
 
 size_t h1_client_n_connections(const H1Client *c) {

@@ -1140,15 +1140,44 @@ static void *pool_run(void *userdata) {
         return NULL;
 }
 
-TEST(idle_pool_is_bounded_and_follows_the_server) {
+static int pool_start(Pool *p) {
         struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         socklen_t alen = sizeof a;
+
+        *p = (Pool){};
+        p->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (p->listen_fd < 0 || bind(p->listen_fd, (struct sockaddr *) &a, sizeof a) < 0 ||
+            listen(p->listen_fd, 512) < 0 || getsockname(p->listen_fd, (struct sockaddr *) &a, &alen) < 0)
+                return -errno;
+        p->port = ntohs(a.sin_port);
+        return -pthread_create(&p->thread, NULL, pool_run, p);
+}
+
+static void pool_stop(Pool *p) {
+        __atomic_store_n(&p->stop, true, __ATOMIC_SEQ_CST);
+        pthread_join(p->thread, NULL);
+        close(p->listen_fd);
+}
+
+static bool run_until_all_done(sd_event *e, Result *rs, unsigned n) {
+        for (usec_t until = now_mono() + 10 * USEC_PER_SEC; now_mono() < until;) {
+                unsigned done = 0;
+                for (unsigned i = 0; i < n; i++)
+                        done += rs[i].done;
+                if (done == n)
+                        return true;
+                (void) sd_event_run(e, 10 * USEC_PER_MSEC);
+        }
+        return false;
+}
+
+TEST(idle_pool_is_bounded_and_follows_the_server) {
         _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         _cleanup_(h1_client_freep) H1Client *c = NULL;
         _cleanup_(sd_event_source_unrefp) sd_event_source *warm = NULL;
         _cleanup_free_ Result *rs = NULL;
-        unsigned fds_before, n = 300, ok = 0;
-        Pool p = {};
+        unsigned fds_before, n = 300;
+        Pool p;
 
         rs = new0(Result, n);
         ASSERT_NOT_NULL(rs);
@@ -1158,25 +1187,12 @@ TEST(idle_pool_is_bounded_and_follows_the_server) {
         ASSERT_OK(sd_event_add_time_relative(e, &warm, CLOCK_MONOTONIC, USEC_PER_SEC, 0, NULL, NULL));
         ASSERT_OK(sd_event_source_set_enabled(warm, SD_EVENT_OFF));
         fds_before = count_fds();
-        p.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ASSERT_OK(bind(p.listen_fd, (struct sockaddr *) &a, sizeof a));
-        ASSERT_OK(listen(p.listen_fd, 512));
-        ASSERT_OK(getsockname(p.listen_fd, (struct sockaddr *) &a, &alen));
-        p.port = ntohs(a.sin_port);
-        ASSERT_OK(-pthread_create(&p.thread, NULL, pool_run, &p));
+        ASSERT_OK(pool_start(&p));
 
         /* All at once: one connection each; afterwards only 256 of them are kept. */
         for (unsigned i = 0; i < n; i++)
                 ASSERT_OK(start(c, p.port, "{}", &rs[i]));
-        for (usec_t until = now_mono() + 10 * USEC_PER_SEC; now_mono() < until;) {
-                ok = 0;
-                for (unsigned i = 0; i < n; i++)
-                        ok += rs[i].done;
-                if (ok == n)
-                        break;
-                (void) sd_event_run(e, 10 * USEC_PER_MSEC);
-        }
-        ASSERT_EQ(ok, n);
+        ASSERT_TRUE(run_until_all_done(e, rs, n));
         for (unsigned i = 0; i < n; i++)
                 if (rs[i].code != CURLE_OK || rs[i].n_done != 1 || !streq(str(&rs[i].body), "ok"))
                         TEST_FAIL("transfer %u: code %d", i, rs[i].code);
@@ -1185,9 +1201,7 @@ TEST(idle_pool_is_bounded_and_follows_the_server) {
         ASSERT_EQ(h1_client_n_connections(c), 256);
 
         /* The server closes its idle connections: the pool notices without being asked. */
-        __atomic_store_n(&p.stop, true, __ATOMIC_SEQ_CST);
-        pthread_join(p.thread, NULL);
-        close(p.listen_fd);
+        pool_stop(&p);
         for (usec_t until = now_mono() + 2 * USEC_PER_SEC;
              now_mono() < until && h1_client_n_connections(c) > 0;)
                 (void) sd_event_run(e, 10 * USEC_PER_MSEC);
@@ -1196,4 +1210,36 @@ TEST(idle_pool_is_bounded_and_follows_the_server) {
         ASSERT_EQ(count_fds(), fds_before);
         for (unsigned i = 0; i < n; i++)
                 result_done(&rs[i]);
+}
+
+TEST(idle_connections_expire_without_new_requests) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(h1_client_freep) H1Client *c = NULL;
+        Result rs[3] = {}, r = {};
+        usec_t t0;
+        Pool p;
+
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(h1_client_new(e, &c));
+        h1_client_set_idle_lifetime(c, 300 * USEC_PER_MSEC);
+        ASSERT_OK(pool_start(&p));
+        for (unsigned i = 0; i < ELEMENTSOF(rs); i++)
+                ASSERT_OK(start(c, p.port, "{}", &rs[i]));
+        ASSERT_TRUE(run_until_all_done(e, rs, ELEMENTSOF(rs)));
+        ASSERT_EQ(h1_client_n_idle(c), 3);
+        t0 = now_mono();
+
+        /* The server keeps them forever (as Go's net/http does); the client lets them go, unasked. */
+        for (usec_t until = t0 + 3 * USEC_PER_SEC; now_mono() < until && h1_client_n_connections(c) > 0;)
+                (void) sd_event_run(e, 10 * USEC_PER_MSEC);
+        ASSERT_EQ(h1_client_n_connections(c), 0);
+        ASSERT_TRUE(now_mono() - t0 >= 250 * USEC_PER_MSEC);
+        ASSERT_OK(start(c, p.port, "{}", &r));
+        run_until_done(e, &r);
+        ASSERT_EQ(r.code, CURLE_OK);
+        ASSERT_EQ(p.accepted, 4);
+        pool_stop(&p);
+        for (unsigned i = 0; i < ELEMENTSOF(rs); i++)
+                result_done(&rs[i]);
+        result_done(&r);
 }
