@@ -1,13 +1,24 @@
 /* CurlGlue: libcurl's multi interface driven by sd-event (socket and timer callbacks). */
+#include <sys/epoll.h>
+
 #include "proxy/curl-glue.h"
 #include "shared/errors.h"
 #include "shared/log.h"
 #include "shared/macro.h"
 
+/* Upstream sockets ready in one wakeup that are handed to curl before the loop sees other sources. */
+#define CURL_GLUE_BATCH 256
+
+/* curl's sockets live in an epoll instance of our own, watched by sd-event as one fd. sd-event dispatches
+ * one source per iteration and re-reads every ready fd from epoll each time, so thousands of upstream
+ * sockets with data waiting (streams at scale) made each dispatch cost O(ready fds); this way one dispatch
+ * serves a batch of them. */
 struct CurlGlue {
         sd_event *event;
         CURLM *multi;
         sd_event_source *timer;
+        int epoll_fd;
+        sd_event_source *epoll_source;
         unsigned n_active;
 };
 
@@ -43,54 +54,60 @@ static void curl_glue_check_done(CurlGlue *g) {
         }
 }
 
-static int curl_glue_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+static int curl_glue_on_epoll(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct epoll_event ev[CURL_GLUE_BATCH];
         CurlGlue *g = userdata;
-        int action = 0, running;
+        int n, running;
 
-        if (revents & (EPOLLIN | EPOLLHUP))
-                action |= CURL_CSELECT_IN;
-        if (revents & EPOLLOUT)
-                action |= CURL_CSELECT_OUT;
-        if (revents & EPOLLERR)
-                action |= CURL_CSELECT_ERR;
-        (void) curl_multi_socket_action(g->multi, fd, action, &running);
+        n = epoll_wait(g->epoll_fd, ev, ELEMENTSOF(ev), 0);
+        if (n < 0)
+                return errno == EINTR ? 0 : log_debug_errno(errno, "epoll_wait() on curl sockets failed: %m");
+        for (int i = 0; i < n; i++) {
+                int action = 0;
+
+                if (ev[i].events & (EPOLLIN | EPOLLHUP))
+                        action |= CURL_CSELECT_IN;
+                if (ev[i].events & EPOLLOUT)
+                        action |= CURL_CSELECT_OUT;
+                if (ev[i].events & EPOLLERR)
+                        action |= CURL_CSELECT_ERR;
+                /* The mask is a hint to curl: it checks the socket itself, so an event for an fd that an
+                 * earlier action in this batch closed (or even reopened) does no harm. */
+                (void) curl_multi_socket_action(g->multi, ev[i].data.fd, action, &running);
+        }
         curl_glue_check_done(g);
         return 0;
 }
 
+/* socketp is only a marker: non-NULL once the fd is in our epoll set. */
 static int curl_glue_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
         CurlGlue *g = userp;
-        sd_event_source *s = socketp;
-        uint32_t events = 0;
-        int r;
+        struct epoll_event ev = { .data.fd = fd };
 
         if (what == CURL_POLL_REMOVE) {
-                if (s) {
-                        /* The fd belongs to curl: do not let sd-event close it. */
-                        (void) sd_event_source_set_io_fd_own(s, false);
-                        sd_event_source_disable_unref(s);
+                if (socketp) {
+                        /* curl may have closed the fd already, which removed it: ENOENT/EBADF are fine. */
+                        (void) epoll_ctl(g->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
                         (void) curl_multi_assign(g->multi, fd, NULL);
                 }
                 return 0;
         }
         if (what & CURL_POLL_IN)
-                events |= EPOLLIN;
+                ev.events |= EPOLLIN;
         if (what & CURL_POLL_OUT)
-                events |= EPOLLOUT;
+                ev.events |= EPOLLOUT;
 
-        if (s) {
-                r = sd_event_source_set_io_events(s, events);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(s, SD_EVENT_ON);
-                return r < 0 ? -1 : 0;
+        if (epoll_ctl(g->epoll_fd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) < 0) {
+                /* Our marker and the epoll set disagree when curl closed and reopened an fd number
+                 * between callbacks: do what the set needs. */
+                int again = errno == ENOENT ? EPOLL_CTL_ADD : errno == EEXIST ? EPOLL_CTL_MOD : -1;
+                if (again < 0 || epoll_ctl(g->epoll_fd, again, fd, &ev) < 0) {
+                        log_debug_errno(errno, "Failed to watch curl socket: %m");
+                        return -1;
+                }
         }
-        r = sd_event_add_io(g->event, &s, fd, events, curl_glue_on_io, g);
-        if (r < 0) {
-                log_debug_errno(r, "Failed to watch curl socket: %m");
-                return -1;
-        }
-        (void) sd_event_source_set_description(s, "curl-io");
-        (void) curl_multi_assign(g->multi, fd, s);
+        if (!socketp)
+                (void) curl_multi_assign(g->multi, fd, g);
         return 0;
 }
 
@@ -123,6 +140,7 @@ int curl_glue_new(sd_event *event, CurlGlue **ret) {
         g = new0(CurlGlue, 1);
         if (!g)
                 return -ENOMEM;
+        g->epoll_fd = -EBADF;
         g->event = sd_event_ref(event);
         g->multi = curl_multi_init();
         if (!g->multi) {
@@ -138,6 +156,19 @@ int curl_glue_new(sd_event *event, CurlGlue **ret) {
         }
         (void) sd_event_source_set_enabled(g->timer, SD_EVENT_OFF);
         (void) sd_event_source_set_description(g->timer, "curl-timer");
+
+        g->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+        if (g->epoll_fd < 0) {
+                r = -errno;
+                curl_glue_free(g);
+                return r;
+        }
+        r = sd_event_add_io(event, &g->epoll_source, g->epoll_fd, EPOLLIN, curl_glue_on_epoll, g);
+        if (r < 0) {
+                curl_glue_free(g);
+                return r;
+        }
+        (void) sd_event_source_set_description(g->epoll_source, "curl-sockets");
 
         if (curl_multi_setopt(g->multi, CURLMOPT_SOCKETFUNCTION, curl_glue_socket_cb) != CURLM_OK ||
             curl_multi_setopt(g->multi, CURLMOPT_SOCKETDATA, g) != CURLM_OK ||
@@ -158,6 +189,8 @@ CurlGlue *curl_glue_free(CurlGlue *g) {
         if (g->multi)
                 curl_multi_cleanup(g->multi);
         sd_event_source_disable_unref(g->timer);
+        sd_event_source_disable_unref(g->epoll_source);
+        safe_close(g->epoll_fd);
         sd_event_unref(g->event);
         free(g);
         return NULL;
