@@ -76,6 +76,7 @@ typedef struct ProxyCall {
         usec_t upstream_wait;           /* time spent waiting for upstreams (and their retry-after) */
         sd_event_source *timer;         /* first byte, then idle between chunks; or retry delay */
         bool timer_is_retry;
+        usec_t last_data;               /* loop time of the last relayed upstream bytes (idle timeout) */
 } ProxyCall;
 
 static void call_try_next(ProxyCall *c);
@@ -96,6 +97,13 @@ static void call_release_provider(ProxyCall *c) {
                 c->counted->active--;
                 c->counted = NULL;
         }
+}
+
+/* Starts the idle timeout between upstream chunks from now. */
+static void call_arm_idle(ProxyCall *c) {
+        (void) sd_event_now(c->proxy->event, CLOCK_MONOTONIC, &c->last_data);
+        (void) sd_event_source_set_time_relative(c->timer, c->cands[c->idx].provider->idle_timeout);
+        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
 }
 
 /* Ends the current upstream transfer, whatever its state. */
@@ -333,9 +341,7 @@ static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata
                 c->upstream_wait += now_mono() - c->t_attempt;
                 c->holding = status_retryable(s) && call_can_retry(c);
                 /* The first byte arrived: from now on the idle timeout guards the gaps. */
-                const Provider *p = c->cands[c->idx].provider;
-                (void) sd_event_source_set_time_relative(c->timer, p->idle_timeout);
-                (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+                call_arm_idle(c);
                 if (!c->holding && !c->client_gone) {
                         int r;
                         c->in_curl = true;
@@ -454,9 +460,9 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata) {
         c->in_curl = false;
         if (r < 0 || c->client_gone)
                 return 0;
-        /* Another gap between chunks starts now. */
-        (void) sd_event_source_set_time_relative(c->timer, c->cands[c->idx].provider->idle_timeout);
-        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+        /* Another gap between chunks starts now. Only noted: moving the timer for every chunk cost two
+         * sd-event calls and a priority queue shuffle per chunk; on_timer looks at this when it fires. */
+        (void) sd_event_now(c->proxy->event, CLOCK_MONOTONIC, &c->last_data);
         return len;
 }
 
@@ -635,6 +641,16 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 call_try_next(c);
                 return 0;
         }
+        if (c->head_done) {
+                /* The idle timer was armed at some earlier chunk: is the gap really that long? */
+                usec_t now, idle = c->cands[c->idx].provider->idle_timeout;
+                usec_t deadline = c->last_data > USEC_INFINITY - idle ? USEC_INFINITY : c->last_data + idle;
+                if (sd_event_now(c->proxy->event, CLOCK_MONOTONIC, &now) >= 0 && deadline > now) {
+                        (void) sd_event_source_set_time(c->timer, deadline);
+                        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+                        return 0;
+                }
+        }
         /* First byte or idle timeout: end this attempt as a timeout. */
         log_debug("Upstream %s timed out for request %s.", c->cands[c->idx].provider->name, request_id(c->request));
         c->timed_out = true;
@@ -656,8 +672,8 @@ static void on_client_writable(Request *r, void *userdata) {
         if (!c->paused || (!c->easy && !c->h1))
                 return;
         c->paused = false;
-        (void) sd_event_source_set_time_relative(c->timer, c->cands[c->idx].provider->idle_timeout);
-        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+        /* The client was behind, not the upstream: the idle clock starts again. */
+        call_arm_idle(c);
         /* Last: unpausing may deliver data and even complete (and free) the call right here. */
         if (c->h1)
                 h1_transfer_resume(c->h1);
@@ -963,9 +979,11 @@ static void call_try_next(ProxyCall *c) {
         curl_easy_setopt(c->easy, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYPEER, 1L);
         curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYHOST, 2L);
-        /* Relay bytes as they come: no decoding, no buffering beyond curl's receive buffer. */
+        /* Relay bytes as they come: no decoding, no buffering beyond curl's receive buffer. That buffer
+         * lives as long as the transfer: 16 KiB (curl's default) holds many SSE events per read, where
+         * 64 KiB made 10,000 streams cost 640 MiB of heap. */
         curl_easy_setopt(c->easy, CURLOPT_HTTP_CONTENT_DECODING, 0L);
-        curl_easy_setopt(c->easy, CURLOPT_BUFFERSIZE, 64L * 1024);
+        curl_easy_setopt(c->easy, CURLOPT_BUFFERSIZE, 16L * 1024);
 
         k = curl_glue_add(c->proxy->curl, c->easy, on_curl_done, c);
         if (k < 0) {

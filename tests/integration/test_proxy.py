@@ -218,6 +218,16 @@ def idle_timeout_breaks_stalled_stream():
 
 
 @test
+def idle_timeout_spares_slow_but_steady_stream():
+    # 8 chunks 400 ms apart: longer than idle_timeout (2 s) in all, every gap well under it. The idle timer
+    # is armed once and re-checked when it fires, so this must not be cut.
+    rc, out, err = curl("-sN", "-X", "POST", g.url("/v1/chat/completions"),
+                        "--data-binary", json.dumps({"model": "mocka/mock-steady+chunks=8+pace_ms=400",
+                                                     "stream": True, "messages": []}), timeout=15)
+    assert rc == 0 and out.rstrip().endswith("data: [DONE]"), (rc, out, err)
+
+
+@test
 def client_abort_cancels_upstream():
     body = json.dumps({"model": "mocka/mock-ab+chunks=100+pace_ms=100", "stream": True, "messages": []}).encode()
     s = socket.create_connection(("127.0.0.1", g.port))
