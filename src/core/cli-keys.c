@@ -456,20 +456,161 @@ static void keys_help(FILE *f) {
                 "at once.\n"), f);
 }
 
+/* "none" and 0 take a limit away. */
+static int parse_limit(const char *s, uint32_t *ret) {
+        if (streq(s, "none")) {
+                *ret = 0;
+                return 0;
+        }
+        return parse_uint32(s, ret);
+}
+
+/* The options of create and update; update has --no-admin on top. */
+enum {
+        ARG_SPEC_NAME = 0x100,
+        ARG_SPEC_MODELS,
+        ARG_SPEC_RPM,
+        ARG_SPEC_TPM,
+        ARG_SPEC_BUDGET,
+        ARG_SPEC_PERIOD,
+        ARG_SPEC_EXPIRES,
+        ARG_SPEC_ADMIN,
+        ARG_SPEC_NO_ADMIN,
+        ARG_SPEC_JSON,
+};
+
+/* A macro and not a table of its own: getopt_long() takes one table, and create must not know
+ * --no-admin (its abbreviations would change: "--n" would no longer be --name). */
+#define KEY_SPEC_OPTIONS                                                        \
+        { "name", required_argument, NULL, ARG_SPEC_NAME },                     \
+        { "models", required_argument, NULL, ARG_SPEC_MODELS },                 \
+        { "rpm", required_argument, NULL, ARG_SPEC_RPM },                       \
+        { "tpm", required_argument, NULL, ARG_SPEC_TPM },                       \
+        { "budget-usd", required_argument, NULL, ARG_SPEC_BUDGET },             \
+        { "budget-period", required_argument, NULL, ARG_SPEC_PERIOD },          \
+        { "expires", required_argument, NULL, ARG_SPEC_EXPIRES },               \
+        { "admin", no_argument, NULL, ARG_SPEC_ADMIN },                         \
+        { "json", no_argument, NULL, ARG_SPEC_JSON },                           \
+        { "help", no_argument, NULL, 'h' }
+
+/* A usage error of create or update, each with its own message, as the translations have them: both
+ * strings are written out at the call so that xgettext finds them and printf checks them. -EINVAL. */
+#define key_spec_usage_error(update, create_fmt, update_fmt, ...)                                       \
+        (cli_usage_error((update) ? (update_fmt) : (create_fmt), __VA_ARGS__), -EINVAL)
+
+/* Reads option c of KEY_SPEC_OPTIONS (--help aside) into spec, *models and *json. What takes a setting
+ * away is update's alone: "none" for a rate limit or budget, a budget of 0, "never", and "*" alone for
+ * every model. Any other c is an unknown option. Returns the KEY_FIELD_* the option sets (0 for --json),
+ * or -EINVAL once the usage error is printed. */
+static int key_spec_parse_option(int c, char *argv[], bool update, usec_t now, KeySpec *spec, char ***models,
+                                 bool *json) {
+        uint32_t v;
+
+        switch (c) {
+        case ARG_SPEC_NAME:
+                if (!key_name_is_valid(optarg))
+                        return key_spec_usage_error(update,
+                                                    _("keys create: invalid name \"%s\": 1 to %d printable "
+                                                      "characters, not all digits."),
+                                                    _("keys update: invalid name \"%s\": 1 to %d printable "
+                                                      "characters, not all digits."),
+                                                    optarg, KEY_NAME_MAX);
+                spec->name = optarg;
+                return KEY_FIELD_NAME;
+        case ARG_SPEC_MODELS:
+                strv_free(*models);
+                *models = NULL;
+                if (config_value_split(optarg, models) < 0)
+                        return key_spec_usage_error(update,
+                                                    _("keys create: invalid --models \"%s\"."),
+                                                    _("keys update: invalid --models \"%s\"."),
+                                                    optarg);
+                for (char **p = *models; *p; p++)
+                        if (!key_pattern_is_valid(*p))
+                                return key_spec_usage_error(update,
+                                                            _("keys create: invalid model pattern \"%s\"."),
+                                                            _("keys update: invalid model pattern \"%s\"."),
+                                                            *p);
+                /* "*" alone is every model: stored as no list, as create without --models. */
+                if (update && strv_length(*models) == 1 && streq((*models)[0], "*")) {
+                        strv_free(*models);
+                        *models = NULL;
+                }
+                return KEY_FIELD_MODELS;
+        case ARG_SPEC_RPM:
+                if ((update ? parse_limit(optarg, &v) : parse_uint32(optarg, &v)) < 0)
+                        return key_spec_usage_error(update,
+                                                    _("keys create: invalid --rpm \"%s\": a number of "
+                                                      "requests per minute."),
+                                                    _("keys update: invalid --rpm \"%s\": a number of "
+                                                      "requests per minute, 0 or none for no limit."),
+                                                    optarg);
+                spec->rpm = v;
+                return KEY_FIELD_RPM;
+        case ARG_SPEC_TPM:
+                if ((update ? parse_limit(optarg, &v) : parse_uint32(optarg, &v)) < 0)
+                        return key_spec_usage_error(update,
+                                                    _("keys create: invalid --tpm \"%s\": a number of "
+                                                      "tokens per minute."),
+                                                    _("keys update: invalid --tpm \"%s\": a number of "
+                                                      "tokens per minute, 0 or none for no limit."),
+                                                    optarg);
+                spec->tpm = v;
+                return KEY_FIELD_TPM;
+        case ARG_SPEC_BUDGET:
+                if (update && streq(optarg, "none"))
+                        spec->budget = 0;
+                else if (usd_parse(optarg, COST_DECIMALS, &spec->budget) < 0 || spec->budget > INT64_MAX ||
+                         (!update && spec->budget == 0))
+                        return key_spec_usage_error(update,
+                                                    _("keys create: invalid --budget-usd \"%s\": "
+                                                      "US dollars, e.g. 25 or 7.50, more than 0."),
+                                                    _("keys update: invalid --budget-usd \"%s\": "
+                                                      "US dollars, e.g. 25 or 7.50, or 0 or none for no "
+                                                      "budget."),
+                                                    optarg);
+                return KEY_FIELD_BUDGET;
+        case ARG_SPEC_PERIOD:
+                spec->period = budget_period_from_string(optarg);
+                if (spec->period < 0)
+                        return key_spec_usage_error(update,
+                                                    _("keys create: invalid --budget-period \"%s\": "
+                                                      "day or month."),
+                                                    _("keys update: invalid --budget-period \"%s\": "
+                                                      "day or month."),
+                                                    optarg);
+                return KEY_FIELD_PERIOD;
+        case ARG_SPEC_EXPIRES:
+                if (update && streq(optarg, "never"))
+                        spec->expires_at = 0;
+                else if (parse_date(optarg, +1, now, &spec->expires_at) < 0)
+                        return key_spec_usage_error(update,
+                                                    _("keys create: invalid --expires \"%s\"."),
+                                                    _("keys update: invalid --expires \"%s\"."),
+                                                    optarg);
+                else if (spec->expires_at <= now)
+                        return key_spec_usage_error(update,
+                                                    _("keys create: --expires \"%s\" is in the past."),
+                                                    _("keys update: --expires \"%s\" is in the past."),
+                                                    optarg);
+                return KEY_FIELD_EXPIRES;
+        case ARG_SPEC_ADMIN:
+                spec->admin = true;
+                return KEY_FIELD_ADMIN;
+        case ARG_SPEC_JSON:
+                *json = true;
+                return 0;
+        default:
+                return key_spec_usage_error(update,
+                                            _("keys create: unknown or incomplete option '%s'."),
+                                            _("keys update: unknown or incomplete option '%s'."),
+                                            argv[optind - 1]);
+        }
+}
+
 static int keys_create_cmd(int argc, char *argv[]) {
-        enum { ARG_NAME = 0x100, ARG_MODELS, ARG_RPM, ARG_TPM, ARG_BUDGET, ARG_PERIOD, ARG_EXPIRES, ARG_ADMIN,
-               ARG_JSON };
         static const struct option options[] = {
-                { "name", required_argument, NULL, ARG_NAME },
-                { "models", required_argument, NULL, ARG_MODELS },
-                { "rpm", required_argument, NULL, ARG_RPM },
-                { "tpm", required_argument, NULL, ARG_TPM },
-                { "budget-usd", required_argument, NULL, ARG_BUDGET },
-                { "budget-period", required_argument, NULL, ARG_PERIOD },
-                { "expires", required_argument, NULL, ARG_EXPIRES },
-                { "admin", no_argument, NULL, ARG_ADMIN },
-                { "json", no_argument, NULL, ARG_JSON },
-                { "help", no_argument, NULL, 'h' },
+                KEY_SPEC_OPTIONS,
                 {}
         };
         _cleanup_(store_closep) Store *s = NULL;
@@ -484,70 +625,14 @@ static int keys_create_cmd(int argc, char *argv[]) {
 
         optind = 0;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
-                switch (c) {
-                case 'h':
+        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
+                if (c == 'h') {
                         keys_help(stdout);
                         return EXIT_SUCCESS;
-                case ARG_NAME:
-                        if (!key_name_is_valid(optarg))
-                                return cli_usage_error(_("keys create: invalid name \"%s\": 1 to %d printable characters, "
-                                                     "not all digits."), optarg, KEY_NAME_MAX);
-                        spec.name = optarg;
-                        break;
-                case ARG_MODELS:
-                        strv_free(models);
-                        models = NULL;
-                        r = config_value_split(optarg, &models);
-                        if (r < 0)
-                                return cli_usage_error(_("keys create: invalid --models \"%s\"."), optarg);
-                        for (char **p = models; *p; p++)
-                                if (!key_pattern_is_valid(*p))
-                                        return cli_usage_error(_("keys create: invalid model pattern \"%s\"."), *p);
-                        break;
-                case ARG_RPM:
-                case ARG_TPM: {
-                        uint32_t v;
-                        if (parse_uint32(optarg, &v) < 0)
-                                return c == ARG_RPM ?
-                                        cli_usage_error(_("keys create: invalid --rpm \"%s\": a number of requests per "
-                                                      "minute."), optarg) :
-                                        cli_usage_error(_("keys create: invalid --tpm \"%s\": a number of tokens per "
-                                                      "minute."), optarg);
-                        if (c == ARG_RPM)
-                                spec.rpm = v;
-                        else
-                                spec.tpm = v;
-                        break;
                 }
-                case ARG_BUDGET:
-                        if (usd_parse(optarg, COST_DECIMALS, &spec.budget) < 0 || spec.budget == 0 ||
-                            spec.budget > INT64_MAX)
-                                return cli_usage_error(_("keys create: invalid --budget-usd \"%s\": US dollars, e.g. 25 "
-                                                     "or 7.50, more than 0."), optarg);
-                        break;
-                case ARG_PERIOD:
-                        spec.period = budget_period_from_string(optarg);
-                        if (spec.period < 0)
-                                return cli_usage_error(_("keys create: invalid --budget-period \"%s\": day or month."),
-                                                   optarg);
-                        break;
-                case ARG_EXPIRES:
-                        if (parse_date(optarg, +1, now, &spec.expires_at) < 0)
-                                return cli_usage_error(_("keys create: invalid --expires \"%s\"."), optarg);
-                        if (spec.expires_at <= now)
-                                return cli_usage_error(_("keys create: --expires \"%s\" is in the past."), optarg);
-                        break;
-                case ARG_ADMIN:
-                        spec.admin = true;
-                        break;
-                case ARG_JSON:
-                        json = true;
-                        break;
-                default:
-                        return cli_usage_error(_("keys create: unknown or incomplete option '%s'."),
-                                           argv[optind - 1]);
-                }
+                if (key_spec_parse_option(c, argv, /* update= */ false, now, &spec, &models, &json) < 0)
+                        return EXIT_USAGE;
+        }
         if (optind < argc)
                 return cli_usage_error(_("keys create: unexpected argument '%s'."), argv[optind]);
         if (!spec.name)
@@ -591,30 +676,10 @@ static int keys_create_cmd(int argc, char *argv[]) {
         return r;
 }
 
-/* "none" and 0 take a limit away. */
-static int parse_limit(const char *s, uint32_t *ret) {
-        if (streq(s, "none")) {
-                *ret = 0;
-                return 0;
-        }
-        return parse_uint32(s, ret);
-}
-
 static int keys_update_cmd(int argc, char *argv[]) {
-        enum { ARG_NAME = 0x100, ARG_MODELS, ARG_RPM, ARG_TPM, ARG_BUDGET, ARG_PERIOD, ARG_EXPIRES, ARG_ADMIN,
-               ARG_NO_ADMIN, ARG_JSON };
         static const struct option options[] = {
-                { "name", required_argument, NULL, ARG_NAME },
-                { "models", required_argument, NULL, ARG_MODELS },
-                { "rpm", required_argument, NULL, ARG_RPM },
-                { "tpm", required_argument, NULL, ARG_TPM },
-                { "budget-usd", required_argument, NULL, ARG_BUDGET },
-                { "budget-period", required_argument, NULL, ARG_PERIOD },
-                { "expires", required_argument, NULL, ARG_EXPIRES },
-                { "admin", no_argument, NULL, ARG_ADMIN },
-                { "no-admin", no_argument, NULL, ARG_NO_ADMIN },
-                { "json", no_argument, NULL, ARG_JSON },
-                { "help", no_argument, NULL, 'h' },
+                KEY_SPEC_OPTIONS,
+                { "no-admin", no_argument, NULL, ARG_SPEC_NO_ADMIN },
                 {}
         };
         _cleanup_(store_closep) Store *s = NULL;
@@ -641,84 +706,15 @@ static int keys_update_cmd(int argc, char *argv[]) {
                 case 'h':
                         keys_help(stdout);
                         return EXIT_SUCCESS;
-                case ARG_NAME:
-                        if (!key_name_is_valid(optarg))
-                                return cli_usage_error(_("keys update: invalid name \"%s\": 1 to %d printable "
-                                                         "characters, not all digits."), optarg, KEY_NAME_MAX);
-                        spec.name = optarg;
-                        fields |= KEY_FIELD_NAME;
-                        break;
-                case ARG_MODELS:
-                        strv_free(models);
-                        models = NULL;
-                        r = config_value_split(optarg, &models);
-                        if (r < 0)
-                                return cli_usage_error(_("keys update: invalid --models \"%s\"."), optarg);
-                        for (char **p = models; *p; p++)
-                                if (!key_pattern_is_valid(*p))
-                                        return cli_usage_error(_("keys update: invalid model pattern \"%s\"."),
-                                                               *p);
-                        /* "*" alone is every model: stored as no list, as create without --models. */
-                        if (strv_length(models) == 1 && streq(models[0], "*")) {
-                                strv_free(models);
-                                models = NULL;
-                        }
-                        fields |= KEY_FIELD_MODELS;
-                        break;
-                case ARG_RPM:
-                case ARG_TPM: {
-                        uint32_t v;
-                        if (parse_limit(optarg, &v) < 0)
-                                return c == ARG_RPM ?
-                                        cli_usage_error(_("keys update: invalid --rpm \"%s\": a number of "
-                                                          "requests per minute, 0 or none for no limit."), optarg) :
-                                        cli_usage_error(_("keys update: invalid --tpm \"%s\": a number of "
-                                                          "tokens per minute, 0 or none for no limit."), optarg);
-                        if (c == ARG_RPM) {
-                                spec.rpm = v;
-                                fields |= KEY_FIELD_RPM;
-                        } else {
-                                spec.tpm = v;
-                                fields |= KEY_FIELD_TPM;
-                        }
-                        break;
-                }
-                case ARG_BUDGET:
-                        if (streq(optarg, "none"))
-                                spec.budget = 0;
-                        else if (usd_parse(optarg, COST_DECIMALS, &spec.budget) < 0 || spec.budget > INT64_MAX)
-                                return cli_usage_error(_("keys update: invalid --budget-usd \"%s\": US dollars, "
-                                                         "e.g. 25 or 7.50, or 0 or none for no budget."), optarg);
-                        fields |= KEY_FIELD_BUDGET;
-                        break;
-                case ARG_PERIOD:
-                        spec.period = budget_period_from_string(optarg);
-                        if (spec.period < 0)
-                                return cli_usage_error(_("keys update: invalid --budget-period \"%s\": day or "
-                                                         "month."), optarg);
-                        fields |= KEY_FIELD_PERIOD;
-                        break;
-                case ARG_EXPIRES:
-                        if (streq(optarg, "never"))
-                                spec.expires_at = 0;
-                        else if (parse_date(optarg, +1, now, &spec.expires_at) < 0)
-                                return cli_usage_error(_("keys update: invalid --expires \"%s\"."), optarg);
-                        else if (spec.expires_at <= now)
-                                return cli_usage_error(_("keys update: --expires \"%s\" is in the past."),
-                                                       optarg);
-                        fields |= KEY_FIELD_EXPIRES;
-                        break;
-                case ARG_ADMIN:
-                case ARG_NO_ADMIN:
-                        spec.admin = c == ARG_ADMIN;
+                case ARG_SPEC_NO_ADMIN:
+                        spec.admin = false;
                         fields |= KEY_FIELD_ADMIN;
                         break;
-                case ARG_JSON:
-                        json = true;
-                        break;
                 default:
-                        return cli_usage_error(_("keys update: unknown or incomplete option '%s'."),
-                                               argv[optind - 1]);
+                        r = key_spec_parse_option(c, argv, /* update= */ true, now, &spec, &models, &json);
+                        if (r < 0)
+                                return EXIT_USAGE;
+                        fields |= r;
                 }
         if (!which)
                 return cli_usage_error("%s", _("keys update: which key? Give its ID or name."));

@@ -304,9 +304,16 @@ static int key_info_from_row(sqlite3_stmt *st, KeyInfo **ret) {
         return 0;
 }
 
-static int keys_bump_generation(Store *s) {
-        return exec_sql(s, "INSERT INTO meta (key, value) VALUES ('keys_generation', '1') "
-                           "ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)");
+/* Commits a transaction that changed api_keys. The keys generation goes up inside it, so that a running
+ * daemon sees a new generation exactly when the keys it holds changed. On failure the caller rolls back. */
+static int keys_commit(Store *s) {
+        int r;
+
+        r = exec_sql(s, "INSERT INTO meta (key, value) VALUES ('keys_generation', '1') "
+                        "ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)");
+        if (r < 0)
+                return r;
+        return exec_sql(s, "COMMIT");
 }
 
 static char *strv_join_space(char **l) {
@@ -323,6 +330,30 @@ static char *strv_join_space(char **l) {
         for (char **i = l; i && *i; i++)
                 p = stpcpy(stpcpy(p, i == l ? "" : " "), *i);
         return s;
+}
+
+/* Binds a key's limit columns, which INSERT and UPDATE write alike: models, rpm, tpm, budget_nanousd,
+ * budget_period, expires_at and admin, in this order from parameter first. models is the joined list or
+ * NULL (every model); it is bound without a copy, so it must outlive the statement's step. Without a
+ * budget the period is NULL, and so is expires_at for a key that never expires. */
+static void bind_key_limits(sqlite3_stmt *st, int first, const char *models, uint32_t rpm, uint32_t tpm,
+                            uint64_t budget, BudgetPeriod period, usec_t expires_at, bool admin) {
+        if (models)
+                sqlite3_bind_text(st, first, models, -1, SQLITE_STATIC);
+        else
+                sqlite3_bind_null(st, first);
+        sqlite3_bind_int64(st, first + 1, rpm);
+        sqlite3_bind_int64(st, first + 2, tpm);
+        sqlite3_bind_int64(st, first + 3, (int64_t) budget);
+        if (budget > 0)
+                sqlite3_bind_text(st, first + 4, budget_period_to_string(period), -1, SQLITE_STATIC);
+        else
+                sqlite3_bind_null(st, first + 4);
+        if (expires_at > 0)
+                sqlite3_bind_int64(st, first + 5, (int64_t) expires_at);
+        else
+                sqlite3_bind_null(st, first + 5);
+        sqlite3_bind_int(st, first + 6, admin);
 }
 
 int keys_create(Store *s, const uint8_t secret[KEY_SECRET_SIZE], const KeySpec *spec, KeyInfo **ret_info,
@@ -380,22 +411,8 @@ int keys_create(Store *s, const uint8_t secret[KEY_SECRET_SIZE], const KeySpec *
         sqlite3_bind_text(st, 1, spec->name, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 2, hash, sizeof hash, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, prefix, -1, SQLITE_STATIC);
-        if (models)
-                sqlite3_bind_text(st, 4, models, -1, SQLITE_STATIC);
-        else
-                sqlite3_bind_null(st, 4);
-        sqlite3_bind_int64(st, 5, spec->rpm);
-        sqlite3_bind_int64(st, 6, spec->tpm);
-        sqlite3_bind_int64(st, 7, (int64_t) spec->budget);
-        if (spec->budget > 0)
-                sqlite3_bind_text(st, 8, budget_period_to_string(spec->period), -1, SQLITE_STATIC);
-        else
-                sqlite3_bind_null(st, 8);
-        if (spec->expires_at > 0)
-                sqlite3_bind_int64(st, 9, (int64_t) spec->expires_at);
-        else
-                sqlite3_bind_null(st, 9);
-        sqlite3_bind_int(st, 10, spec->admin);
+        bind_key_limits(st, 4, models, spec->rpm, spec->tpm, spec->budget, spec->period, spec->expires_at,
+                        spec->admin);
         sqlite3_bind_int64(st, 11, (int64_t) now_usec(CLOCK_REALTIME));
         k = sqlite3_step(st);
         if (k != SQLITE_DONE) {
@@ -403,10 +420,7 @@ int keys_create(Store *s, const uint8_t secret[KEY_SECRET_SIZE], const KeySpec *
                 goto rollback;
         }
         id = sqlite3_last_insert_rowid(s->db);
-        r = keys_bump_generation(s);
-        if (r < 0)
-                goto rollback;
-        r = exec_sql(s, "COMMIT");
+        r = keys_commit(s);
         if (r < 0)
                 goto rollback;
 
@@ -522,32 +536,14 @@ int keys_update(Store *s, uint64_t id, const KeySpec *spec, unsigned fields, Key
                 goto rollback;
         }
         sqlite3_bind_text(st, 1, k->name, -1, SQLITE_STATIC);
-        if (models)
-                sqlite3_bind_text(st, 2, models, -1, SQLITE_STATIC);
-        else
-                sqlite3_bind_null(st, 2);
-        sqlite3_bind_int64(st, 3, k->rpm);
-        sqlite3_bind_int64(st, 4, k->tpm);
-        sqlite3_bind_int64(st, 5, (int64_t) k->budget);
-        if (k->budget > 0)
-                sqlite3_bind_text(st, 6, budget_period_to_string(k->period), -1, SQLITE_STATIC);
-        else
-                sqlite3_bind_null(st, 6);
-        if (k->expires_at > 0)
-                sqlite3_bind_int64(st, 7, (int64_t) k->expires_at);
-        else
-                sqlite3_bind_null(st, 7);
-        sqlite3_bind_int(st, 8, k->admin);
+        bind_key_limits(st, 2, models, k->rpm, k->tpm, k->budget, k->period, k->expires_at, k->admin);
         sqlite3_bind_int64(st, 9, (int64_t) id);
         r = sqlite3_step(st);
         if (r != SQLITE_DONE) {
                 r = errno_from_sqlite(r);       /* the active-name index: -EEXIST */
                 goto rollback;
         }
-        r = keys_bump_generation(s);
-        if (r < 0)
-                goto rollback;
-        r = exec_sql(s, "COMMIT");
+        r = keys_commit(s);
         if (r < 0)
                 goto rollback;
 
@@ -594,10 +590,7 @@ int keys_revoke(Store *s, uint64_t id) {
                 r = k == SQLITE_ROW ? -EALREADY : k == SQLITE_DONE ? -ENOENT : errno_from_sqlite(k);
                 goto rollback;
         }
-        r = keys_bump_generation(s);
-        if (r < 0)
-                goto rollback;
-        r = exec_sql(s, "COMMIT");
+        r = keys_commit(s);
         if (r < 0)
                 goto rollback;
         log_debug("Revoked key %" PRIu64 ".", id);
