@@ -217,6 +217,10 @@ static bool header_is_hop(const char *name) {
                                            "upgrade", "proxy-connection", "proxy-authenticate",
                                            "proxy-authorization", "content-length", "date", "server",
                                            "alt-svc" };
+        /* Most names upstreams send (openai-*, x-ratelimit-*, anthropic-*, request-id ...) are ruled out by
+         * their first letter; this runs for every header of every answer. */
+        if (!strchr("acdkpstu", name[0]) || !name[0])
+                return false;
         for (size_t i = 0; i < ELEMENTSOF(hop); i++)
                 if (streq(name, hop[i]))
                         return true;
@@ -231,8 +235,9 @@ static int call_start_response(ProxyCall *c, bool with_length) {
         /* x-request-id and x-gate-overhead-us (gate's own share: all the time so far that was not spent
          * waiting on upstreams) are added by the request layer. */
         for (size_t i = 0; i < c->n_headers; i++)
-                if (!header_is_hop(c->headers[i].name) && !streq(c->headers[i].name, "x-request-id") &&
-                    !streq(c->headers[i].name, "x-gate-overhead-us"))
+                if (!header_is_hop(c->headers[i].name) &&
+                    !(c->headers[i].name[0] == 'x' && (streq(c->headers[i].name, "x-request-id") ||
+                                                       streq(c->headers[i].name, "x-gate-overhead-us"))))
                         h[n++] = c->headers[i];
         c->request->upstream_wait = c->upstream_wait;
         h[n++] = (HttpHeader){ "x-gate-provider", c->cands[c->idx].provider->name };
@@ -705,23 +710,28 @@ static const char *client_provider_key(Request *r) {
         return k;
 }
 
-/* "name: value" into the list; plain concatenation, as this runs for every header of every request. */
-static int add_header(struct curl_slist **l, const char *name, const char *value) {
+/* "name: prefix value" into the list; plain concatenation, as this runs for every header of every request. */
+static int add_header_prefixed(struct curl_slist **l, const char *name, const char *prefix, const char *value) {
         char line[8192];
-        size_t a = strlen(name), v = strlen(value);
+        size_t a = strlen(name), b = strlen(prefix), v = strlen(value);
         struct curl_slist *n;
 
-        if (a + 2 + v + 1 > sizeof line)
+        if (a + 2 + b + v + 1 > sizeof line)
                 return -E2BIG;
         memcpy(line, name, a);
         line[a] = ':';
         line[a + 1] = ' ';
-        memcpy(line + a + 2, value, v + 1);
+        memcpy(line + a + 2, prefix, b);
+        memcpy(line + a + 2 + b, value, v + 1);
         n = curl_slist_append(*l, line);
         if (!n)
                 return -ENOMEM;
         *l = n;
         return 0;
+}
+
+static int add_header(struct curl_slist **l, const char *name, const char *value) {
+        return add_header_prefixed(l, name, "", value);
 }
 
 /* A line as given ("Name: value", or "Expect:" to suppress a header curl would add). */
@@ -737,29 +747,40 @@ static int build_upstream_headers(ProxyCall *c, const Provider *p, const char *k
         static const char *const forward[] = { "content-type", "accept", "anthropic-beta", "openai-organization",
                                                "openai-project", "openai-beta", "idempotency-key", "traceparent",
                                                "tracestate", "user-agent" };
+        const char *anthropic_version = NULL;
+        unsigned seen = 0;              /* bit j: forward[j] was added */
         struct curl_slist *l = NULL;
         Request *r = c->request;
         int k = 0;
 
-        for (size_t i = 0; i < ELEMENTSOF(forward) && k >= 0; i++) {
-                const char *v = request_header(r, forward[i]);
-                if (v)
-                        k = add_header(&l, forward[i], v);
+        /* One pass over the client's headers (names are lowercase), in their order; the first letter
+         * rules out most of them before any comparison. */
+        for (size_t i = 0; i < r->n_headers && k >= 0; i++) {
+                const char *name = r->headers[i].name;
+
+                if (!strchr("acoitu", name[0]) || !name[0])
+                        continue;
+                if (streq(name, "anthropic-version")) {
+                        anthropic_version = anthropic_version ?: r->headers[i].value;
+                        continue;
+                }
+                for (size_t j = 0; j < ELEMENTSOF(forward); j++)
+                        if (streq(name, forward[j])) {
+                                /* The first of a repeated header only, as before. */
+                                if (!(seen & (1U << j)))
+                                        k = add_header(&l, name, r->headers[i].value);
+                                seen |= 1U << j;
+                                break;
+                        }
         }
-        if (k >= 0 && !request_header(r, "content-type"))
+        if (k >= 0 && !(seen & 1U)) /* forward[0] is content-type */
                 k = add_raw_header(&l, "content-type: application/json");
         if (k >= 0 && p->type == PROVIDER_ANTHROPIC) {
-                const char *v = request_header(r, "anthropic-version");
-                k = add_header(&l, "anthropic-version", v ? v : "2023-06-01");
+                k = add_header(&l, "anthropic-version", anthropic_version ?: "2023-06-01");
                 if (k >= 0 && key)
                         k = add_header(&l, "x-api-key", key);
-        } else if (k >= 0 && key) {
-                char bearer[4096];
-                if ((size_t) snprintf(bearer, sizeof bearer, "Bearer %s", key) >= sizeof bearer)
-                        k = -E2BIG;
-                else
-                        k = add_header(&l, "authorization", bearer);
-        }
+        } else if (k >= 0 && key)
+                k = add_header_prefixed(&l, "authorization", "Bearer ", key);
         if (k >= 0)
                 k = add_header(&l, "x-request-id", request_id(c->request));
         for (char **h = p->headers; h && *h && k >= 0; h++)
