@@ -32,6 +32,9 @@ typedef struct Proxy {
         Limits *limits;                 /* per-key rate limits and budgets (may be NULL) */
         CURL *idle[64];                 /* easy handles kept for reuse: setting one up is not free */
         size_t n_idle;
+        unsigned n_calls;               /* ProxyCalls alive */
+        usec_t last_call_end;           /* loop time the last one ended */
+        sd_event_source *trim_timer;    /* gives the heap of a finished burst back to the kernel */
 } Proxy;
 
 /* An easy handle with default options: from the pool (reset) or new. NULL on OOM. */
