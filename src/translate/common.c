@@ -29,18 +29,18 @@ int json_parse_object(const char *s, size_t n, json_t **ret) {
         return 0;
 }
 
-int json_dump_to_buf(const json_t *j, Buf *b) {
-        size_t n = json_dumpb(j, NULL, 0, JSON_COMPACT);
-        uint8_t *p;
+static int dump_append(const char *p, size_t n, void *userdata) {
+        return buf_append(userdata, p, n) < 0 ? -1 : 0;
+}
 
-        if (n == 0)
+/* One pass straight into the buffer (json_dumpb would need a first pass to learn the size). */
+int json_dump_to_buf(const json_t *j, Buf *b) {
+        size_t len = buf_len(b);
+
+        if (json_dump_callback(j, dump_append, b, JSON_COMPACT) < 0) {
+                b->tail = b->head + len;        /* nothing half-written is left behind */
                 return -ENOMEM;
-        p = buf_reserve(b, n);
-        if (!p)
-                return -ENOMEM;
-        if (json_dumpb(j, (char *) p, n, JSON_COMPACT) != n)
-                return -ENOMEM;
-        buf_commit(b, n);
+        }
         return 0;
 }
 
