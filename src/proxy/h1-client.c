@@ -17,7 +17,9 @@
 #define H1C_LINE_MAX (16U * 1024U)              /* one head line or chunk-size line */
 #define H1C_KEEP (4U * 1024U)                   /* a connection's buffer above this is freed once empty */
 #define H1C_IDLE_PER_DEST 256U                  /* idle connections kept per destination */
-#define H1C_IDLE_LIFETIME (30 * USEC_PER_SEC)   /* older idle connections are closed (default) */
+/* Idle connections older than this are closed: nginx's upstream keepalive_timeout default (curl keeps
+ * them 118 s). Servers that close sooner (uvicorn after 5 s) cost one resend on a fresh connection. */
+#define H1C_IDLE_LIFETIME (60 * USEC_PER_SEC)
 #define H1C_BATCH 256U                          /* socket events handled per wakeup */
 
 typedef struct H1Conn H1Conn;

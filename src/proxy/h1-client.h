@@ -54,7 +54,7 @@ void h1_transfer_resume(H1Transfer *t);
 /* The answer's status code, 0 before the status line. */
 unsigned h1_transfer_status(const H1Transfer *t);
 
-/* How long an idle connection is kept for reuse (default 30 s): servers close theirs after some time of
+/* How long an idle connection is kept for reuse (default 60 s): servers close theirs after some time of
  * their own, and one that is about to is better not reused. */
 void h1_client_set_idle_lifetime(H1Client *c, usec_t usec);
 
