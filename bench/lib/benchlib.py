@@ -241,7 +241,10 @@ def write_gate_conf(d, tag, port, mock_port, keys=False, providers=None):
     conf = os.path.join(d, "gate-%s.conf" % tag)
     if providers is None:
         providers = ("[provider.mock]\ntype = openai-compatible\nbase_url = http://127.0.0.1:%d/v1\n"
-                     "models = *\napi_key = %s\n" % (mock_port, KEY))
+                     "models = *\napi_key = %s\n"
+                     # nginx's proxy_connect_timeout default: a burst of thousands of streams overflows
+                     # the mock's accept queue, and lost SYNs are retried after 1, 3, 7, 15 s.
+                     "connect_timeout = 60s\n" % (mock_port, KEY))
     with open(conf, "w") as f:
         f.write("[server]\nbind = 127.0.0.1:%d\nmax_connections_per_ip = 100000\nmax_connections = 100000\n"
                 "[proxy]\nmax_pending = 100000\n"
