@@ -188,3 +188,66 @@ TEST(peer_reset_reports_error) {
         ASSERT_EQ(u.closed, 1);
         sd_event_unref(e);
 }
+
+/* Many connections ready at once are served in one batch; a connection's upper may close another one
+ * whose event is later in the same batch (it is freed after the batch, its event skipped). */
+#define BATCH_N 300
+typedef struct Pair {
+        Conn *c;
+        int peer;
+        Upper u;
+        struct Pair *victim;            /* closed from this one's on_read */
+} Pair;
+
+static ssize_t pair_read(void *userdata, const uint8_t *p, size_t n) {
+        Pair *x = userdata;
+
+        buf_append(&x->u.got, p, n);
+        if (x->victim && x->victim->c) {
+                stream_close(conn_stream(x->victim->c), false);
+                x->victim->c = NULL;
+        }
+        return (ssize_t) n;
+}
+static void pair_writable(void *userdata) {
+}
+static void pair_close(void *userdata, int error) {
+        ((Pair *) userdata)->u.closed = 1;
+}
+static const StreamUpper pair_ops = { pair_read, pair_writable, pair_close };
+
+TEST(batch_of_connections_and_close_during_batch) {
+        static Pair pairs[BATCH_N];
+        sd_event *e = NULL;
+        size_t got = 0;
+
+        ASSERT_OK(sd_event_new(&e));
+        freed = 0;
+        for (size_t i = 0; i < BATCH_N; i++) {
+                int sv[2];
+                ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
+                pairs[i] = (Pair){ .peer = sv[1] };
+                ASSERT_OK(conn_new(e, sv[0], "http", on_free, NULL, &pairs[i].c));
+                stream_attach(conn_stream(pairs[i].c), &pair_ops, &pairs[i]);
+        }
+        /* Every even connection closes the next odd one when it reads. */
+        for (size_t i = 0; i + 1 < BATCH_N; i += 2)
+                pairs[i].victim = &pairs[i + 1];
+        for (size_t i = 0; i < BATCH_N; i++)
+                ASSERT_EQ(write(pairs[i].peer, "x", 1), 1);
+        run(e, 10);
+        for (size_t i = 0; i < BATCH_N; i += 2)
+                got += buf_len(&pairs[i].u.got);
+        /* All readers got their byte; every victim was freed exactly once, read or not. */
+        ASSERT_EQ(got, BATCH_N / 2);
+        ASSERT_EQ(freed, BATCH_N / 2);
+        for (size_t i = 0; i < BATCH_N; i++) {
+                if (pairs[i].c)
+                        stream_close(conn_stream(pairs[i].c), false);
+                close(pairs[i].peer);
+                buf_done(&pairs[i].u.got);
+        }
+        ASSERT_EQ(freed, BATCH_N);
+        run(e, 2);
+        sd_event_unref(e);
+}
