@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 
 #include "net/conn.h"
+#include "net/poller.h"
 #include "shared/buf.h"
 #include "shared/log.h"
 
@@ -20,21 +21,13 @@
 /* A closing connection whose client does not take our last bytes is cut after this. */
 #define CONN_FLUSH_USEC (10 * USEC_PER_SEC)
 
-/* The connections of one event loop share an epoll instance of their own, watched by sd-event as one fd.
- * sd-event dispatches one source per loop iteration and calls epoll_wait() before each, so with many
- * busy connections every request paid a system call and a loop iteration of its own; here one wakeup
- * serves up to CONN_BATCH ready connections (as nginx's loop does). Connections freed while a batch is
- * being served are freed after it: a later event of the batch may still name them. */
-#define CONN_BATCH 256
-
+/* The connections of one event loop share a Poller (net/poller.h): one wakeup serves a batch of them
+ * instead of one system call and one loop iteration per ready connection. */
 typedef struct ConnPoller ConnPoller;
 struct ConnPoller {
         sd_event *event;
-        int epoll_fd;
-        sd_event_source *source;
+        Poller *poller;
         unsigned n_conns;
-        bool dispatching;
-        Conn *graveyard;
         ConnPoller *next;
 };
 
@@ -44,10 +37,8 @@ static ConnPoller *pollers;
 struct Conn {
         Stream stream;
         int fd;
+        PollItem item;                  /* item.fd is fd */
         ConnPoller *poller;
-        uint32_t events;                /* what the epoll set watches; 0: not in the set */
-        bool freed;                     /* waiting in the graveyard for the batch to end */
-        Conn *next_dead;
         sd_event_source *defer;         /* re-offers buffered input after an unpause */
         sd_event_source *timer;         /* flush and linger bounds while closing */
         Buf in, out;
@@ -65,90 +56,55 @@ struct Conn {
         size_t owner_key_len;
 };
 
-static void poller_free(ConnPoller *p) {
+static void conn_poller_unref(ConnPoller *p) {
+        if (--p->n_conns > 0)
+                return;
         for (ConnPoller **q = &pollers; *q; q = &(*q)->next)
                 if (*q == p) {
                         *q = p->next;
                         break;
                 }
-        sd_event_source_disable_unref(p->source);
-        safe_close(p->epoll_fd);
+        poller_free(p->poller);
         sd_event_unref(p->event);
         free(p);
 }
 
-static void conn_on_io(Conn *c, uint32_t revents);
-
-static int poller_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        struct epoll_event ev[CONN_BATCH];
-        ConnPoller *p = userdata;
-        int n;
-
-        n = epoll_wait(p->epoll_fd, ev, ELEMENTSOF(ev), 0);
-        if (n < 0)
-                return errno == EINTR ? 0 : log_debug_errno(errno, "epoll_wait() on connections failed: %m");
-        p->dispatching = true;
-        for (int i = 0; i < n; i++) {
-                Conn *c = ev[i].data.ptr;
-                if (!c->freed)
-                        conn_on_io(c, ev[i].events);
-        }
-        p->dispatching = false;
-        while (p->graveyard) {
-                Conn *c = p->graveyard;
-                p->graveyard = c->next_dead;
-                free(c);
-        }
-        if (p->n_conns == 0)
-                poller_free(p);
-        return 0;
-}
-
-static int poller_get(sd_event *event, ConnPoller **ret) {
+static int conn_poller_ref(sd_event *event, ConnPoller **ret) {
         ConnPoller *p;
         int r;
 
         for (p = pollers; p; p = p->next)
-                if (p->event == event) {
-                        *ret = p;
-                        return 0;
-                }
+                if (p->event == event)
+                        goto found;
         p = new0(ConnPoller, 1);
         if (!p)
                 return -ENOMEM;
-        p->event = sd_event_ref(event);
-        p->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-        if (p->epoll_fd < 0) {
-                r = -errno;
-                sd_event_unref(p->event);
+        r = poller_new(event, "connections", &p->poller);
+        if (r < 0) {
                 free(p);
                 return r;
         }
+        p->event = sd_event_ref(event);
         p->next = pollers;
         pollers = p;
-        r = sd_event_add_io(event, &p->source, p->epoll_fd, EPOLLIN, poller_on_io, p);
-        if (r < 0) {
-                poller_free(p);
-                return r;
-        }
-        (void) sd_event_source_set_description(p->source, "connections");
+found:
+        p->n_conns++;
         *ret = p;
         return 0;
 }
 
-/* Watches ev on the connection's fd; nothing (0) takes it out of the set, as EPOLLHUP and EPOLLERR
- * cannot be masked and would wake the loop for a connection that wants nothing. */
-static int conn_set_events(Conn *c, uint32_t ev) {
-        struct epoll_event e = { .events = ev, .data.ptr = c };
-        int op;
+static void conn_free_now(PollItem *item) {
+        free(container_of(item, Conn, item));
+}
 
-        if (ev == c->events || c->fd < 0)
-                return 0;
-        op = ev == 0 ? EPOLL_CTL_DEL : c->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-        if (epoll_ctl(c->poller->epoll_fd, op, c->fd, &e) < 0)
-                return log_debug_errno(errno, "Failed to watch connection fd %i: %m", c->fd);
-        c->events = ev;
-        return 0;
+static void conn_on_io(Conn *c, uint32_t revents);
+
+static void conn_on_event(PollItem *item, uint32_t revents) {
+        conn_on_io(container_of(item, Conn, item), revents);
+}
+
+static int conn_set_events(Conn *c, uint32_t ev) {
+        return poller_set_events(c->poller->poller, &c->item, ev);
 }
 
 static void conn_free(Conn *c) {
@@ -157,7 +113,8 @@ static void conn_free(Conn *c) {
         sd_event_source_disable_unref(c->defer);
         sd_event_source_disable_unref(c->timer);
         /* Closing the fd takes it out of the epoll set. */
-        c->fd = safe_close(c->fd);
+        c->fd = c->item.fd = safe_close(c->fd);
+        poller_forget(&c->item);
         buf_done(&c->in);
         buf_done(&c->out);
         if (c->on_free)
@@ -166,16 +123,9 @@ static void conn_free(Conn *c) {
                 free(c);
                 return;
         }
-        p->n_conns--;
-        if (p->dispatching) {
-                c->freed = true;
-                c->next_dead = p->graveyard;
-                p->graveyard = c;
-                return;
-        }
-        free(c);
-        if (p->n_conns == 0)
-                poller_free(p);
+        /* A later event of the batch being served may still name it. */
+        poller_bury(p->poller, &c->item);
+        conn_poller_unref(p);
 }
 
 /* Frees now, or marks for freeing when we are inside one of our own callbacks. */
@@ -492,10 +442,10 @@ int conn_new(sd_event *event, int fd, const char *listener, ConnFreeCallback on_
         if (c->stream.info.peer.ss_family != AF_UNIX)
                 (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
-        r = poller_get(event, &c->poller);
+        c->item = (PollItem){ .on_event = conn_on_event, .free = conn_free_now, .fd = fd };
+        r = conn_poller_ref(event, &c->poller);
         if (r < 0)
                 goto fail;
-        c->poller->n_conns++;
         r = conn_set_events(c, EPOLLIN);
         if (r < 0)
                 goto fail;

@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "net/poller.h"
 #include "proxy/h1-client.h"
 #include "shared/buf.h"
 #include "shared/log.h"
@@ -20,7 +21,6 @@
 /* Idle connections older than this are closed: nginx's upstream keepalive_timeout default (curl keeps
  * them 118 s). Servers that close sooner (uvicorn after 5 s) cost one resend on a fresh connection. */
 #define H1C_IDLE_LIFETIME (60 * USEC_PER_SEC)
-#define H1C_BATCH 256U                          /* socket events handled per wakeup */
 
 typedef struct H1Conn H1Conn;
 
@@ -35,14 +35,9 @@ typedef struct H1Dest {
 
 struct H1Client {
         sd_event *event;
-        /* The connections' sockets live in an epoll instance of our own, watched by sd-event as one
-         * fd: sd-event dispatches one source per loop iteration and re-reads every ready fd from
-         * epoll each time, which costs O(ready) per dispatch with thousands of streams; here one
-         * wakeup serves a batch. Connections closed during a batch are freed after it. */
-        int epoll_fd;
-        sd_event_source *epoll_source;
-        bool dispatching;
-        H1Conn *graveyard;
+        /* The connections' sockets, served in batches (net/poller.h): thousands of streams do not cost
+         * a loop iteration and a system call per ready socket. */
+        Poller *poller;
         H1Dest *dests;
         size_t n_conns;
         size_t n_idle;
@@ -62,9 +57,7 @@ struct H1Conn {
         H1Client *client;
         H1Dest *dest;
         int fd;
-        uint32_t events;                /* what the epoll set watches for; 0: not in it at all */
-        bool closed;                    /* waiting in the graveyard for the batch to end */
-        H1Conn *next_dead;
+        PollItem item;                  /* item.fd is fd */
         H1Transfer *transfer;           /* NULL while idle */
         Buf in;                         /* received and not yet parsed */
         usec_t idle_since;
@@ -252,36 +245,30 @@ static void conn_close(H1Conn *k) {
         if (k->transfer)
                 k->transfer->conn = NULL;
         k->transfer = NULL;
-        /* Closing removes the fd from the epoll set; events already fetched name the connection, not
-         * the fd, and find it marked closed. */
-        k->fd = safe_close(k->fd);
+        /* Closing removes the fd from the epoll set; events of the batch being served that still
+         * name the connection are skipped, and it is freed after the batch. */
+        k->fd = k->item.fd = safe_close(k->fd);
+        poller_forget(&k->item);
         buf_done(&k->in);
         k->client->n_conns--;
-        if (k->client->dispatching) {
-                k->closed = true;
-                k->next_dead = k->client->graveyard;
-                k->client->graveyard = k;
-                return;
-        }
-        free(k);
+        poller_bury(k->client->poller, &k->item);
 }
 
+/* Nothing wanted (paused, with the request sent) takes the socket out of the set: EPOLLHUP and EPOLLERR
+ * cannot be masked, and a reset while paused would otherwise wake the loop forever. */
 static int conn_set_events(H1Conn *k, uint32_t events) {
-        struct epoll_event ev = { .events = events, .data.ptr = k };
-        int op;
-
-        if (k->events == events)
-                return 0;
-        /* Nothing wanted (paused, with the request sent) means out of the set: EPOLLHUP and EPOLLERR
-         * cannot be masked, and a reset while paused would otherwise wake the loop forever. */
-        op = events == 0 ? EPOLL_CTL_DEL : k->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-        if (epoll_ctl(k->client->epoll_fd, op, k->fd, &ev) < 0)
-                return -errno;
-        k->events = events;
-        return 0;
+        return poller_set_events(k->client->poller, &k->item, events);
 }
 
 static void conn_on_io(H1Conn *k, uint32_t revents);
+
+static void conn_on_event(PollItem *item, uint32_t revents) {
+        conn_on_io(container_of(item, H1Conn, item), revents);
+}
+
+static void conn_free_now(PollItem *item) {
+        free(container_of(item, H1Conn, item));
+}
 
 static int conn_new(H1Client *c, H1Dest *d, H1Conn **ret) {
         _cleanup_free_ H1Conn *k = NULL;
@@ -308,10 +295,9 @@ static int conn_new(H1Client *c, H1Dest *d, H1Conn **ret) {
                 }
                 k->connecting = true;
         }
-        k->events = EPOLLIN | EPOLLOUT | EPOLLRDHUP;
-        if (epoll_ctl(c->epoll_fd, EPOLL_CTL_ADD, fd, &(struct epoll_event){ .events = k->events,
-                                                                           .data.ptr = k }) < 0) {
-                r = -errno;
+        k->item = (PollItem){ .on_event = conn_on_event, .free = conn_free_now, .fd = fd };
+        r = poller_set_events(c->poller, &k->item, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
+        if (r < 0) {
                 safe_close(fd);
                 return r;
         }
@@ -931,30 +917,6 @@ static void conn_on_io(H1Conn *k, uint32_t revents) {
         transfer_settle(t, t->conn && !buf_empty(&t->conn->in) ? transfer_parse(t) : CURLE_OK);
 }
 
-static int client_on_epoll(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        struct epoll_event ev[H1C_BATCH];
-        H1Client *c = userdata;
-        int n;
-
-        n = epoll_wait(c->epoll_fd, ev, ELEMENTSOF(ev), 0);
-        if (n < 0)
-                return errno == EINTR ? 0 : log_debug_errno(errno, "epoll_wait() on upstream sockets failed: %m");
-        c->dispatching = true;
-        for (int i = 0; i < n; i++) {
-                H1Conn *k = ev[i].data.ptr;
-                if (!k->closed)
-                        conn_on_io(k, ev[i].events);
-        }
-        c->dispatching = false;
-        while (c->graveyard) {
-                H1Conn *k = c->graveyard;
-                c->graveyard = k->next_dead;
-                free(k);
-        }
-        return 0;
-}
-
-
 static int transfer_on_failed(sd_event_source *s, void *userdata) {
         transfer_finish(userdata, CURLE_COULDNT_CONNECT);
         return 0;
@@ -1098,21 +1060,13 @@ int h1_client_new(sd_event *event, H1Client **ret) {
 
         if (!c)
                 return -ENOMEM;
-        c->epoll_fd = -EBADF;
         c->idle_lifetime = H1C_IDLE_LIFETIME;
         c->event = sd_event_ref(event);
-        c->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-        if (c->epoll_fd < 0) {
-                int r = -errno;
-                h1_client_free(c);
-                return r;
-        }
-        int r = sd_event_add_io(event, &c->epoll_source, c->epoll_fd, EPOLLIN, client_on_epoll, c);
+        int r = poller_new(event, "h1-upstream", &c->poller);
         if (r < 0) {
                 h1_client_free(c);
                 return r;
         }
-        (void) sd_event_source_set_description(c->epoll_source, "h1-upstream");
         *ret = c;
         return 0;
 }
@@ -1129,8 +1083,7 @@ H1Client *h1_client_free(H1Client *c) {
                 free(d);
         }
         sd_event_source_disable_unref(c->sweep);
-        sd_event_source_disable_unref(c->epoll_source);
-        safe_close(c->epoll_fd);
+        c->poller = poller_free(c->poller);
         sd_event_unref(c->event);
         free(c);
         return NULL;

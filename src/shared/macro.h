@@ -18,6 +18,8 @@
 #define _pure_ __attribute__((pure))
 #define _warn_unused_result_ __attribute__((warn_unused_result))
 
+/* The struct that contains member m (of type type) at p. */
+#define container_of(p, type, m) ((type *) ((char *) (p) - offsetof(type, m)))
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 #undef MIN
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
