@@ -182,6 +182,16 @@ static void usage_queue_drop_oldest(UsageQueue *q) {
         q->seq_head++;
 }
 
+static void *mfree_ptr(void *p) {
+        free(p);
+        return NULL;
+}
+
+/* Rows a drained ring and the writer's batch keep allocated after a burst (a row is ~600 bytes; a
+ * burst of 10,000 would otherwise pin ~6 MB in each for good, and gate would not go back near its idle
+ * size once the load is over). */
+#define USAGE_KEEP_ROWS 256U
+
 /* Caller holds lock. Grows the ring geometrically up to max; rows keep their order. */
 static int usage_queue_grow(UsageQueue *q) {
         size_t n = MIN(MAX(q->alloc * 2, (size_t) 64), q->max), first;
@@ -343,6 +353,10 @@ static int usage_queue_flush_locked(UsageQueue *q) {
                 }
                 q->written += n;
                 q->last_error = 0;
+                if (q->len == 0 && q->alloc > USAGE_KEEP_ROWS) {
+                        q->ring = mfree_ptr(q->ring);
+                        q->alloc = q->head = 0;
+                }
         } else {
                 q->drops += q->dropped_inflight;
                 q->last_error = r;
@@ -351,6 +365,10 @@ static int usage_queue_flush_locked(UsageQueue *q) {
         q->inflight_end = 0;
         pthread_mutex_unlock(&q->lock);
 
+        if (q->batch_alloc > USAGE_KEEP_ROWS) {
+                q->batch = mfree_ptr(q->batch);
+                q->batch_alloc = 0;
+        }
         if (r < 0)
                 return log_debug_errno(r, "Failed to write %zu usage rows, keeping them queued: %m", n);
         return (int) MIN(n, (size_t) INT32_MAX);
