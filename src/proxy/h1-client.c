@@ -404,22 +404,28 @@ static bool transfer_conn_reusable(const H1Transfer *t) {
                t->sent == buf_len(&t->head) + t->body_len && buf_empty(&t->conn->in);
 }
 
+/* Lets go of the transfer's connection: back to the pool when the answer ended well and the connection
+ * can serve again (ok: the caller saw no error), else closed. */
+static void transfer_release_conn(H1Transfer *t, bool ok) {
+        H1Conn *k = t->conn;
+        bool reuse = ok && transfer_conn_reusable(t);
+
+        t->conn = NULL;
+        k->transfer = NULL;
+        if (reuse)
+                conn_to_pool(k);
+        else
+                conn_close(k);
+}
+
 /* The end: the connection goes back to the pool when it can serve again, done() is called last. */
 static void transfer_finish(H1Transfer *t, CURLcode result) {
         H1Conn *k = t->conn;
         H1Callbacks cb = t->cb;
         void *userdata = t->userdata;
 
-        if (k) {
-                bool reuse = result == CURLE_OK && transfer_conn_reusable(t);
-
-                t->conn = NULL;
-                k->transfer = NULL;
-                if (reuse)
-                        conn_to_pool(k);
-                else
-                        conn_close(k);
-        }
+        if (k)
+                transfer_release_conn(t, result == CURLE_OK);
         transfer_free(t);
         cb.done(result, userdata);
 }
@@ -1026,18 +1032,8 @@ void h1_transfer_cancel(H1Transfer *t) {
                 t->cancelled = true;
                 return;
         }
-        if (t->conn) {
-                H1Conn *k = t->conn;
-                /* A complete answer leaves a reusable connection; anything else is cut off. */
-                bool reuse = transfer_conn_reusable(t);
-
-                t->conn = NULL;
-                k->transfer = NULL;
-                if (reuse)
-                        conn_to_pool(k);
-                else
-                        conn_close(k);
-        }
+        if (t->conn)
+                transfer_release_conn(t, true);
         transfer_free(t);
 }
 
