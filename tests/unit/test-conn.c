@@ -251,3 +251,147 @@ TEST(batch_of_connections_and_close_during_batch) {
         run(e, 2);
         sd_event_unref(e);
 }
+
+/* Loop iterations that found work in 50 non-blocking runs: 0 when nothing is left armed that nobody
+ * consumes (a level-triggered event, EPOLLHUP/ERR of a socket that wants nothing). */
+static unsigned spins(sd_event *e) {
+        unsigned n = 0;
+        for (int i = 0; i < 50; i++)
+                if (sd_event_run(e, 0) > 0)
+                        n++;
+        return n;
+}
+
+/* A paused connection whose client half-closed behind unread bytes. */
+TEST(paused_halfclose_with_data_does_not_spin) {
+        sd_event *e = NULL;
+        int sv[2];
+        Conn *c;
+        Upper u = {};
+
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
+        ASSERT_OK(conn_new(e, sv[0], "http", on_free, NULL, &c));
+        u.stream = conn_stream(c);
+        u.pause_after_first = true;
+        stream_attach(conn_stream(c), &upper_ops, &u);
+        ASSERT_EQ(write(sv[1], "ab", 2), 2);
+        run(e, 3);
+        ASSERT_EQ(buf_len(&u.got), 2);
+        ASSERT_EQ(write(sv[1], "cd", 2), 2);
+        ASSERT_OK(shutdown(sv[1], SHUT_WR));
+        run(e, 3);
+        ASSERT_EQ(u.closed, 0);
+        ASSERT_EQ(spins(e), 0);
+        stream_set_read_paused(conn_stream(c), false);
+        run(e, 5);
+        ASSERT_EQ(buf_len(&u.got), 4);
+        ASSERT_EQ(u.closed, 1);
+        close(sv[1]);
+        buf_done(&u.got);
+        sd_event_unref(e);
+}
+
+/* Lingering after our last byte, while the client still sends. */
+TEST(linger_does_not_spin) {
+        sd_event *e = NULL;
+        int sv[2];
+        Conn *c;
+        Upper u = {};
+        char b[64];
+
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
+        ASSERT_OK(conn_new(e, sv[0], "http", on_free, NULL, &c));
+        stream_attach(conn_stream(c), &upper_ops, &u);
+        ASSERT_OK(stream_write(conn_stream(c), "resp", 4));
+        freed = 0;
+        stream_close(conn_stream(c), true);
+        ASSERT_EQ(read(sv[1], b, sizeof b), 4);
+        ASSERT_EQ(read(sv[1], b, sizeof b), 0);
+        ASSERT_EQ(write(sv[1], "late", 4), 4);
+        run(e, 2);
+        ASSERT_EQ(spins(e), 0);
+        ASSERT_EQ(freed, 0);
+        ASSERT_EQ(write(sv[1], "more", 4), 4);
+        run(e, 2);
+        ASSERT_EQ(spins(e), 0);
+        close(sv[1]);
+        run(e, 2);
+        ASSERT_EQ(freed, 1);
+        sd_event_unref(e);
+}
+
+static ssize_t hold_read(void *u, const uint8_t *p, size_t n) {
+        return 0;
+}
+static const StreamUpper hold_ops = { hold_read, up_writable, up_close };
+
+/* End of input with bytes the upper cannot parse yet. */
+TEST(eof_with_unparsed_bytes_does_not_spin) {
+        sd_event *e = NULL;
+        int sv[2];
+        Conn *c;
+        Upper u = {};
+
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
+        ASSERT_OK(conn_new(e, sv[0], "http", on_free, NULL, &c));
+        stream_attach(conn_stream(c), &hold_ops, &u);
+        ASSERT_EQ(write(sv[1], "GET", 3), 3);
+        ASSERT_OK(shutdown(sv[1], SHUT_WR));
+        run(e, 3);
+        ASSERT_EQ(spins(e), 0);
+        close(sv[1]);
+        run(e, 3);
+        ASSERT_EQ(spins(e), 0);
+        freed = 0;
+        stream_close(conn_stream(c), false);
+        ASSERT_EQ(freed, 1);
+        sd_event_unref(e);
+}
+
+static sd_event *respawn_event;
+static Conn *respawned;
+static int respawn_peer = -1;
+static ssize_t respawn_read(void *u, const uint8_t *p, size_t n) {
+        Conn **self = u;
+        int sv[2];
+        stream_close(conn_stream(*self), false);
+        *self = NULL;
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0)
+                abort();
+        if (conn_new(respawn_event, sv[0], "http", on_free, NULL, &respawned) < 0)
+                abort();
+        respawn_peer = sv[1];
+        return (ssize_t) n;
+}
+static const StreamUpper respawn_ops = { respawn_read, up_writable, up_close };
+
+/* The last connection of a loop is freed inside its batch and a new one is made there: the new one gets a
+ * fresh socket set and works. */
+TEST(last_connection_freed_and_new_one_in_the_same_batch) {
+        sd_event *e = NULL;
+        int sv[2];
+        Conn *c;
+        Upper u = {};
+
+        ASSERT_OK(sd_event_new(&e));
+        respawn_event = e;
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
+        ASSERT_OK(conn_new(e, sv[0], "http", on_free, NULL, &c));
+        stream_attach(conn_stream(c), &respawn_ops, &c);
+        ASSERT_EQ(write(sv[1], "x", 1), 1);
+        run(e, 3);
+        ASSERT_TRUE(respawned != NULL);
+        stream_attach(conn_stream(respawned), &upper_ops, &u);
+        ASSERT_EQ(write(respawn_peer, "hello", 5), 5);
+        run(e, 3);
+        ASSERT_EQ(buf_len(&u.got), 5);
+        stream_close(conn_stream(respawned), false);
+        close(sv[1]);
+        close(respawn_peer);
+        buf_done(&u.got);
+        run(e, 2);
+        sd_event_unref(e);
+}

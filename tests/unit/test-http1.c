@@ -1020,3 +1020,58 @@ TEST(header_limit_above_parser_default) {
         out = take_output(&f);
         ASSERT_EQ(status_of(out), 200);
 }
+
+/* Edge cases of the request parser (RFC 9112), each whole and byte by byte: method and version length,
+ * target forms, chunk extensions and trailers, keep-alive rules, pipelining after bodies, empty lines. */
+static unsigned edge_run(const char *in, bool bytewise, bool *closed, char **ret_out) {
+        _cleanup_(fixture_done) Fixture f;
+        fixture_init(&f, NULL);
+        size_t n = strlen(in);
+        if (bytewise)
+                for (size_t i = 0; i < n && !f.ms.closed; i++)
+                        (void) memstream_feed(&f.ms, in + i, 1);
+        else
+                (void) memstream_feed(&f.ms, in, n);
+        *ret_out = take_output(&f);
+        *closed = f.ms.closed;
+        return ctx.dispatched;
+}
+
+TEST(parser_edges) {
+        static const struct { const char *in; unsigned st; unsigned n200; bool closed; } cases[] = {
+                { "GETGETGETGETGETG / HTTP/1.1\r\nHost: x\r\n\r\n", 501, 0, true },
+                { "GETGETGETGETGET / HTTP/1.1\r\nHost: x\r\n\r\n", 501, 0, true },
+                { "GET / HTTP/1.11\r\nHost: x\r\n\r\n", 400, 0, true },
+                { "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 200, 1, false },
+                { "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;a=\"x;y\"\r\nZ\r\n0\r\n"
+                  "X-T: v\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n", 200, 2, false },
+                { "GET / HTTP/1.0\r\n\r\n", 200, 1, true },
+                { "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", 200, 1, false },
+                { "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n", 200, 1, true },
+                { "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\nHost: x\r\n\r\n", 200, 2, false },
+                { "GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n", 200, 2, false },
+                { "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 200, 1, false },
+                { "GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400, 0, true },
+                { "GET http://a/b HTTP/1.1\r\nHost: a\r\n\r\n", 200, 1, false },
+                { "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n0\r\n\r\n", 200, 1, false },
+                { "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nBad Name: v\r\n\r\n", 400, 0, true },
+                { "GET / HTTP/1.1\r\nHost: x\r\nX:\r\n\r\n", 200, 1, false },
+                { "GET / HTTP/1.1\r\nHost: x\r\n:v\r\n\r\n", 400, 0, true },
+                { "GET / HTTP/1.1\r\nHost: x\r\nX: \x80\xff\r\n\r\n", 200, 1, false },
+                { "GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n", 400, 0, true },
+                { "\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", 200, 1, false },
+                { "\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", 400, 0, true },
+                /* A bare LF where the next request line would start: strict, a 400 after the answer. */
+                { "GET / HTTP/1.1\r\nHost: x\r\n\r\n\n", 200, 1, true },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                for (int b = 0; b < 2; b++) {
+                        _cleanup_free_ char *out = NULL;
+                        bool closed;
+                        unsigned d = edge_run(cases[i].in, b, &closed, &out);
+                        if (status_of(out) != cases[i].st || count(out, "HTTP/1.1 200") != cases[i].n200 ||
+                            closed != cases[i].closed)
+                                TEST_FAIL("case %zu%s: \"%s\" closed=%d dispatched=%u", i, b ? " bytewise" : "",
+                                          out, closed, d);
+                }
+}
