@@ -326,17 +326,7 @@ def upstream_drops_reused_connection_retried(builtin):
     up.stop()
 
 
-@both
-def reset_mid_stream_breaks_the_client_stream(builtin):
-    def handler(up, conn, req):
-        up.send(conn, SSE_HEAD)
-        for i in range(3):
-            up.send(conn, sse_chunk(chunk_event(i)))
-        time.sleep(0.2)
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        return False                    # the close is a reset
-    up = RawUpstream(handler)
-    mock = Mock().start()
+def reset_mid_stream_run(builtin, up, mock):
     g = start_gate(builtin, up.base_url, extra="""
 [provider.mock]
 type = openai-compatible
@@ -354,8 +344,25 @@ api_key = sk-mock
         # And gate serves on.
         status, _, _ = post(g, {"model": "mockx-1", "messages": []})
         assert status == 200, status
-    mock.stop()
-    up.stop()
+
+
+@both
+def reset_mid_stream_breaks_the_client_stream(builtin):
+    def handler(up, conn, req):
+        up.send(conn, SSE_HEAD)
+        for i in range(3):
+            up.send(conn, sse_chunk(chunk_event(i)))
+        time.sleep(0.2)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return False                    # the close is a reset
+    up = RawUpstream(handler)
+    mock = Mock().start()
+    try:
+        reset_mid_stream_run(builtin, up, mock)
+    finally:
+        # The mock and the raw upstream go whatever happens (a failed assertion left them running).
+        mock.stop()
+        up.stop()
 
 
 @both
@@ -553,9 +560,7 @@ def streams(port, n, model, timeout):
     return good
 
 
-@both
-def thousand_streams_leave_nothing_behind(builtin):
-    mock = Mock().start()
+def thousand_streams_run(builtin, mock):
     g = start_gate(builtin, mock.base_url + "/v1",
                    server_lines="max_connections = 8192\nmax_connections_per_ip = 8192\n")
     with g:
@@ -592,6 +597,15 @@ def thousand_streams_leave_nothing_behind(builtin):
         assert status == 502, (status, body)
         assert wait_until(lambda: fd_count(pid) <= base_fds, 5 * SLOW), (base_fds, fd_count(pid))
     mock.stop()
+
+
+@both
+def thousand_streams_leave_nothing_behind(builtin):
+    mock = Mock().start()
+    try:
+        thousand_streams_run(builtin, mock)
+    finally:
+        mock.stop()     # whatever happens (a failed assertion left it running)
 
 
 finish()
