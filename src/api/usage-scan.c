@@ -1,5 +1,6 @@
 /* Usage scanning: the token counts and served model an upstream reports, from a JSON body or an SSE stream. */
 #include "api/usage-scan.h"
+#include "shared/util.h"
 
 enum {
         LINE_START,
@@ -445,9 +446,7 @@ static void json_byte(UsageScanner *s, char c) {
                 }
 
                 case JSON_HEX: {
-                        int v = c >= '0' && c <= '9' ? c - '0' :
-                                c >= 'a' && c <= 'f' ? c - 'a' + 10 :
-                                c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+                        int v = unhexchar(c);
 
                         if (v < 0) {
                                 s->state = JSON_ERROR;

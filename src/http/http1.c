@@ -206,16 +206,6 @@ static size_t span_class(const uint8_t *p, size_t n, uint8_t cls) {
         return i;
 }
 
-static int unhex(uint8_t c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* buf_data() of a never-filled Buf is NULL + 0, which sanitizers rightly flag. */
 static const char *buf_chars(const Buf *b) {
         return buf_empty(b) ? "" : (const char *) buf_data(b);
@@ -831,7 +821,7 @@ static int h1_body(Http1Session *h, const uint8_t *p, size_t n) {
 static int h1_scan(Http1Session *h, const uint8_t *p, size_t n, size_t *ret) {
         const HttpLimits *l = &h->server->limits;
         size_t i = 0;
-        int r = 0;
+        int r = 0, digit;
 
         while (i < n && h->scan != SCAN_DONE) {
                 uint8_t c = p[i];
@@ -983,21 +973,23 @@ static int h1_scan(Http1Session *h, const uint8_t *p, size_t n, size_t *ret) {
                 case SCAN_CHUNK_SIZE_START:
                         h->scan_bytes = 1;
                         h->scan_digits = 1;
-                        if (unhex(c) < 0)
+                        digit = unhexchar((char) c);
+                        if (digit < 0)
                                 r = h1_scan_bad(h, "Invalid chunk size.");
                         else {
-                                h->scan_size = (uint64_t) unhex(c);
+                                h->scan_size = (uint64_t) digit;
                                 h->scan = SCAN_CHUNK_SIZE;
                         }
                         break;
                 case SCAN_CHUNK_SIZE:
                         h->scan_bytes++;
-                        if (unhex(c) >= 0) {
+                        digit = unhexchar((char) c);
+                        if (digit >= 0) {
                                 /* 15 hex digits are far beyond any body limit; more would overflow. */
                                 if (++h->scan_digits > 15)
                                         r = h1_scan_bad(h, "Invalid chunk size.");
                                 else
-                                        h->scan_size = h->scan_size * 16 + (uint64_t) unhex(c);
+                                        h->scan_size = h->scan_size * 16 + (uint64_t) digit;
                         } else if (c == ';' || c == ' ' || c == '\t')
                                 h->scan = SCAN_CHUNK_EXT;
                         else if (c == '\r')

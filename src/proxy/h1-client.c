@@ -721,9 +721,7 @@ static CURLcode transfer_feed(H1Transfer *t, const uint8_t *data, size_t size, s
                         uint64_t chunk = 0;
                         size_t i = 0;
                         for (; i < content; i++) {
-                                int d = p[i] >= '0' && p[i] <= '9' ? p[i] - '0' :
-                                        p[i] >= 'a' && p[i] <= 'f' ? p[i] - 'a' + 10 :
-                                        p[i] >= 'A' && p[i] <= 'F' ? p[i] - 'A' + 10 : -1;
+                                int d = unhexchar((char) p[i]);
                                 if (d < 0)
                                         break;
                                 if (i >= 15)

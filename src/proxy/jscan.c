@@ -1,5 +1,6 @@
 /* jscan: a validating single-pass scan of a JSON object that finds top-level keys without building a tree. */
 #include "proxy/jscan.h"
+#include "shared/util.h"
 
 typedef struct Scanner {
         const char *p;
@@ -11,10 +12,6 @@ typedef struct Scanner {
 static void skip_ws(Scanner *s) {
         while (s->i < s->n && (s->p[s->i] == ' ' || s->p[s->i] == '\t' || s->p[s->i] == '\n' || s->p[s->i] == '\r'))
                 s->i++;
-}
-
-static bool is_hex(char c) {
-        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
 static int scan_string(Scanner *s) {
@@ -37,7 +34,7 @@ static int scan_string(Scanner *s) {
                                 if (s->i + 5 >= s->n)
                                         return -EBADMSG;
                                 for (int k = 2; k < 6; k++)
-                                        if (!is_hex(s->p[s->i + k]))
+                                        if (unhexchar(s->p[s->i + k]) < 0)
                                                 return -EBADMSG;
                                 s->i += 6;
                                 continue;

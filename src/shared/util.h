@@ -11,6 +11,8 @@ static inline usec_t now_mono(void) {
 }
 
 int parse_uint64(const char *s, uint64_t *ret);
+/* The value of a hexadecimal digit, -1 for any other character. */
+int unhexchar(char c);
 /* Whether an HTTP list value ("a, b ,c") has token (case-insensitively) as one of its elements. */
 bool http_list_has_token(const char *v, size_t n, const char *token);
 /* Formats v in decimal into out (NUL-terminated); returns out. For hot paths where printf costs. */

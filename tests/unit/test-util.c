@@ -67,6 +67,17 @@ TEST(arena_inline_then_blocks) {
         arena_done(&a);
 }
 
+TEST(unhexchar_values) {
+        ASSERT_EQ(unhexchar('0'), 0);
+        ASSERT_EQ(unhexchar('9'), 9);
+        ASSERT_EQ(unhexchar('a'), 10);
+        ASSERT_EQ(unhexchar('F'), 15);
+        ASSERT_EQ(unhexchar('g'), -1);
+        ASSERT_EQ(unhexchar(' '), -1);
+        ASSERT_EQ(unhexchar('\0'), -1);
+        ASSERT_EQ(unhexchar((char) 0xc3), -1);
+}
+
 TEST(format_uint64_values) {
         char out[21];
         ASSERT_STREQ(format_uint64(0, out), "0");
