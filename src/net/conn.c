@@ -36,8 +36,7 @@ static ConnPoller *pollers;
 
 struct Conn {
         Stream stream;
-        int fd;
-        PollItem item;                  /* item.fd is fd */
+        PollItem item;                  /* item.fd: the socket */
         ConnPoller *poller;
         sd_event_source *defer;         /* re-offers buffered input after an unpause */
         sd_event_source *timer;         /* flush and linger bounds while closing */
@@ -113,7 +112,7 @@ static void conn_free(Conn *c) {
         sd_event_source_disable_unref(c->defer);
         sd_event_source_disable_unref(c->timer);
         /* Closing the fd takes it out of the epoll set. */
-        c->fd = c->item.fd = safe_close(c->fd);
+        c->item.fd = safe_close(c->item.fd);
         poller_forget(&c->item);
         buf_done(&c->in);
         buf_done(&c->out);
@@ -187,7 +186,7 @@ static int conn_arm_timer(Conn *c, usec_t usec) {
 /* All output is out: stop sending, read and discard what remains so a late request does not provoke a
  * RST that would destroy our response in the client's receive buffer. */
 static void conn_start_linger(Conn *c) {
-        if (shutdown(c->fd, SHUT_WR) < 0 || conn_arm_timer(c, CONN_LINGER_USEC) < 0) {
+        if (shutdown(c->item.fd, SHUT_WR) < 0 || conn_arm_timer(c, CONN_LINGER_USEC) < 0) {
                 conn_destroy(c);
                 return;
         }
@@ -197,7 +196,7 @@ static void conn_start_linger(Conn *c) {
 
 static int conn_flush(Conn *c) {
         while (!buf_empty(&c->out)) {
-                ssize_t k = send(c->fd, buf_data(&c->out), buf_len(&c->out), MSG_NOSIGNAL | MSG_DONTWAIT);
+                ssize_t k = send(c->item.fd, buf_data(&c->out), buf_len(&c->out), MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -249,7 +248,7 @@ static void conn_deliver(Conn *c) {
 }
 
 static void conn_on_io(Conn *c, uint32_t revents) {
-        int fd = c->fd, r;
+        int fd = c->item.fd, r;
 
         if (c->lingering) {
                 uint8_t junk[4096];
@@ -341,7 +340,7 @@ static int conn_write(Stream *s, const void *p, size_t n) {
                 return -EPIPE;
         /* Fast path: nothing queued, hand it to the kernel right away. */
         if (buf_empty(&c->out)) {
-                ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+                ssize_t k = send(c->item.fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (k < 0) {
                         if (errno != EAGAIN && errno != EINTR)
                                 return -errno;
@@ -431,7 +430,7 @@ int conn_new(sd_event *event, int fd, const char *listener, ConnFreeCallback on_
                 safe_close(fd);
                 return -ENOMEM;
         }
-        c->fd = fd;
+        c->item = (PollItem){ .on_event = conn_on_event, .free = conn_free_now, .fd = fd };
         c->stream.ops = &conn_ops;
         c->stream.event = event;
         c->stream.info.listener = listener;
@@ -442,7 +441,6 @@ int conn_new(sd_event *event, int fd, const char *listener, ConnFreeCallback on_
         if (c->stream.info.peer.ss_family != AF_UNIX)
                 (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
-        c->item = (PollItem){ .on_event = conn_on_event, .free = conn_free_now, .fd = fd };
         r = conn_poller_ref(event, &c->poller);
         if (r < 0)
                 goto fail;

@@ -56,8 +56,7 @@ struct H1Client {
 struct H1Conn {
         H1Client *client;
         H1Dest *dest;
-        int fd;
-        PollItem item;                  /* item.fd is fd */
+        PollItem item;                  /* item.fd: the socket */
         H1Transfer *transfer;           /* NULL while idle */
         Buf in;                         /* received and not yet parsed */
         usec_t idle_since;
@@ -247,7 +246,7 @@ static void conn_close(H1Conn *k) {
         k->transfer = NULL;
         /* Closing removes the fd from the epoll set; events of the batch being served that still
          * name the connection are skipped, and it is freed after the batch. */
-        k->fd = k->item.fd = safe_close(k->fd);
+        k->item.fd = safe_close(k->item.fd);
         poller_forget(&k->item);
         buf_done(&k->in);
         k->client->n_conns--;
@@ -286,7 +285,7 @@ static int conn_new(H1Client *c, H1Dest *d, H1Conn **ret) {
         }
         k->client = c;
         k->dest = d;
-        k->fd = fd;
+        k->item = (PollItem){ .on_event = conn_on_event, .free = conn_free_now, .fd = fd };
         if (connect(fd, (const struct sockaddr *) &d->addr, d->addr_len) < 0) {
                 if (errno != EINPROGRESS) {
                         r = -errno;
@@ -295,7 +294,6 @@ static int conn_new(H1Client *c, H1Dest *d, H1Conn **ret) {
                 }
                 k->connecting = true;
         }
-        k->item = (PollItem){ .on_event = conn_on_event, .free = conn_free_now, .fd = fd };
         r = poller_set_events(c->poller, &k->item, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
         if (r < 0) {
                 safe_close(fd);
@@ -514,7 +512,7 @@ static int transfer_send(H1Transfer *t) {
                         iov[n++] = (struct iovec){ (void *) (t->body + off), t->body_len - off };
                 }
                 /* MSG_NOSIGNAL: a server that closed early must not kill the process with SIGPIPE. */
-                w = sendmsg(k->fd, &(struct msghdr){ .msg_iov = iov, .msg_iovlen = n },
+                w = sendmsg(k->item.fd, &(struct msghdr){ .msg_iov = iov, .msg_iovlen = n },
                             MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (w < 0) {
                         if (errno == EINTR)
@@ -844,7 +842,7 @@ static void transfer_eof(H1Transfer *t, int error) {
 
 static void conn_on_io(H1Conn *k, uint32_t revents) {
         H1Transfer *t = k->transfer;
-        int fd = k->fd, r;
+        int fd = k->item.fd, r;
 
         if (!t) {
                 /* Idle: the server closed it, or sent what nobody asked for. */

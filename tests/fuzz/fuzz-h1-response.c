@@ -39,7 +39,7 @@ static void fz_done(CURLcode result, void *userdata) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         H1Client client = {};
-        H1Conn conn = { .client = &client, .fd = -EBADF };
+        H1Conn conn = { .client = &client, .item.fd = -EBADF };
         H1Transfer t = {
                 .client = &client,
                 .conn = &conn,
