@@ -29,11 +29,6 @@
                 memchr(_set, _c, sizeof _set) != NULL;          \
         })
 
-static inline void *mfree(void *p) {
-        free(p);
-        return NULL;
-}
-
 static inline const char *strnull(const char *s) {
         return s ?: "(null)";
 }

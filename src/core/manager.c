@@ -741,8 +741,7 @@ Manager *manager_free(Manager *m) {
         /* Reverse order of manager_start(). */
         for (size_t i = 0; i < m->n_activated; i++)
                 safe_close(m->activated[i].fd);
-        free(m->activated);
-        m->activated = NULL;
+        m->activated = mfree(m->activated);
         bus_stop(m);
         http_server_abort_all(&m->http);
         sd_event_source_disable_unref(m->drain_timer);

@@ -182,11 +182,6 @@ static void usage_queue_drop_oldest(UsageQueue *q) {
         q->seq_head++;
 }
 
-static void *mfree_ptr(void *p) {
-        free(p);
-        return NULL;
-}
-
 /* Rows a drained ring and the writer's batch keep allocated after a burst (a row is ~600 bytes; a
  * burst of 10,000 would otherwise pin ~6 MB in each for good, and gate would not go back near its idle
  * size once the load is over). */
@@ -354,7 +349,7 @@ static int usage_queue_flush_locked(UsageQueue *q) {
                 q->written += n;
                 q->last_error = 0;
                 if (q->len == 0 && q->alloc > USAGE_KEEP_ROWS) {
-                        q->ring = mfree_ptr(q->ring);
+                        q->ring = mfree(q->ring);
                         q->alloc = q->head = 0;
                 }
         } else {
@@ -366,7 +361,7 @@ static int usage_queue_flush_locked(UsageQueue *q) {
         pthread_mutex_unlock(&q->lock);
 
         if (q->batch_alloc > USAGE_KEEP_ROWS) {
-                q->batch = mfree_ptr(q->batch);
+                q->batch = mfree(q->batch);
                 q->batch_alloc = 0;
         }
         if (r < 0)

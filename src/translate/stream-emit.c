@@ -529,10 +529,10 @@ int emit_block_stop(StreamTranslator *t) {
                 t->n_tools++;
         t->n_blocks++;
         t->block_open = false;
-        t->block_id = mfree_str(t->block_id);
-        t->block_name = mfree_str(t->block_name);
-        t->block_signature = mfree_str(t->block_signature);
-        t->block_call_id = mfree_str(t->block_call_id);
+        t->block_id = mfree(t->block_id);
+        t->block_name = mfree(t->block_name);
+        t->block_signature = mfree(t->block_signature);
+        t->block_call_id = mfree(t->block_call_id);
         buf_clear(&t->block_text);
         return r;
 }

@@ -72,11 +72,6 @@ struct StreamTranslator {
         json_t *output;                 /* Responses: finished output items */
 };
 
-static inline char *mfree_str(char *p) {
-        free(p);
-        return NULL;
-}
-
 /* Client writers: one block open at a time. */
 int emit_start(StreamTranslator *t);
 int emit_block_start(StreamTranslator *t, BlockKind kind, const char *id, const char *name, const char *data);

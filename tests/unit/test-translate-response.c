@@ -75,7 +75,7 @@ TEST(chat_answers_to_responses) {
         ASSERT_TRUE(json_is_false(json_object_get(got, "store")));
         json_decref(got);
 
-        in = mfree_str(in);
+        in = mfree(in);
         in = fixture("responses/chat-reasoning-length.json", NULL);
         got = translate(TRANSLATE_RESPONSES_TO_CHAT, in, "gpt-client", &r);
         ASSERT_NOT_NULL(got);
