@@ -252,6 +252,70 @@ static uint64_t fnv1a(const char *p, size_t n) {
         return h;
 }
 
+/* A label value made ready once, for all the series a request touches: cut and sanitized as
+ * label_value_copy() does (plain ASCII within the limit, nearly every value, is used in place), and
+ * hashed. A series' hash combines its labels' hashes, so each value is hashed once per request. */
+typedef struct Label {
+        const char *value;              /* NUL-terminated */
+        size_t len;                     /* without the NUL */
+        uint64_t hash;
+        char buf[METRIC_LABEL_VALUE_MAX + 1];   /* the sanitized copy, when one was needed */
+} Label;
+
+static void label_prepare(Label *l, const char *s) {
+        const unsigned char *u = (const unsigned char *) (s ?: "");
+        size_t n = 0;
+
+        while (n <= METRIC_LABEL_VALUE_MAX && u[n] && u[n] < 0x80)
+                n++;
+        if (u[n] == 0 && n <= METRIC_LABEL_VALUE_MAX) {
+                l->value = (const char *) u;
+                l->len = n;
+        } else {
+                l->len = label_value_copy(l->buf, (const char *) u) - 1;
+                l->value = l->buf;
+        }
+        l->hash = fnv1a(l->value, l->len + 1);
+}
+
+static uint64_t labels_hash(const Label *const *l, size_t n, size_t *ret_len) {
+        uint64_t h = UINT64_C(0xcbf29ce484222325);
+        size_t len = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                h = (h ^ l[i]->hash) * UINT64_C(0x9e3779b97f4a7c15);
+                h ^= h >> 29;
+                len += l[i]->len + 1;
+        }
+        *ret_len = len;
+        return h;
+}
+
+/* Whether a series' values are these labels. */
+static bool series_is(const Series *s, uint64_t hash, size_t len, const Label *const *l, size_t n) {
+        const char *v = s->values;
+
+        if (s->hash != hash || s->values_len != len)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                if (memcmp(v, l[i]->value, l[i]->len + 1) != 0)
+                        return false;
+                v += l[i]->len + 1;
+        }
+        return true;
+}
+
+static Series *series_find(const Metric *c, uint64_t hash, size_t len, const Label *const *l) {
+        for (size_t j = hash & c->index_mask;; j = (j + 1) & c->index_mask) {
+                uint32_t k = c->index[j];
+
+                if (!k)
+                        return NULL;
+                if (series_is(c->series[k - 1], hash, len, l, c->n_labels))
+                        return c->series[k - 1];
+        }
+}
+
 static Series *series_new(const Metric *c, const char *key, size_t len, uint64_t hash) {
         Series *s = new0(Series, 1);
 
@@ -299,26 +363,18 @@ static int index_insert(Metric *c, uint64_t hash, size_t pos) {
                 }
 }
 
-static Series *metric_series(Metric *c, const char *const *values) {
+static Series *metric_series_labels(Metric *c, const Label *const *l) {
         char key[METRIC_LABELS_MAX * (METRIC_LABEL_VALUE_MAX + 1)];
-        size_t len = 0;
+        size_t len;
         uint64_t hash;
-        Series *s, **l;
+        Series *s, **a;
 
         if (!c || c->get)
                 return NULL;
-        for (size_t i = 0; i < c->n_labels; i++)
-                len += label_value_copy(key + len, values ? values[i] : NULL);
-        hash = fnv1a(key, len);
-
-        for (size_t j = hash & c->index_mask;; j = (j + 1) & c->index_mask) {
-                uint32_t k = c->index[j];
-                if (!k)
-                        break;
-                s = c->series[k - 1];
-                if (s->hash == hash && s->values_len == len && memcmp(s->values, key, len) == 0)
-                        return s;
-        }
+        hash = labels_hash(l, c->n_labels, &len);
+        s = series_find(c, hash, len, l);
+        if (s)
+                return s;
 
         if (c->n_series >= c->registry->max_series) {
                 /* Bounded cardinality: what does not fit is counted, together, as "other". */
@@ -332,15 +388,20 @@ static Series *metric_series(Metric *c, const char *const *values) {
                 return c->other;
         }
 
+        len = 0;
+        for (size_t i = 0; i < c->n_labels; i++) {
+                memcpy(key + len, l[i]->value, l[i]->len + 1);
+                len += l[i]->len + 1;
+        }
         s = series_new(c, key, len, hash);
         if (!s)
                 return NULL;
-        l = reallocarray(c->series, c->n_series + 1, sizeof *l);
-        if (!l) {
+        a = reallocarray(c->series, c->n_series + 1, sizeof *a);
+        if (!a) {
                 series_free(s);
                 return NULL;
         }
-        c->series = l;
+        c->series = a;
         if (index_insert(c, hash, c->n_series) < 0) {
                 series_free(s);
                 return NULL;
@@ -349,14 +410,46 @@ static Series *metric_series(Metric *c, const char *const *values) {
         return s;
 }
 
-void metric_add(Metric *c, const char *const *values, double v) {
-        Series *s;
+/* values: n_labels strings (NULL: all empty). */
+static void labels_prepare(const Metric *c, const char *const *values, Label *buf, const Label **ret) {
+        for (size_t i = 0; i < c->n_labels; i++) {
+                label_prepare(buf + i, values ? values[i] : NULL);
+                ret[i] = buf + i;
+        }
+}
 
-        if (!c || c->type == METRIC_HISTOGRAM || (c->type == METRIC_COUNTER && !(v >= 0)))
-                return;
-        s = metric_series(c, values);
+static Series *metric_series(Metric *c, const char *const *values) {
+        Label buf[METRIC_LABELS_MAX];
+        const Label *l[METRIC_LABELS_MAX];
+
+        if (!c || c->get)
+                return NULL;
+        labels_prepare(c, values, buf, l);
+        return metric_series_labels(c, l);
+}
+
+static void series_add(Series *s, double v) {
         if (s)
                 s->value += v;
+}
+
+static void series_observe(const Metric *c, Series *s, double v) {
+        size_t i;
+
+        if (!s)
+                return;
+        for (i = 0; i < c->n_bounds && v > c->bounds[i]; i++)
+                ;
+        if (i < c->n_bounds)
+                s->buckets[i]++;
+        s->count++;
+        s->value += v;
+}
+
+void metric_add(Metric *c, const char *const *values, double v) {
+        if (!c || c->type == METRIC_HISTOGRAM || (c->type == METRIC_COUNTER && !(v >= 0)))
+                return;
+        series_add(metric_series(c, values), v);
 }
 
 void metric_set(Metric *c, const char *const *values, double v) {
@@ -370,44 +463,27 @@ void metric_set(Metric *c, const char *const *values, double v) {
 }
 
 void metric_observe(Metric *c, const char *const *values, double v) {
-        Series *s;
-        size_t i;
-
         if (!c || c->type != METRIC_HISTOGRAM || isnan(v))
                 return;
-        s = metric_series(c, values);
-        if (!s)
-                return;
-        for (i = 0; i < c->n_bounds && v > c->bounds[i]; i++)
-                ;
-        if (i < c->n_bounds)
-                s->buckets[i]++;
-        s->count++;
-        s->value += v;
+        series_observe(c, metric_series(c, values), v);
 }
 
 double metric_get(Metric *c, const char *const *values) {
-        char key[METRIC_LABELS_MAX * (METRIC_LABEL_VALUE_MAX + 1)];
-        size_t len = 0;
+        Label buf[METRIC_LABELS_MAX];
+        const Label *l[METRIC_LABELS_MAX];
+        const Series *s;
         uint64_t hash;
+        size_t len;
 
         if (!c)
                 return 0;
         if (c->get)
                 return c->get(c->userdata);
-        for (size_t i = 0; i < c->n_labels; i++)
-                len += label_value_copy(key + len, values ? values[i] : NULL);
-        hash = fnv1a(key, len);
-        for (size_t j = hash & c->index_mask;; j = (j + 1) & c->index_mask) {
-                uint32_t k = c->index[j];
-                const Series *s;
-
-                if (!k)
-                        break;
-                s = c->series[k - 1];
-                if (s->hash == hash && s->values_len == len && memcmp(s->values, key, len) == 0)
-                        return c->type == METRIC_HISTOGRAM ? (double) s->count : s->value;
-        }
+        labels_prepare(c, values, buf, l);
+        hash = labels_hash(l, c->n_labels, &len);
+        s = series_find(c, hash, len, l);
+        if (s)
+                return c->type == METRIC_HISTOGRAM ? (double) s->count : s->value;
         if (c->other && c->n_labels > 0 && values) {
                 bool all_other = true;
                 for (size_t i = 0; i < c->n_labels; i++)
@@ -666,41 +742,51 @@ static double seconds(usec_t t) {
         return (double) t / (double) USEC_PER_SEC;
 }
 
+/* A histogram series takes the observation when the time is known. */
+static void observe_usec(Metric *c, const Label *const *l, usec_t t) {
+        if (c && c->type == METRIC_HISTOGRAM && t != USEC_INFINITY)
+                series_observe(c, metric_series_labels(c, l), seconds(t));
+}
+
+static void add_count(Metric *c, const Label *const *l, double v) {
+        if (c && c->type != METRIC_HISTOGRAM && v >= 0)
+                series_add(metric_series_labels(c, l), v);
+}
+
 void gate_metrics_request(GateMetrics *g, const MetricsRequest *r) {
-        char status[21];
-        const char *provider, *model;
+        static const char *const types[] = { "input", "output", "cache_read", "cache_write" };
+        Label route, dialect, provider, model, status, type;
+        char code[21];
+        bool any = false;
 
         if (!g || !r)
                 return;
-        provider = r->provider ?: "";
-        model = r->model ?: "";
-        format_uint64(r->status, status);
+        /* Each value is cut, checked and hashed once for the ten series a request may touch. */
+        format_uint64(r->status, code);
+        label_prepare(&route, r->route);
+        label_prepare(&dialect, r->dialect);
+        label_prepare(&provider, r->provider);
+        label_prepare(&model, r->model);
+        label_prepare(&status, code);
 
-        metric_add(g->requests, (const char *const[]) { r->route, r->dialect, provider, model, status }, 1);
-        if (r->duration != USEC_INFINITY)
-                metric_observe(g->duration, (const char *const[]) { r->route, r->dialect, provider, model },
-                               seconds(r->duration));
-        if (r->ttfb != USEC_INFINITY)
-                metric_observe(g->ttfb, (const char *const[]) { r->route, r->dialect, provider, model },
-                               seconds(r->ttfb));
-        if (r->overhead != USEC_INFINITY)
-                metric_observe(g->overhead, (const char *const[]) { r->route, r->dialect, provider },
-                               seconds(r->overhead));
+        add_count(g->requests, (const Label *const[]) { &route, &dialect, &provider, &model, &status }, 1);
+        observe_usec(g->duration, (const Label *const[]) { &route, &dialect, &provider, &model }, r->duration);
+        observe_usec(g->ttfb, (const Label *const[]) { &route, &dialect, &provider, &model }, r->ttfb);
+        observe_usec(g->overhead, (const Label *const[]) { &route, &dialect, &provider }, r->overhead);
 
-        static const char *const types[] = { "input", "output", "cache_read", "cache_write" };
         const uint64_t counts[] = { r->input_tokens, r->output_tokens, r->cache_read_tokens,
                                     r->cache_write_tokens };
-        bool any = false;
         for (size_t i = 0; i < ELEMENTSOF(types); i++)
                 if (counts[i] > 0) {
-                        metric_add(g->tokens, (const char *const[]) { r->dialect, provider, model, types[i] },
-                                   (double) counts[i]);
+                        label_prepare(&type, types[i]);
+                        add_count(g->tokens, (const Label *const[]) { &dialect, &provider, &model, &type },
+                                  (double) counts[i]);
                         any = true;
                 }
         if (r->cost > 0)
-                metric_add(g->cost, (const char *const[]) { provider, model }, (double) r->cost / 1e9);
+                add_count(g->cost, (const Label *const[]) { &provider, &model }, (double) r->cost / 1e9);
         if (any && !r->priced)
-                metric_add(g->unpriced, (const char *const[]) { provider, model }, 1);
+                add_count(g->unpriced, (const Label *const[]) { &provider, &model }, 1);
 }
 
 void gate_metrics_upstream_error(GateMetrics *g, const char *provider, const char *kind) {

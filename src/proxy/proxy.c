@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "proxy/jscan.h"
 #include "proxy/proxy.h"
+#include "shared/arena.h"
 #include "shared/errors.h"
 #include "shared/log.h"
 #include "shared/util.h"
@@ -54,13 +55,15 @@ typedef struct ProxyCall {
 
         CURL *easy;                     /* the transfer, on curl */
         H1Transfer *h1;                 /* or on gate's own client (plain HTTP on an IP literal) */
-        struct curl_slist *upstream_headers;
-        char *url;
+        struct curl_slist *upstream_headers; /* in attempt_arena, not curl's own list */
+        char *url;                      /* in attempt_arena */
+        Arena attempt_arena;            /* what one attempt sends: freed when the transfer stops */
 
         /* The upstream's answer. */
         long status;
-        HttpHeader *headers;            /* strings owned */
-        size_t n_headers;
+        HttpHeader *headers;            /* in head_arena */
+        size_t n_headers, headers_alloc;
+        Arena head_arena;               /* the answer's header strings: made again after a 1xx or a retry */
         int64_t content_length;
         usec_t retry_after;
         bool head_done;                 /* all upstream headers seen */
@@ -78,19 +81,20 @@ typedef struct ProxyCall {
         sd_event_source *timer;         /* first byte, then idle between chunks; or retry delay */
         bool timer_is_retry;
         usec_t last_data;               /* loop time of the last relayed upstream bytes (idle timeout) */
+
+        /* Last, and not zeroed when a call is made (see call_new()): the arenas' first blocks, where an
+         * upstream request's head and its answer's head fit without an allocation. */
+        uint8_t head_first[2048];
+        uint8_t attempt_first[2048];
 } ProxyCall;
 
 static void call_try_next(ProxyCall *c);
 static void call_free(ProxyCall *c);
 
 static void call_free_headers(ProxyCall *c) {
-        for (size_t i = 0; i < c->n_headers; i++) {
-                free((char *) c->headers[i].name);
-                free((char *) c->headers[i].value);
-        }
-        free(c->headers);
+        arena_reset(&c->head_arena);
         c->headers = NULL;
-        c->n_headers = 0;
+        c->n_headers = c->headers_alloc = 0;
 }
 
 static void call_release_provider(ProxyCall *c) {
@@ -120,10 +124,9 @@ static void call_stop_transfer(ProxyCall *c) {
                 c->h1 = NULL;
                 c->proxy->active--;
         }
-        curl_slist_free_all(c->upstream_headers);
         c->upstream_headers = NULL;
-        free(c->url);
         c->url = NULL;
+        arena_reset(&c->attempt_arena);
         call_release_provider(c);
         (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
 }
@@ -134,7 +137,6 @@ static void call_record_usage(ProxyCall *c) {
         const Provider *p = c->n_cands > 0 && c->attempts > 0 ? c->cands[c->idx].provider : NULL;
         UsageRecord u = {};
         Usage tokens = {};
-        char client[128];
         usec_t now = now_mono();
 
         if ((!c->proxy->usage && !c->proxy->metrics) || !r)
@@ -143,8 +145,7 @@ static void call_record_usage(ProxyCall *c) {
                 usage_scanner_result(&c->scan, &tokens);
         u.time = now_usec(CLOCK_REALTIME) - (now - r->start_usec);
         u.key_id = c->key ? c->key->id : 0;
-        format_socket_address((const struct sockaddr *) &r->peer, sizeof r->peer, client, sizeof client);
-        USAGE_SET(&u, client, client);
+        usage_set_client(&u, (const struct sockaddr *) &r->peer);
         USAGE_SET(&u, route, r->path);
         USAGE_SET(&u, dialect_in, dialect_to_string(c->dialect));
         USAGE_SET(&u, dialect_out, p ? dialect_to_string(provider_dialect(p->type)) : "");
@@ -421,18 +422,28 @@ static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata
 
         if (c->n_headers >= 128)
                 return len; /* an upstream that sends more is not worth relaying in full */
-        HttpHeader *nh = reallocarray(c->headers, c->n_headers + 1, sizeof *nh);
-        if (!nh)
-                return 0;
-        c->headers = nh;
-        char *name = strndup(buffer, nl), *value = strndup(v, (size_t) (e - v));
-        if (!name || !value) {
-                free(name);
-                free(value);
-                return 0;
+        if (c->n_headers >= c->headers_alloc) {
+                /* Doubling in the arena: the old arrays stay there (16+32+64 entries at most). */
+                size_t m = c->headers_alloc ? 2 * c->headers_alloc : 16;
+                HttpHeader *nh = arena_alloc(&c->head_arena, m * sizeof *nh);
+                if (!nh)
+                        return 0;
+                if (c->n_headers > 0)
+                        memcpy(nh, c->headers, c->n_headers * sizeof *nh);
+                c->headers = nh;
+                c->headers_alloc = m;
         }
-        for (char *q = name; *q; q++)
-                *q = (char) tolower((unsigned char) *q);
+        /* Name and value in one piece: "name\0value\0". */
+        size_t vl = (size_t) (e - v);
+        char *name = arena_alloc(&c->head_arena, nl + 1 + vl + 1);
+        if (!name)
+                return 0;
+        for (size_t i = 0; i < nl; i++)
+                name[i] = (char) tolower((unsigned char) buffer[i]);
+        name[nl] = 0;
+        char *value = name + nl + 1;
+        memcpy(value, v, vl);
+        value[vl] = 0;
         c->headers[c->n_headers++] = (HttpHeader){ name, value };
 
         if (streq(name, "content-length")) {
@@ -752,37 +763,46 @@ static const char *client_provider_key(Request *r) {
         return k;
 }
 
-/* "name: prefix value" into the list; plain concatenation, as this runs for every header of every request. */
-static int add_header_prefixed(struct curl_slist **l, const char *name, const char *prefix, const char *value) {
-        char line[8192];
-        size_t a = strlen(name), b = strlen(prefix), v = strlen(value);
-        struct curl_slist *n;
+/* The upstream request's header lines, as a curl_slist both clients read. Its nodes and strings live in
+ * the attempt's arena, not in curl's own list (curl only reads the list it is given): no allocation per
+ * header, all freed at once when the attempt ends. */
+typedef struct HeaderList {
+        Arena *arena;
+        struct curl_slist *head, **tail;
+} HeaderList;
 
-        if (a + 2 + b + v + 1 > sizeof line)
+/* "name: prefix value"; a NULL name adds prefix as the whole line ("Name: value", or "Expect:" to
+ * suppress a header curl would add). */
+static int add_header_prefixed(HeaderList *l, const char *name, const char *prefix, const char *value) {
+        size_t a = name ? strlen(name) : 0, b = strlen(prefix), v = value ? strlen(value) : 0;
+        struct curl_slist *n;
+        char *line, *q;
+
+        if (a + b + v > 16384)
                 return -E2BIG;
-        memcpy(line, name, a);
-        line[a] = ':';
-        line[a + 1] = ' ';
-        memcpy(line + a + 2, prefix, b);
-        memcpy(line + a + 2 + b, value, v + 1);
-        n = curl_slist_append(*l, line);
-        if (!n)
+        n = arena_alloc(l->arena, sizeof *n);
+        line = q = arena_alloc(l->arena, a + 2 + b + v + 1);
+        if (!n || !line)
                 return -ENOMEM;
-        *l = n;
+        if (name) {
+                q = mempcpy(q, name, a);
+                q = mempcpy(q, ": ", 2);
+        }
+        q = mempcpy(q, prefix, b);
+        q = mempcpy(q, value ?: "", v);
+        *q = 0;
+        *n = (struct curl_slist) { .data = line };
+        *l->tail = n;
+        l->tail = &n->next;
         return 0;
 }
 
-static int add_header(struct curl_slist **l, const char *name, const char *value) {
+static int add_header(HeaderList *l, const char *name, const char *value) {
         return add_header_prefixed(l, name, "", value);
 }
 
-/* A line as given ("Name: value", or "Expect:" to suppress a header curl would add). */
-static int add_raw_header(struct curl_slist **l, const char *line) {
-        struct curl_slist *n = curl_slist_append(*l, line);
-        if (!n)
-                return -ENOMEM;
-        *l = n;
-        return 0;
+static int add_raw_header(HeaderList *l, const char *line) {
+        return add_header_prefixed(l, NULL, line, NULL);
 }
 
 static int build_upstream_headers(ProxyCall *c, const Provider *p, const char *key, struct curl_slist **ret) {
@@ -791,7 +811,7 @@ static int build_upstream_headers(ProxyCall *c, const Provider *p, const char *k
                                                "tracestate", "user-agent" };
         const char *anthropic_version = NULL;
         unsigned seen = 0;              /* bit j: forward[j] was added */
-        struct curl_slist *l = NULL;
+        HeaderList list = { .arena = &c->attempt_arena, .head = NULL, .tail = &list.head }, *l = &list;
         Request *r = c->request;
         int k = 0;
 
@@ -810,42 +830,44 @@ static int build_upstream_headers(ProxyCall *c, const Provider *p, const char *k
                         if (streq(name, forward[j])) {
                                 /* The first of a repeated header only, as before. */
                                 if (!(seen & (1U << j)))
-                                        k = add_header(&l, name, r->headers[i].value);
+                                        k = add_header(l, name, r->headers[i].value);
                                 seen |= 1U << j;
                                 break;
                         }
         }
         if (k >= 0 && !(seen & 1U)) /* forward[0] is content-type */
-                k = add_raw_header(&l, "content-type: application/json");
+                k = add_raw_header(l, "content-type: application/json");
         if (k >= 0 && p->type == PROVIDER_ANTHROPIC) {
-                k = add_header(&l, "anthropic-version", anthropic_version ?: "2023-06-01");
+                k = add_header(l, "anthropic-version", anthropic_version ?: "2023-06-01");
                 if (k >= 0 && key)
-                        k = add_header(&l, "x-api-key", key);
+                        k = add_header(l, "x-api-key", key);
         } else if (k >= 0 && key)
-                k = add_header_prefixed(&l, "authorization", "Bearer ", key);
+                k = add_header_prefixed(l, "authorization", "Bearer ", key);
         if (k >= 0)
-                k = add_header(&l, "x-request-id", request_id(c->request));
+                k = add_header(l, "x-request-id", request_id(c->request));
         for (char **h = p->headers; h && *h && k >= 0; h++)
-                k = add_raw_header(&l, *h);
+                k = add_raw_header(l, *h);
         /* No "Expect: 100-continue" round trip for large bodies: our upstreams read what we send. */
         if (k >= 0)
-                k = add_raw_header(&l, "Expect:");
-        if (k < 0) {
-                curl_slist_free_all(l);
+                k = add_raw_header(l, "Expect:");
+        if (k < 0)
                 return k;
-        }
-        *ret = l;
+        *ret = list.head;
         return 0;
 }
 
-/* The upstream URL: OpenAI-style base URLs carry the version path, so "/v1" from the client's path is
- * dropped for them; Anthropic-style base URLs do not, so the path is appended whole. */
-static int build_url(const Provider *p, const char *target, char **ret) {
-        const char *path = target;
+/* The upstream URL, base_url + version + path, in the attempt's arena. (OpenAI-style base URLs carry the
+ * version path, so the caller drops "/v1" from the client's path for them; Anthropic-style base URLs do
+ * not, so the path is appended whole.) */
+static int build_url(Arena *a, const Provider *p, const char *version, const char *path, char **ret) {
+        size_t b = strlen(p->base_url), v = strlen(version), n = strlen(path);
+        char *u = arena_alloc(a, b + v + n + 1);
 
-        if (provider_dialect(p->type) == DIALECT_OPENAI && startswith(target, "/v1/"))
-                path = target + 3;
-        return asprintf(ret, "%s%s", p->base_url, path) < 0 ? -ENOMEM : 0;
+        if (!u)
+                return -ENOMEM;
+        *(char *) mempcpy(mempcpy(mempcpy(u, p->base_url, b), version, v), path, n) = 0;
+        *ret = u;
+        return 0;
 }
 
 /* Rewrites the model name in the body when routing stripped a "provider/" prefix; else sends the client's
@@ -990,10 +1012,14 @@ static void call_try_next(ProxyCall *c) {
                 body = c->treq.body;
                 body_len = c->treq.len;
                 /* Anthropic-style base URLs have no version path; OpenAI-style ones do. */
-                k = asprintf(&c->url, "%s%s%s", p->base_url, p->type == PROVIDER_ANTHROPIC ? "/v1" : "",
-                             translate_upstream_path(c->kind)) < 0 ? -ENOMEM : 0;
+                k = build_url(&c->attempt_arena, p, p->type == PROVIDER_ANTHROPIC ? "/v1" : "",
+                              translate_upstream_path(c->kind), &c->url);
         } else {
-                k = build_url(p, c->request->target, &c->url);
+                const char *target = c->request->target;
+
+                if (provider_dialect(p->type) == DIALECT_OPENAI && startswith(target, "/v1/"))
+                        target += 3;
+                k = build_url(&c->attempt_arena, p, "", target, &c->url);
                 if (k >= 0)
                         k = build_body(c, &body, &body_len);
         }
@@ -1135,13 +1161,18 @@ int proxy_forward(Proxy *proxy, Providers *providers, Request *r, Dialect d, Key
                 }
         }
 
-        c = new0(ProxyCall, 1);
+        /* Zeroed up to the arenas' blocks only: 4 KiB of memset per request buys nothing. */
+        c = malloc(sizeof *c);
+        if (c)
+                memset(c, 0, offsetof(ProxyCall, head_first));
         if (!c) {
                 if (key && proxy->limits)
                         limits_settle(proxy->limits, &ticket, 0, 0);
                 return -ENOMEM;
         }
         proxy->n_calls++;
+        arena_init(&c->head_arena, c->head_first, sizeof c->head_first);
+        arena_init(&c->attempt_arena, c->attempt_first, sizeof c->attempt_first);
         c->key = key_info_ref(key);
         c->ticket = ticket;
         c->charged = key && proxy->limits;

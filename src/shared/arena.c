@@ -16,6 +16,8 @@ void arena_init(Arena *a, void *first, size_t size) {
         a->next = first;
         a->end = first ? (uint8_t *) first + size : NULL;
         a->blocks = NULL;
+        a->first = first;
+        a->first_size = first ? size : 0;
 }
 
 void arena_done(Arena *a) {
@@ -25,6 +27,11 @@ void arena_done(Arena *a) {
                 free(b);
         }
         a->next = a->end = NULL;
+}
+
+void arena_reset(Arena *a) {
+        arena_done(a);
+        arena_init(a, a->first, a->first_size);
 }
 
 static size_t align_up(size_t n) {

@@ -291,14 +291,26 @@ static int match_score(const char *pattern, const char *name) {
 }
 
 const Price *price_table_lookup(const PriceTable *t, const char *provider, const char *model) {
-        _cleanup_free_ char *qualified = NULL;
+        _cleanup_free_ char *heap = NULL;
+        char buf[256];
+        const char *qualified = NULL;
         const Price *best = NULL;
         int best_score = -1;
 
         if (!t || isempty(model))
                 return NULL;
-        if (!isempty(provider) && asprintf(&qualified, "%s/%s", provider, model) < 0)
-                qualified = NULL;
+        /* "PROVIDER/MODEL", on the stack when it fits: this runs for every request. */
+        if (!isempty(provider)) {
+                size_t a = strlen(provider), b = strlen(model);
+
+                if (a + 1 + b < sizeof buf) {
+                        memcpy(buf, provider, a);
+                        buf[a] = '/';
+                        memcpy(buf + a + 1, model, b + 1);
+                        qualified = buf;
+                } else if (asprintf(&heap, "%s/%s", provider, model) >= 0)
+                        qualified = heap;
+        }
 
         for (size_t i = 0; i < t->n_items; i++) {
                 const Price *p = t->items + i;

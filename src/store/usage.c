@@ -241,16 +241,32 @@ static void bind_u64(sqlite3_stmt *st, int i, uint64_t v) {
         sqlite3_bind_int64(st, i, (int64_t) MIN(v, (uint64_t) INT64_MAX));
 }
 
+void usage_set_client(UsageRecord *r, const struct sockaddr *sa) {
+        if (!sa)
+                r->client.sa.sa_family = AF_UNSPEC;
+        else if (sa->sa_family == AF_INET)
+                r->client.in = *(const struct sockaddr_in *) sa;
+        else if (sa->sa_family == AF_INET6)
+                r->client.in6 = *(const struct sockaddr_in6 *) sa;
+        else
+                r->client.sa.sa_family = sa->sa_family;
+}
+
 static int usage_insert(UsageQueue *q, const UsageRecord *u) {
         sqlite3_stmt *st = q->insert;
+        char client[64] = "";
         int k;
+
+        /* Formatted here, on the writer thread: inet_ntop and a printf are not worth a request's time. */
+        if (u->client.sa.sa_family != AF_UNSPEC)
+                (void) format_socket_address(&u->client.sa, sizeof u->client, client, sizeof client);
 
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
         bind_u64(st, 1, u->time);
         if (u->key_id > 0)
                 bind_u64(st, 2, u->key_id);
-        bind_text_or_null(st, 3, u->client);
+        bind_text_or_null(st, 3, client);
         bind_text_or_null(st, 4, u->route);
         bind_text_or_null(st, 5, u->dialect_in);
         bind_text_or_null(st, 6, u->dialect_out);

@@ -1,10 +1,11 @@
 /* Usage: one row per request, queued in bounded memory and written by a thread of its own in batches. */
 #pragma once
 
+#include <netinet/in.h>
+
 #include "shared/macro.h"
 #include "store/store.h"
 
-#define USAGE_CLIENT_MAX 64
 #define USAGE_ROUTE_MAX 64
 #define USAGE_DIALECT_MAX 16
 #define USAGE_PROVIDER_MAX 64
@@ -15,7 +16,12 @@
 typedef struct UsageRecord {
         usec_t time;                            /* CLOCK_REALTIME µs when the request arrived */
         uint64_t key_id;                        /* 0: no gate key */
-        char client[USAGE_CLIENT_MAX];          /* the client's address */
+        /* The client's address, formatted by the writer thread (AF_UNSPEC: none; AF_UNIX: "unix"). */
+        union {
+                struct sockaddr sa;
+                struct sockaddr_in in;
+                struct sockaddr_in6 in6;
+        } client;
         char route[USAGE_ROUTE_MAX];
         char dialect_in[USAGE_DIALECT_MAX];     /* the client's */
         char dialect_out[USAGE_DIALECT_MAX];    /* the upstream's */
@@ -37,6 +43,9 @@ typedef struct UsageRecord {
         uint64_t bytes_in;
         uint64_t bytes_out;
 } UsageRecord;
+
+/* Copies a client address (IPv4, IPv6, or AF_UNIX as just the family) into the record. */
+void usage_set_client(UsageRecord *r, const struct sockaddr *sa);
 
 /* Copies s into a field of n bytes, cut at a character boundary; NULL gives "". */
 void usage_field_set(char *field, size_t n, const char *s);

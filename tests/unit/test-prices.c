@@ -110,6 +110,20 @@ TEST(lookup_precedence) {
         ASSERT_STREQ(p->pattern, "local/*");
         p = price_table_lookup(t, "other", "llama");
         ASSERT_NULL(p);
+        /* The same with a "PROVIDER/MODEL" too long for the lookup's stack buffer, and at its edge. */
+        {
+                char model[400];
+                memset(model, 'm', sizeof model - 1);
+                model[sizeof model - 1] = 0;
+                p = price_table_lookup(t, "local", model);
+                ASSERT_STREQ(p->pattern, "local/*");
+                model[250] = 0;         /* "local/" + 250 = 256 bytes: the shortest that does not fit */
+                p = price_table_lookup(t, "local", model);
+                ASSERT_STREQ(p->pattern, "local/*");
+                model[249] = 0;         /* 255 bytes and the NUL: the longest that fits */
+                p = price_table_lookup(t, "local", model);
+                ASSERT_STREQ(p->pattern, "local/*");
+        }
         /* A model with a slash of its own still matches plainly. */
         p = price_table_lookup(t, "together", "meta-llama/Llama-3.1-8B");
         ASSERT_STREQ(p->pattern, "meta-llama/Llama-3*");

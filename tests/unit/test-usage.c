@@ -60,7 +60,8 @@ static UsageRecord record(uint64_t n) {
                 .bytes_in = 100,
                 .bytes_out = 200,
         };
-        USAGE_SET(&u, client, "127.0.0.1:5000");
+        usage_set_client(&u, (const struct sockaddr *) &(struct sockaddr_in) {
+                .sin_family = AF_INET, .sin_port = htobe16(5000), .sin_addr.s_addr = htobe32(0x7f000001) });
         USAGE_SET(&u, route, "/v1/chat/completions");
         USAGE_SET(&u, dialect_in, "openai");
         USAGE_SET(&u, dialect_out, "anthropic");
@@ -108,11 +109,17 @@ TEST(rows_are_written_whole) {
         u.key_id = 0;
         u.ttfb = 99;
         USAGE_SET(&u, model_served, "");
+        usage_set_client(&u, (const struct sockaddr *) &(struct sockaddr_in6) {
+                .sin6_family = AF_INET6, .sin6_port = htobe16(443), .sin6_addr = IN6ADDR_LOOPBACK_INIT });
         ASSERT_EQ(usage_queue_push(q, &u), 0);
-        ASSERT_EQ(usage_queue_depth(q), 2);
-        ASSERT_EQ(usage_queue_flush(q), 2);
+        u.client.sa.sa_family = AF_UNIX;
+        ASSERT_EQ(usage_queue_push(q, &u), 0);
+        usage_set_client(&u, NULL);
+        ASSERT_EQ(usage_queue_push(q, &u), 0);
+        ASSERT_EQ(usage_queue_depth(q), 4);
+        ASSERT_EQ(usage_queue_flush(q), 4);
         ASSERT_EQ(usage_queue_depth(q), 0);
-        ASSERT_EQ(usage_queue_written(q), 2);
+        ASSERT_EQ(usage_queue_written(q), 4);
 
         ASSERT_EQ(sqlite3_prepare_v2(f.store->db,
                                      "SELECT time, key_id, client, route, dialect_in, dialect_out, provider, "
@@ -147,6 +154,13 @@ TEST(rows_are_written_whole) {
         ASSERT_EQ(sqlite3_column_type(st, 1), SQLITE_NULL);       /* no key */
         ASSERT_EQ(sqlite3_column_type(st, 8), SQLITE_NULL);
         ASSERT_EQ(sqlite3_column_int64(st, 16), 99);
+        /* The address is formatted by the writer. */
+        ASSERT_STREQ((const char *) sqlite3_column_text(st, 2), "[::1]:443");
+        ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+        ASSERT_STREQ((const char *) sqlite3_column_text(st, 2), "unix");
+        ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+        ASSERT_EQ(sqlite3_column_type(st, 2), SQLITE_NULL);       /* no address known */
+        ASSERT_EQ(sqlite3_step(st), SQLITE_DONE);
         sqlite3_finalize(st);
         fixture_done(&f);
 }

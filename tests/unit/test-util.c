@@ -61,6 +61,17 @@ TEST(arena_inline_then_blocks) {
         arena_done(&a);
         ASSERT_NULL(a.blocks);
 
+        /* A reset frees the blocks and starts again on the caller's block. */
+        arena_init(&a, first, sizeof first);
+        ASSERT_NOT_NULL(arena_alloc(&a, 5000));
+        ASSERT_NOT_NULL(a.blocks);
+        arena_reset(&a);
+        ASSERT_NULL(a.blocks);
+        s = arena_strndup(&a, "again", 5);
+        ASSERT_TRUE((uint8_t *) s == (uint8_t *) first);
+        arena_reset(&a);
+        arena_done(&a);
+
         /* Without a first block the first use allocates. */
         arena_init(&a, NULL, 0);
         ASSERT_STREQ(arena_strndup(&a, "abc", 3), "abc");
