@@ -141,8 +141,10 @@ static void conn_update_events(Conn *c) {
         if (c->closing)
                 ev = c->lingering ? EPOLLIN : (buf_empty(&c->out) ? 0 : EPOLLOUT);
         else {
+                /* EPOLLRDHUP with EPOLLIN: while a request is handled only EPOLLIN is dropped, which the
+                 * poller does lazily (no epoll_ctl per request). */
                 if (!c->read_paused && !c->eof && buf_len(&c->in) < CONN_INPUT_MAX)
-                        ev |= EPOLLIN;
+                        ev |= EPOLLIN | EPOLLRDHUP;
                 /* While the upper does not read (a request is being handled), still notice a client
                  * that hangs up, so its upstream work is cancelled at once rather than at the end. */
                 else if (c->read_paused && !c->eof && !c->rdhup_unknown)
@@ -444,7 +446,7 @@ int conn_new(sd_event *event, int fd, const char *listener, ConnFreeCallback on_
         r = conn_poller_ref(event, &c->poller);
         if (r < 0)
                 goto fail;
-        r = conn_set_events(c, EPOLLIN);
+        r = conn_set_events(c, EPOLLIN | EPOLLRDHUP);
         if (r < 0)
                 goto fail;
         r = sd_event_add_defer(event, &c->defer, conn_on_defer, c);

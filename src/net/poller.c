@@ -22,6 +22,20 @@ static void poller_free_buried(Poller *p) {
         }
 }
 
+/* Makes the epoll set watch exactly events for the item. */
+static int poller_sync(Poller *p, PollItem *item, uint32_t events) {
+        struct epoll_event ev = { .events = events, .data.ptr = item };
+        int op;
+
+        if (events == item->events)
+                return 0;
+        op = events == 0 ? EPOLL_CTL_DEL : item->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+        if (epoll_ctl(p->epoll_fd, op, item->fd, &ev) < 0)
+                return log_debug_errno(errno, "Failed to watch fd %i: %m", item->fd);
+        item->events = events;
+        return 0;
+}
+
 static int poller_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         struct epoll_event ev[POLLER_BATCH];
         Poller *p = userdata;
@@ -33,8 +47,19 @@ static int poller_on_io(sd_event_source *s, int fd, uint32_t revents, void *user
         p->dispatching = true;
         for (int i = 0; i < n; i++) {
                 PollItem *item = ev[i].data.ptr;
-                if (!item->buried)
-                        item->on_event(item, ev[i].events);
+                uint32_t got = ev[i].events, unmaskable = EPOLLHUP | EPOLLERR;
+
+                if (item->buried)
+                        continue;
+                if (got & ~(item->wanted | unmaskable)) {
+                        /* An event the owner dropped lazily came: now the set changes. */
+                        if (poller_sync(p, item, item->wanted) < 0)
+                                continue; /* still watched as before: it comes again */
+                        got &= item->wanted | unmaskable;
+                        if (!got)
+                                continue;
+                }
+                item->on_event(item, got);
         }
         p->dispatching = false;
         poller_free_buried(p);
@@ -85,20 +110,21 @@ Poller *poller_free(Poller *p) {
 }
 
 int poller_set_events(Poller *p, PollItem *item, uint32_t events) {
-        struct epoll_event ev = { .events = events, .data.ptr = item };
-        int op;
+        const uint32_t lazy = EPOLLIN | EPOLLRDHUP;
 
-        if (events == item->events || item->fd < 0)
+        if (item->fd < 0)
                 return 0;
-        op = events == 0 ? EPOLL_CTL_DEL : item->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-        if (epoll_ctl(p->epoll_fd, op, item->fd, &ev) < 0)
-                return log_debug_errno(errno, "Failed to watch fd %i: %m", item->fd);
-        item->events = events;
-        return 0;
+        item->wanted = events;
+        if (events == item->events)
+                return 0;
+        /* Only input events dropped, and some still watched: leave the set as it is. */
+        if (events != 0 && (events & ~item->events) == 0 && ((item->events & ~events) & ~lazy) == 0)
+                return 0;
+        return poller_sync(p, item, events);
 }
 
 void poller_forget(PollItem *item) {
-        item->events = 0;
+        item->events = item->wanted = 0;
 }
 
 void poller_bury(Poller *p, PollItem *item) {

@@ -25,7 +25,8 @@ struct PollItem {
         void (*on_event)(PollItem *item, uint32_t revents);
         void (*free)(PollItem *item);   /* frees the owner (used by poller_bury) */
         int fd;
-        uint32_t events;                /* watched; 0: not in the set (EPOLLHUP/ERR cannot be masked) */
+        uint32_t events;                /* in the epoll set; 0: not in it (EPOLLHUP/ERR cannot be masked) */
+        uint32_t wanted;                /* what the owner asked for last: events may still hold more */
         bool buried;
         PollItem *next_buried;
 };
@@ -34,7 +35,10 @@ int poller_new(sd_event *event, const char *description, Poller **ret);
 /* Frees it (its items must be gone or buried); from inside its own batch, once the batch is done. */
 Poller *poller_free(Poller *p);
 
-/* Watches events on item->fd: adds, changes, or with 0 removes it from the set. */
+/* Watches events on item->fd: adds, changes, or with 0 removes it from the set. Dropping EPOLLIN or
+ * EPOLLRDHUP (a connection that stops reading while its request is handled, and reads again after the
+ * answer) is lazy: the set changes only if such an event comes while unwanted, which it rarely does,
+ * and the owner never sees it. Everything else, EPOLLOUT included (nearly always ready), is at once. */
 int poller_set_events(Poller *p, PollItem *item, uint32_t events);
 /* The owner closed item->fd (which took it out of the set): forget what was watched. */
 void poller_forget(PollItem *item);

@@ -459,12 +459,19 @@ static int transfer_on_timer(sd_event_source *s, uint64_t usec, void *userdata) 
         return 0;
 }
 
+static int transfer_send(H1Transfer *t);
+
 static int transfer_bind(H1Transfer *t, H1Conn *k) {
         t->conn = k;
         k->transfer = t;
         t->got_bytes = t->eof = false;
         t->rs = RS_STATUS;
         t->head_bytes = 0;
+        /* A pooled connection is connected and nearly always writable: the request goes out at once, and
+         * the socket stays watched as it was while idle (no epoll_ctl per request). What does not fit, or
+         * a failure, is left to the writable event, which handles it as it always did. */
+        if (!k->connecting && transfer_send(t) == 0)
+                return conn_set_events(k, EPOLLIN | EPOLLRDHUP);
         /* Writable first (connect, then the request), readable throughout (an early answer). */
         return conn_set_events(k, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
 }
