@@ -88,6 +88,17 @@ check_activation() {
         [[ $st == *Serving* ]] || { echo "StatusText lacks 'Serving'"; return 1; }
 }
 
+check_writer_priority() { # the usage writer yields to the event loop, under the unit's seccomp filter too
+        local pid t got=""
+        pid=$(IN systemctl show -p MainPID --value gate.service)
+        for t in $(IN ls /proc/"$pid"/task); do
+                [ "$(IN cat /proc/"$pid"/task/"$t"/comm)" = gate-usage ] &&
+                        got=$(IN awk '{print "nice " $19 ", policy " $41}' /proc/"$pid"/task/"$t"/stat)
+        done
+        echo "gate-usage thread: $got"
+        [ "$got" = "nice 10, policy 3" ] || { echo "expected nice 10, policy 3 (SCHED_BATCH)"; return 1; }
+}
+
 check_reload_dbus() {
         local g0 g1
         g0=$(prop Generation) || return 1
@@ -268,6 +279,7 @@ check_cli_status() {
 
 check 01-socket-listening check_socket
 check 02-socket-activation check_activation
+check 02-usage-writer-priority check_writer_priority
 check 03-reload-dbus check_reload_dbus
 check 03-reload-systemctl check_reload_systemctl
 check 04-reload-bad-config check_bad_config
