@@ -1,4 +1,5 @@
 /* Usage: one row per request, queued in bounded memory and written by a thread of its own in batches. */
+#include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
@@ -66,7 +67,8 @@ struct UsageQueue {
         /* The writer's side: one flush at a time, guarded by flush_lock. */
         pthread_mutex_t flush_lock;
         Store *store;
-        sqlite3_stmt *insert;
+        sqlite3_stmt *insert;           /* one row */
+        sqlite3_stmt *insert_many;      /* USAGE_INSERT_ROWS rows */
         sqlite3_stmt *prune;
         uint64_t pruned;                /* rows deleted by retention, guarded by lock */
         UsageRecord *batch;
@@ -76,11 +78,27 @@ struct UsageQueue {
         bool thread_started;
 };
 
+/* Rows go in USAGE_INSERT_ROWS per statement while a batch has that many: a statement's own cost
+ * (step, halt, reset) was a sixth of a row's. */
+#define USAGE_INSERT_ROWS 16
+#define USAGE_COLUMNS 22
 static const char insert_sql[] =
         "INSERT INTO usage (time, key_id, client, route, dialect_in, dialect_out, provider, model_requested, "
         "model_served, status, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
-        "cost_nanousd, priced, ttfb_us, total_us, overhead_us, stream, bytes_in, bytes_out) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        "cost_nanousd, priced, ttfb_us, total_us, overhead_us, stream, bytes_in, bytes_out) VALUES ";
+static const char insert_values_sql[] = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+static int prepare_insert(sqlite3 *db, size_t rows, sqlite3_stmt **ret) {
+        char sql[sizeof insert_sql + USAGE_INSERT_ROWS * sizeof insert_values_sql];
+        char *p = stpcpy(sql, insert_sql);
+        int k;
+
+        assert(rows >= 1 && rows <= USAGE_INSERT_ROWS);
+        for (size_t i = 0; i < rows; i++)
+                p = stpcpy(stpcpy(p, i > 0 ? "," : ""), insert_values_sql);
+        k = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, ret, NULL);
+        return k == SQLITE_OK ? 0 : errno_from_sqlite(k);
+}
 
 /* The oldest rows first, through the time index; one statement is one batch and one transaction. */
 static const char prune_sql[] =
@@ -137,9 +155,12 @@ int usage_queue_new(const char *path, uint32_t max, UsageQueue **ret) {
         r = usage_open(path, &q->store);
         if (r < 0)
                 return r;
-        k = sqlite3_prepare_v3(q->store->db, insert_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->insert, NULL);
-        if (k != SQLITE_OK)
-                return errno_from_sqlite(k);
+        r = prepare_insert(q->store->db, 1, &q->insert);
+        if (r < 0)
+                return r;
+        r = prepare_insert(q->store->db, USAGE_INSERT_ROWS, &q->insert_many);
+        if (r < 0)
+                return r;
         k = sqlite3_prepare_v3(q->store->db, prune_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->prune, NULL);
         if (k != SQLITE_OK)
                 return errno_from_sqlite(k);
@@ -162,6 +183,8 @@ UsageQueue *usage_queue_free(UsageQueue *q) {
                 (void) usage_queue_flush(q);
         if (q->insert)
                 sqlite3_finalize(q->insert);
+        if (q->insert_many)
+                sqlite3_finalize(q->insert_many);
         if (q->prune)
                 sqlite3_finalize(q->prune);
         store_close(q->store);
@@ -244,6 +267,13 @@ static void bind_u64(sqlite3_stmt *st, int i, uint64_t v) {
         sqlite3_bind_int64(st, i, (int64_t) MIN(v, (uint64_t) INT64_MAX));
 }
 
+static void bind_usec_or_null(sqlite3_stmt *st, int i, usec_t v) {
+        if (v == USEC_INFINITY)
+                sqlite3_bind_null(st, i);
+        else
+                bind_u64(st, i, v);
+}
+
 void usage_set_client(UsageRecord *r, const struct sockaddr *sa) {
         if (!sa)
                 r->client.sa.sa_family = AF_UNSPEC;
@@ -255,43 +285,50 @@ void usage_set_client(UsageRecord *r, const struct sockaddr *sa) {
                 r->client.sa.sa_family = sa->sa_family;
 }
 
-static int usage_insert(UsageQueue *q, const UsageRecord *u) {
-        sqlite3_stmt *st = q->insert;
-        char client[64] = "";
-        int k;
-
+/* Binds a row to parameters base+1 .. base+USAGE_COLUMNS; client is the caller's room for its address,
+ * which must live until the statement has run. */
+static void usage_bind(sqlite3_stmt *st, int base, const UsageRecord *u, char client[static 64]) {
+        client[0] = 0;
         /* Formatted here, on the writer thread: inet_ntop and a printf are not worth a request's time. */
         if (u->client.sa.sa_family != AF_UNSPEC)
-                (void) format_socket_address(&u->client.sa, sizeof u->client, client, sizeof client);
+                (void) format_socket_address(&u->client.sa, sizeof u->client, client, 64);
 
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-        bind_u64(st, 1, u->time);
+        bind_u64(st, base + 1, u->time);
         if (u->key_id > 0)
-                bind_u64(st, 2, u->key_id);
-        bind_text_or_null(st, 3, client);
-        bind_text_or_null(st, 4, u->route);
-        bind_text_or_null(st, 5, u->dialect_in);
-        bind_text_or_null(st, 6, u->dialect_out);
-        bind_text_or_null(st, 7, u->provider);
-        bind_text_or_null(st, 8, u->model_requested);
-        bind_text_or_null(st, 9, u->model_served);
-        sqlite3_bind_int(st, 10, (int) MIN(u->status, 999U));
-        bind_u64(st, 11, u->input_tokens);
-        bind_u64(st, 12, u->output_tokens);
-        bind_u64(st, 13, u->cache_read_tokens);
-        bind_u64(st, 14, u->cache_write_tokens);
-        bind_u64(st, 15, u->cost);
-        sqlite3_bind_int(st, 16, u->priced);
-        if (u->ttfb != USEC_INFINITY)
-                bind_u64(st, 17, u->ttfb);
-        if (u->duration != USEC_INFINITY)
-                bind_u64(st, 18, u->duration);
-        if (u->overhead != USEC_INFINITY)
-                bind_u64(st, 19, u->overhead);
-        sqlite3_bind_int(st, 20, u->stream);
-        bind_u64(st, 21, u->bytes_in);
-        bind_u64(st, 22, u->bytes_out);
+                bind_u64(st, base + 2, u->key_id);
+        else
+                sqlite3_bind_null(st, base + 2);
+        bind_text_or_null(st, base + 3, client);
+        bind_text_or_null(st, base + 4, u->route);
+        bind_text_or_null(st, base + 5, u->dialect_in);
+        bind_text_or_null(st, base + 6, u->dialect_out);
+        bind_text_or_null(st, base + 7, u->provider);
+        bind_text_or_null(st, base + 8, u->model_requested);
+        bind_text_or_null(st, base + 9, u->model_served);
+        sqlite3_bind_int(st, base + 10, (int) MIN(u->status, 999U));
+        bind_u64(st, base + 11, u->input_tokens);
+        bind_u64(st, base + 12, u->output_tokens);
+        bind_u64(st, base + 13, u->cache_read_tokens);
+        bind_u64(st, base + 14, u->cache_write_tokens);
+        bind_u64(st, base + 15, u->cost);
+        sqlite3_bind_int(st, base + 16, u->priced);
+        bind_usec_or_null(st, base + 17, u->ttfb);
+        bind_usec_or_null(st, base + 18, u->duration);
+        bind_usec_or_null(st, base + 19, u->overhead);
+        sqlite3_bind_int(st, base + 20, u->stream);
+        bind_u64(st, base + 21, u->bytes_in);
+        bind_u64(st, base + 22, u->bytes_out);
+}
+
+/* n rows (1 or USAGE_INSERT_ROWS) in one statement. */
+static int usage_insert(UsageQueue *q, const UsageRecord *rows, size_t n) {
+        sqlite3_stmt *st = n == 1 ? q->insert : q->insert_many;
+        char clients[USAGE_INSERT_ROWS][64];
+        int k;
+
+        assert(n == 1 || n == USAGE_INSERT_ROWS);
+        for (size_t i = 0; i < n; i++)
+                usage_bind(st, (int) i * USAGE_COLUMNS, rows + i, clients[i]);
         k = sqlite3_step(st);
         sqlite3_reset(st);
         return k == SQLITE_DONE ? 0 : errno_from_sqlite(k);
@@ -308,10 +345,13 @@ static int usage_write_batch(UsageQueue *q, const UsageRecord *rows, size_t n) {
         r = usage_exec(q, "BEGIN IMMEDIATE");
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < n; i++) {
-                r = usage_insert(q, rows + i);
+        for (size_t i = 0; i < n;) {
+                size_t m = n - i >= USAGE_INSERT_ROWS ? USAGE_INSERT_ROWS : 1;
+
+                r = usage_insert(q, rows + i, m);
                 if (r < 0)
                         goto rollback;
+                i += m;
         }
         r = usage_exec(q, "COMMIT");
         if (r < 0)

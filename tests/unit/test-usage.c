@@ -165,6 +165,55 @@ TEST(rows_are_written_whole) {
         fixture_done(&f);
 }
 
+/* Rows go in 16 per statement while there are that many, then one by one: every row lands whole,
+ * in order, with its own values (37 = 16 + 16 + 5). */
+TEST(rows_in_multi_row_statements) {
+        Fixture f;
+        _cleanup_(usage_queue_freep) UsageQueue *q = NULL;
+        sqlite3_stmt *st = NULL;
+        uint64_t n = 0;
+
+        ASSERT_OK(fixture_init(&f));
+        ASSERT_OK(usage_queue_new(f.path, 100, &q));
+        for (uint64_t i = 0; i < 37; i++) {
+                UsageRecord u = record(i);
+                u.key_id = i % 3 == 0 ? 0 : i;
+                u.ttfb = i % 2 ? USEC_INFINITY : i;
+                usage_set_client(&u, i % 5 == 0 ? NULL : (const struct sockaddr *) &(struct sockaddr_in) {
+                        .sin_family = AF_INET, .sin_port = htobe16((uint16_t) (1000 + i)),
+                        .sin_addr.s_addr = htobe32(0x7f000001) });
+                ASSERT_EQ(usage_queue_push(q, &u), 0);
+        }
+        ASSERT_EQ(usage_queue_flush(q), 37);
+        ASSERT_EQ(sqlite3_prepare_v2(f.store->db, "SELECT time, key_id, client, input_tokens, ttfb_us, cost_nanousd "
+                                     "FROM usage ORDER BY id", -1, &st, NULL), SQLITE_OK);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+                char client[32];
+
+                ASSERT_EQ(sqlite3_column_int64(st, 0), 1700000000 * USEC_PER_SEC + n);
+                if (n % 3 == 0)
+                        ASSERT_EQ(sqlite3_column_type(st, 1), SQLITE_NULL);
+                else
+                        ASSERT_EQ(sqlite3_column_int64(st, 1), (int64_t) n);
+                if (n % 5 == 0)
+                        ASSERT_EQ(sqlite3_column_type(st, 2), SQLITE_NULL);
+                else {
+                        snprintf(client, sizeof client, "127.0.0.1:%u", (unsigned) (1000 + n));
+                        ASSERT_STREQ((const char *) sqlite3_column_text(st, 2), client);
+                }
+                ASSERT_EQ(sqlite3_column_int64(st, 3), (int64_t) n);
+                if (n % 2)
+                        ASSERT_EQ(sqlite3_column_type(st, 4), SQLITE_NULL);
+                else
+                        ASSERT_EQ(sqlite3_column_int64(st, 4), (int64_t) n);
+                ASSERT_EQ(sqlite3_column_int64(st, 5), (int64_t) (1000 * n));
+                n++;
+        }
+        ASSERT_EQ(n, 37U);
+        sqlite3_finalize(st);
+        fixture_done(&f);
+}
+
 TEST(locked_database_drops_oldest_and_stays_flat) {
         Fixture f;
         _cleanup_(usage_queue_freep) UsageQueue *q = NULL;
