@@ -19,6 +19,8 @@
 #define HOLD_MAX (256U << 10)
 /* Waiting for an upstream's retry-after longer than this is not worth it: hand its answer over. */
 #define RETRY_AFTER_MAX_USEC (5 * USEC_PER_SEC)
+/* An upstream answer's headers beyond this many are not relayed. */
+#define UPSTREAM_HEADERS_MAX 128
 /* A non-streaming answer to translate is collected whole, up to this size. */
 #define TRANSLATE_BODY_MAX (32U << 20)
 
@@ -62,6 +64,7 @@ typedef struct ProxyCall {
         /* The upstream's answer. */
         long status;
         HttpHeader *headers;            /* in head_arena */
+        uint8_t header_kinds[UPSTREAM_HEADERS_MAX]; /* HeaderKind of each */
         size_t n_headers, headers_alloc;
         Arena head_arena;               /* the answer's header strings: made again after a 1xx or a retry */
         int64_t content_length;
@@ -254,20 +257,64 @@ static void call_free(ProxyCall *c) {
         free(c);
 }
 
-/* Hop-by-hop and framing headers belong to each connection, never to the message. */
-static bool header_is_hop(const char *name) {
-        static const char *const hop[] = { "connection", "keep-alive", "transfer-encoding", "te", "trailer",
-                                           "upgrade", "proxy-connection", "proxy-authenticate",
-                                           "proxy-authorization", "content-length", "date", "server",
-                                           "alt-svc" };
-        /* Most names upstreams send (openai-*, x-ratelimit-*, anthropic-*, request-id ...) are ruled out by
-         * their first letter; this runs for every header of every answer. */
-        if (!strchr("acdkpstu", name[0]) || !name[0])
-                return false;
-        for (size_t i = 0; i < ELEMENTSOF(hop); i++)
-                if (streq(name, hop[i]))
-                        return true;
-        return false;
+/* What an upstream answer's header is to us, found once per header (names are lowercase). */
+typedef enum HeaderKind {
+        HEADER_RELAYED,                 /* passed on to the client */
+        HEADER_HOP,                     /* hop-by-hop or framing: belongs to each connection, not the message */
+        HEADER_OWN,                     /* one gate sets itself (x-request-id, x-gate-overhead-us) */
+        HEADER_CONTENT_TYPE,            /* relayed, and read */
+        HEADER_CONTENT_LENGTH,          /* framing, read */
+        HEADER_TRANSFER_ENCODING,       /* framing, read */
+        HEADER_RETRY_AFTER,             /* relayed, and read */
+        HEADER_RETRY_AFTER_MS,          /* relayed, and read */
+} HeaderKind;
+
+static HeaderKind header_kind(const char *name, size_t len) {
+#define NAMED(s) (len == sizeof(s) - 1 && memcmp(name, s, sizeof(s) - 1) == 0)
+        /* The first letter rules out most names upstreams send (openai-*, x-ratelimit-*, anthropic-*,
+         * request-id ...) before any comparison: this runs for every header of every answer. */
+        switch (name[0]) {
+        case 'a':
+                return NAMED("alt-svc") ? HEADER_HOP : HEADER_RELAYED;
+        case 'c':
+                return NAMED("content-type") ? HEADER_CONTENT_TYPE :
+                       NAMED("content-length") ? HEADER_CONTENT_LENGTH :
+                       NAMED("connection") ? HEADER_HOP : HEADER_RELAYED;
+        case 'd':
+                return NAMED("date") ? HEADER_HOP : HEADER_RELAYED;
+        case 'k':
+                return NAMED("keep-alive") ? HEADER_HOP : HEADER_RELAYED;
+        case 'p':
+                return NAMED("proxy-connection") || NAMED("proxy-authenticate") || NAMED("proxy-authorization") ?
+                       HEADER_HOP : HEADER_RELAYED;
+        case 'r':
+                return NAMED("retry-after") ? HEADER_RETRY_AFTER :
+                       NAMED("retry-after-ms") ? HEADER_RETRY_AFTER_MS : HEADER_RELAYED;
+        case 's':
+                return NAMED("server") ? HEADER_HOP : HEADER_RELAYED;
+        case 't':
+                return NAMED("transfer-encoding") ? HEADER_TRANSFER_ENCODING :
+                       NAMED("te") || NAMED("trailer") ? HEADER_HOP : HEADER_RELAYED;
+        case 'u':
+                return NAMED("upgrade") ? HEADER_HOP : HEADER_RELAYED;
+        case 'x':
+                return NAMED("x-request-id") || NAMED("x-gate-overhead-us") ? HEADER_OWN : HEADER_RELAYED;
+        default:
+                return HEADER_RELAYED;
+        }
+#undef NAMED
+}
+
+static bool header_kind_relayed(HeaderKind k) {
+        return k == HEADER_RELAYED || k == HEADER_CONTENT_TYPE || k == HEADER_RETRY_AFTER || k == HEADER_RETRY_AFTER_MS;
+}
+
+/* The value of the first upstream header of that kind, or NULL. */
+static const char *call_header(const ProxyCall *c, HeaderKind k) {
+        for (size_t i = 0; i < c->n_headers; i++)
+                if (c->header_kinds[i] == k)
+                        return c->headers[i].value;
+        return NULL;
 }
 
 static int call_start_response(ProxyCall *c, bool with_length) {
@@ -278,9 +325,7 @@ static int call_start_response(ProxyCall *c, bool with_length) {
         /* x-request-id and x-gate-overhead-us (gate's own share: all the time so far that was not spent
          * waiting on upstreams) are added by the request layer. */
         for (size_t i = 0; i < c->n_headers; i++)
-                if (!header_is_hop(c->headers[i].name) &&
-                    !(c->headers[i].name[0] == 'x' && (streq(c->headers[i].name, "x-request-id") ||
-                                                       streq(c->headers[i].name, "x-gate-overhead-us"))))
+                if (header_kind_relayed(c->header_kinds[i]))
                         h[n++] = c->headers[i];
         c->request->upstream_wait = c->upstream_wait;
         h[n++] = (HttpHeader){ "x-gate-provider", c->cands[c->idx].provider->name };
@@ -312,11 +357,8 @@ static bool call_can_retry(ProxyCall *c) {
 /* The headers of a translated answer: the upstream's own describe another dialect's body. */
 static size_t translated_headers(ProxyCall *c, HttpHeader h[static 4]) {
         size_t n = 0;
-        const char *ra = NULL;
+        const char *ra = call_header(c, HEADER_RETRY_AFTER);
 
-        for (size_t i = 0; i < c->n_headers; i++)
-                if (streq(c->headers[i].name, "retry-after"))
-                        ra = c->headers[i].value;
         h[n++] = (HttpHeader){ "x-gate-provider", c->cands[c->idx].provider->name };
         if (c->treq.dropped)
                 h[n++] = (HttpHeader){ "x-gate-translation-dropped", c->treq.dropped };
@@ -379,10 +421,7 @@ static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata
                 c->status = s;
                 c->head_done = true;
                 /* Usage comes from the upstream's own bytes, in its own dialect. */
-                const char *ct = NULL;
-                for (size_t i = 0; i < c->n_headers; i++)
-                        if (streq(c->headers[i].name, "content-type"))
-                                ct = c->headers[i].value;
+                const char *ct = call_header(c, HEADER_CONTENT_TYPE);
                 usage_scanner_init(&c->scan, provider_dialect(c->cands[c->idx].provider->type),
                                    ct && startswith(ct, "text/event-stream"));
                 c->scanning = s >= 200 && s < 300;
@@ -420,7 +459,7 @@ static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata
         while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t'))
                 e--;
 
-        if (c->n_headers >= 128)
+        if (c->n_headers >= UPSTREAM_HEADERS_MAX)
                 return len; /* an upstream that sends more is not worth relaying in full */
         if (c->n_headers >= c->headers_alloc) {
                 /* Doubling in the arena: the old arrays stay there (16+32+64 entries at most). */
@@ -444,24 +483,23 @@ static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata
         char *value = name + nl + 1;
         memcpy(value, v, vl);
         value[vl] = 0;
+        HeaderKind kind = header_kind(name, nl);
+        c->header_kinds[c->n_headers] = (uint8_t) kind;
         c->headers[c->n_headers++] = (HttpHeader){ name, value };
 
-        if (streq(name, "content-length")) {
+        if (kind == HEADER_CONTENT_LENGTH) {
                 uint64_t l;
-                bool coded = false;
                 /* With a transfer coding the body is framed by it, not by this (RFC 9112 6.3): the
                  * client gets the decoded body, whose length is unknown. */
-                for (size_t i = 0; i + 1 < c->n_headers; i++)
-                        coded = coded || streq(c->headers[i].name, "transfer-encoding");
-                if (!coded && parse_uint64(value, &l) >= 0 && l <= INT64_MAX)
+                if (!call_header(c, HEADER_TRANSFER_ENCODING) && parse_uint64(value, &l) >= 0 && l <= INT64_MAX)
                         c->content_length = (int64_t) l;
-        } else if (streq(name, "transfer-encoding")) {
+        } else if (kind == HEADER_TRANSFER_ENCODING) {
                 c->content_length = -1;
-        } else if (streq(name, "retry-after")) {
+        } else if (kind == HEADER_RETRY_AFTER) {
                 uint64_t secs;
                 if (parse_uint64(value, &secs) >= 0)
                         c->retry_after = MAX(secs * USEC_PER_SEC, (usec_t) 1);
-        } else if (streq(name, "retry-after-ms")) {
+        } else if (kind == HEADER_RETRY_AFTER_MS) {
                 uint64_t ms;
                 if (parse_uint64(value, &ms) >= 0)
                         c->retry_after = MAX(ms * USEC_PER_MSEC, (usec_t) 1);
@@ -806,9 +844,14 @@ static int add_raw_header(HeaderList *l, const char *line) {
 }
 
 static int build_upstream_headers(ProxyCall *c, const Provider *p, const char *key, struct curl_slist **ret) {
-        static const char *const forward[] = { "content-type", "accept", "anthropic-beta", "openai-organization",
-                                               "openai-project", "openai-beta", "idempotency-key", "traceparent",
-                                               "tracestate", "user-agent" };
+#define NAME(s) { s, sizeof(s) - 1 }
+        static const struct {
+                const char *name;
+                size_t len;
+        } forward[] = { NAME("content-type"), NAME("accept"), NAME("anthropic-beta"), NAME("openai-organization"),
+                        NAME("openai-project"), NAME("openai-beta"), NAME("idempotency-key"), NAME("traceparent"),
+                        NAME("tracestate"), NAME("user-agent") };
+#undef NAME
         const char *anthropic_version = NULL;
         unsigned seen = 0;              /* bit j: forward[j] was added */
         HeaderList list = { .arena = &c->attempt_arena, .head = NULL, .tail = &list.head }, *l = &list;
@@ -819,15 +862,19 @@ static int build_upstream_headers(ProxyCall *c, const Provider *p, const char *k
          * rules out most of them before any comparison. */
         for (size_t i = 0; i < r->n_headers && k >= 0; i++) {
                 const char *name = r->headers[i].name;
+                size_t len;
 
                 if (!strchr("acoitu", name[0]) || !name[0])
                         continue;
-                if (streq(name, "anthropic-version")) {
+                len = strlen(name);
+                if (len == STRLEN("anthropic-version") && memcmp(name, "anthropic-version", len) == 0) {
                         anthropic_version = anthropic_version ?: r->headers[i].value;
                         continue;
                 }
+                /* The length and the first letter rule out nearly all before a compare. */
                 for (size_t j = 0; j < ELEMENTSOF(forward); j++)
-                        if (streq(name, forward[j])) {
+                        if (forward[j].len == len && forward[j].name[0] == name[0] &&
+                            memcmp(name, forward[j].name, len) == 0) {
                                 /* The first of a repeated header only, as before. */
                                 if (!(seen & (1U << j)))
                                         k = add_header(l, name, r->headers[i].value);
