@@ -1,5 +1,4 @@
 /* The command line: parses argv and runs one command; returns the process exit code. */
-#include <curl/curl.h>
 #include <getopt.h>
 #include <langinfo.h>
 #include <locale.h>
@@ -71,11 +70,6 @@ static int cmd_serve(int argc, char *argv[]) {
         /* The daemon speaks English in its logs (%m included), whatever the environment says. */
         (void) setlocale(LC_ALL, "C");
 
-        /* Before anything else runs: libcurl's global state (TLS backend) is not thread-safe to set up late. */
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-                log_error("Failed to initialize libcurl.");
-                return EXIT_FAILURE;
-        }
         r = manager_new(&m);
         if (r < 0) {
                 log_error_errno(r, "Failed to set up: %m");

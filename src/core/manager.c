@@ -11,6 +11,7 @@
 #include "core/notify.h"
 #include "gate-build.h"
 #include "net/conn.h"
+#include "shared/gnutls-dl.h"
 #include "shared/log.h"
 #include "shared/util.h"
 
@@ -321,6 +322,13 @@ static int manager_load_tls(Manager *m, char **ret_error) {
         TlsCredentials *creds = NULL;
         int r;
 
+        /* Loaded on the first need: a gate without a TLS listener never maps GnuTLS. */
+        r = dlopen_gnutls();
+        if (r < 0) {
+                if (ret_error)
+                        *ret_error = strdup_or_null(gnutls_dl_failure());
+                return r;
+        }
         r = tls_credentials_load_dir(m->config->tls_cert_dir, m->config->tls_default_name, m->tls, &creds, &report);
         if (report.errors)
                 log_warning("Problems in certificate directory %s:\n%s", m->config->tls_cert_dir, report.errors);
@@ -681,6 +689,11 @@ int manager_start(Manager *m) {
         if (manager_has_listener(m, LISTENER_HTTPS)) {
                 _cleanup_free_ char *tls_error = NULL;
                 r = manager_load_tls(m, &tls_error);
+                /* Unlike missing certificates, a missing library is not fixed by installing files and
+                 * reloading: a TLS listener that cannot work is a start-up error. */
+                if (r == -ELIBACC || r == -ELIBBAD)
+                        return log_error_errno(r, "Refusing to start with a TLS listener: %s",
+                                               tls_error ?: gnutls_dl_failure() ?: strerror(-r));
                 if (r < 0)
                         log_error("HTTPS stays off until certificates are installed and gate is reloaded: %s",
                                   tls_error ? tls_error : strerror(-r));

@@ -1,15 +1,13 @@
 /* TLS: GnuTLS server sessions over a Stream, and refcounted credentials loaded from the cert directory. */
 #include <ctype.h>
 #include <dirent.h>
-#include <gnutls/abstract.h>
-#include <gnutls/gnutls.h>
-#include <gnutls/x509.h>
 #include <stdio.h>
 #include <time.h>
 
 #include "net/tls.h"
 #include "shared/buf.h"
 #include "shared/errors.h"
+#include "shared/gnutls-dl.h"
 #include "shared/log.h"
 #include "shared/util.h"
 
@@ -392,6 +390,11 @@ int tls_credentials_load_dir(const char *dir, const char *default_name, TlsCrede
 
         if (report)
                 *report = (TlsLoadReport) {};
+
+        /* The first TLS work of the process: GnuTLS is loaded here, not when gate starts. */
+        r = dlopen_gnutls();
+        if (r < 0)
+                return r;
 
         r = list_dir(dir, &names);
         if (r < 0)

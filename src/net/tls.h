@@ -29,7 +29,7 @@ void tls_load_report_done(TlsLoadReport *r);
  * is refused (reported) and, if previous has a pair of that name, the previous one is kept.
  * default_name (may be NULL) picks the pair for clients that send no SNI; without it, the only pair,
  * else the first in lexical order. Returns -ENOKEY (and still fills report) when no usable pair remains,
- * -ENOENT when dir does not exist. */
+ * -ENOENT when dir does not exist, -ELIBACC or -ELIBBAD when GnuTLS cannot be loaded (dlopen_gnutls()). */
 int tls_credentials_load_dir(const char *dir, const char *default_name, TlsCredentials *previous,
                              TlsCredentials **ret, TlsLoadReport *report);
 

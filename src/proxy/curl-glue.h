@@ -1,8 +1,9 @@
 /* CurlGlue: libcurl's multi interface driven by sd-event (socket and timer callbacks). */
 #pragma once
 
-#include <curl/curl.h>
 #include <systemd/sd-event.h>
+
+#include "shared/curl-dl.h"
 
 typedef struct CurlGlue CurlGlue;
 

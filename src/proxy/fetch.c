@@ -93,6 +93,9 @@ int proxy_fetch(Proxy *p, const Provider *provider, const char *path, FetchCallb
         if (k < 0)
                 goto fail;
 
+        k = proxy_curl_open(p);
+        if (k < 0)
+                goto fail;
         f->easy = curl_easy_init();
         if (!f->easy) {
                 k = -ENOMEM;

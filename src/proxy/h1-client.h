@@ -1,9 +1,9 @@
 /* H1Client: gate's own HTTP/1.1 client for plain-HTTP upstreams on IP literals (local inference servers). */
 #pragma once
 
-#include <curl/curl.h>
 #include <systemd/sd-event.h>
 
+#include "shared/curl-dl.h"
 #include "shared/macro.h"
 
 /* libcurl costs about 100k instructions per proxied request; this client does the same job for the

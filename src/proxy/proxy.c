@@ -60,6 +60,7 @@ typedef struct ProxyCall {
         struct curl_slist *upstream_headers; /* in attempt_arena, not curl's own list */
         char *url;                      /* in attempt_arena */
         Arena attempt_arena;            /* what one attempt sends: freed when the transfer stops */
+        const char *failure;            /* why the last attempt could not start (static), for the client */
 
         /* The upstream's answer. */
         long status;
@@ -578,7 +579,10 @@ static void call_fail(ProxyCall *c, unsigned status, const char *code, const cha
         if (c->started) {
                 /* Bytes went out already: the client must see a broken response, not a short one. */
                 request_reset(c->request);
-        } else if (!c->client_gone)
+        } else if (!c->client_gone && c->failure)
+                (void) api_reply_error(c->request, c->dialect, status, code, NULL, 0,
+                                       "Upstream provider %s cannot be reached: %s.", provider, c->failure);
+        else if (!c->client_gone)
                 (void) api_reply_error(c->request, c->dialect, status, code, NULL, 0,
                                        "Upstream provider %s did not answer properly%s.", provider,
                                        status == 504 ? " in time" : "");
@@ -626,7 +630,7 @@ static void on_done(ProxyCall *c, CURLcode result) {
                 if (!c->head_done)
                         c->upstream_wait += now_mono() - c->t_attempt;
                 log_debug("Upstream %s failed for request %s: %s", p->name, request_id(c->request),
-                          curl_easy_strerror(result));
+                          curl_error_string(result));
                 if (c->proxy->metrics)
                         gate_metrics_upstream_error(c->proxy->metrics, p->name,
                                                     e == -ETIMEDOUT ? "timeout" :
@@ -976,6 +980,7 @@ static void call_try_next(ProxyCall *c) {
         int k;
 
         call_stop_transfer(c);
+        c->failure = NULL;
         if (c->head_done && c->holding) {
                 /* The previous answer was a retryable error: move on, or wait for the same one. */
                 if (c->idx + 1 < c->n_cands) {
@@ -1094,6 +1099,13 @@ static void call_try_next(ProxyCall *c) {
                 goto started;
         }
 
+        k = proxy_curl_open(c->proxy);
+        if (k < 0) {
+                /* As an unreachable upstream: the next candidate is tried, else the client learns why. */
+                c->failure = curl_dl_failure();
+                on_done(c, CURLE_FAILED_INIT);
+                return;
+        }
         c->easy = proxy_easy_get(c->proxy);
         if (!c->easy) {
                 k = -ENOMEM;
@@ -1300,14 +1312,22 @@ int proxy_forward(Proxy *proxy, Providers *providers, Request *r, Dialect d, Key
 
 int proxy_init(Proxy *p, sd_event *event) {
         *p = (Proxy){ .event = event, .policy = { .passthrough = PASSTHROUGH_LOOPBACK, .max_pending = 4096 } };
-        int r;
 
         if (getentropy(&p->seed, sizeof p->seed) < 0)
                 p->seed = (uint32_t) now_mono(); /* only the weighted order depends on it */
-        r = h1_client_new(event, &p->h1);
+        /* libcurl and its multi handle come with the first transfer that needs them: proxy_curl_open(). */
+        return h1_client_new(event, &p->h1);
+}
+
+int proxy_curl_open(Proxy *p) {
+        int r;
+
+        if (p->curl)
+                return 0;
+        r = dlopen_curl();
         if (r < 0)
                 return r;
-        return curl_glue_new(event, &p->curl);
+        return curl_glue_new(p->event, &p->curl);
 }
 
 CURL *proxy_easy_get(Proxy *p) {

@@ -18,7 +18,7 @@ typedef struct ProxyPolicy {
 } ProxyPolicy;
 
 typedef struct Proxy {
-        CurlGlue *curl;
+        CurlGlue *curl;                 /* NULL until the first transfer that needs libcurl */
         H1Client *h1;
         sd_event *event;
         ProxyPolicy policy;
@@ -37,6 +37,9 @@ typedef struct Proxy {
         sd_event_source *trim_timer;    /* gives the heap of a finished burst back to the kernel */
 } Proxy;
 
+/* Loads libcurl (dlopen_curl()) and sets up its multi handle on the loop, on the first call: before the
+ * first transfer that needs curl. Fails the same way again if libcurl cannot be loaded. */
+int proxy_curl_open(Proxy *p);
 /* An easy handle with default options: from the pool (reset) or new. NULL on OOM. */
 CURL *proxy_easy_get(Proxy *p);
 /* Gives a handle (off the multi handle) back to the pool, or frees it when the pool is full. */

@@ -1,11 +1,12 @@
 /* Foreign error codes converted to negative errno at the library boundary, one helper per library. */
-#include <curl/curl.h>
 #include <errno.h>
-#include <gnutls/gnutls.h>
 #include <nghttp2/nghttp2.h>
 #include <sqlite3.h>
+#include <string.h>
 
 #include "errors.h"
+#include "shared/curl-dl.h"
+#include "shared/gnutls-dl.h"
 
 int errno_from_gnutls(int e) {
         switch (e) {
@@ -130,7 +131,15 @@ int errno_from_curl(int e) {
 }
 
 const char *gnutls_error_string(int e) {
-        return gnutls_strerror(e);
+        /* GnuTLS codes exist only once it is loaded; this guards a misuse, it is no expected path. */
+        return gnutls_dl_loaded() ? gnutls_strerror(e) : "GnuTLS error (library not loaded)";
+}
+
+const char *curl_error_string(int e) {
+        /* gate's own HTTP/1.1 client reports in curl's codes too, with libcurl never loaded. */
+        if (curl_dl_loaded())
+                return curl_easy_strerror((CURLcode) e);
+        return e == CURLE_OK ? "No error" : strerror(-errno_from_curl(e));
 }
 
 const char *nghttp2_error_string(int e) {

@@ -9,3 +9,4 @@ int errno_from_curl(int curl_code);
 /* For log messages: the library's own text, kept out of business code. */
 const char *gnutls_error_string(int gnutls_error);
 const char *nghttp2_error_string(int nghttp2_error);
+const char *curl_error_string(int curl_code);
