@@ -1,4 +1,9 @@
 /* Usage scanning: the token counts and served model an upstream reports, from a JSON body or an SSE stream. */
+#include <endian.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #include "api/usage-scan.h"
 #include "shared/util.h"
 
@@ -51,28 +56,40 @@ enum {
         K_CACHE_WRITE,
 };
 
-/* Every key of every response is looked up here: the length rules out nearly all before a compare. */
-#define KEY(s, id) { s, sizeof(s) - 1, id }
-static const struct {
-        const char *name;
-        uint8_t len;
-        uint8_t id;
-} key_table[] = {
-        KEY("model", K_MODEL),
-        KEY("usage", K_USAGE),
-        KEY("message", K_MESSAGE),
-        KEY("response", K_RESPONSE),
-        KEY("prompt_tokens", K_PROMPT_TOKENS),
-        KEY("completion_tokens", K_COMPLETION_TOKENS),
-        KEY("input_tokens", K_INPUT_TOKENS),
-        KEY("output_tokens", K_OUTPUT_TOKENS),
-        KEY("prompt_tokens_details", K_PROMPT_DETAILS),
-        KEY("input_tokens_details", K_INPUT_DETAILS),
-        KEY("cached_tokens", K_CACHED_TOKENS),
-        KEY("cache_read_input_tokens", K_CACHE_READ),
-        KEY("cache_creation_input_tokens", K_CACHE_WRITE),
-};
-#undef KEY
+/* Every key at a depth where a path can match is looked up here: its length and first byte leave at
+ * most one name to compare. */
+static uint8_t key_lookup(const char *p, size_t n) {
+#define IS(name) (p[0] == (name)[0] && memcmp(p, name, STRLEN(name)) == 0)
+        switch (n) {
+        case 5:
+                return IS("model") ? K_MODEL : IS("usage") ? K_USAGE : K_OTHER;
+        case 7:
+                return IS("message") ? K_MESSAGE : K_OTHER;
+        case 8:
+                return IS("response") ? K_RESPONSE : K_OTHER;
+        case 12:
+                return IS("input_tokens") ? K_INPUT_TOKENS : K_OTHER;
+        case 13:
+                return IS("prompt_tokens") ? K_PROMPT_TOKENS : IS("output_tokens") ? K_OUTPUT_TOKENS :
+                       IS("cached_tokens") ? K_CACHED_TOKENS : K_OTHER;
+        case 17:
+                return IS("completion_tokens") ? K_COMPLETION_TOKENS : K_OTHER;
+        case 20:
+                return IS("input_tokens_details") ? K_INPUT_DETAILS : K_OTHER;
+        case 21:
+                return IS("prompt_tokens_details") ? K_PROMPT_DETAILS : K_OTHER;
+        case 23:
+                return IS("cache_read_input_tokens") ? K_CACHE_READ : K_OTHER;
+        case 27:
+                return IS("cache_creation_input_tokens") ? K_CACHE_WRITE : K_OTHER;
+        default:
+                return K_OTHER;
+        }
+#undef IS
+}
+
+/* The hot helpers of the fast path, inlined even where the compiler would not. */
+#define _always_inline_ inline __attribute__((always_inline))
 
 /* Counts beyond this are not believed (and could not be summed safely). */
 #define USAGE_VALUE_MAX (UINT64_C(1) << 50)
@@ -160,15 +177,15 @@ static bool at_model(const UsageScanner *s) {
         return s->depth == 2 && s->path[0] == outer && s->path[1] == K_MODEL;
 }
 
-static void number_done(UsageScanner *s) {
-        UsageField f = current_field(s);
+/* A number's text (the scanner takes any run of digits, signs, dots and exponents as one) at field f. */
+static void number_store(UsageScanner *s, UsageField f, const char *p, size_t n) {
         uint64_t v = 0;
 
-        if (f < 0 || s->num_len == 0 || s->num_len > sizeof s->num)
+        if (f < 0 || n == 0 || n > sizeof s->num)
                 return;
         /* Integers, and integral floats some servers send ("12.0"); a sign or an exponent is not a count. */
-        for (unsigned i = 0; i < s->num_len; i++) {
-                char c = s->num[i];
+        for (size_t i = 0; i < n; i++) {
+                char c = p[i];
                 if (c == '.')
                         break;
                 if (c < '0' || c > '9')
@@ -179,6 +196,11 @@ static void number_done(UsageScanner *s) {
         }
         s->values[f] = MAX(s->values[f], v);
         s->seen |= 1U << f;
+}
+
+static void number_done(UsageScanner *s) {
+        /* num_len counts one past the buffer for a number too long to be a count. */
+        number_store(s, current_field(s), s->num, s->num_len);
 }
 
 static void utf8_sanitize(char *p) {
@@ -204,15 +226,8 @@ static void string_done(UsageScanner *s) {
         if (s->string_kind == STRING_KEY) {
                 uint8_t id = K_OTHER;
 
-                if (!s->key_overflow) {
-                        s->key[s->key_len] = 0;
-                        for (size_t i = 0; i < ELEMENTSOF(key_table); i++)
-                                if (key_table[i].len == s->key_len &&
-                                    memcmp(s->key, key_table[i].name, s->key_len) == 0) {
-                                        id = key_table[i].id;
-                                        break;
-                                }
-                }
+                if (!s->key_overflow)
+                        id = key_lookup(s->key, s->key_len);
                 if (s->depth >= 1 && s->depth <= ELEMENTSOF(s->path))
                         s->path[s->depth - 1] = id;
                 s->state = JSON_COLON;
@@ -250,15 +265,18 @@ static void string_append(UsageScanner *s, const char *p, size_t n) {
                         s->key_len += (uint8_t) n;
                 }
                 break;
-        case STRING_CAPTURE:
-                for (size_t i = 0; i < n; i++) {
-                        if (s->capture_len + 1u >= sizeof s->capture) {
-                                s->model_overflow = true;
-                                break;
-                        }
-                        s->capture[s->capture_len++] = p[i];
+        case STRING_CAPTURE: {
+                /* Room for all but the terminating NUL; what does not fit marks the name as cut. */
+                size_t room = sizeof s->capture - 1 - s->capture_len;
+
+                if (n > room) {
+                        n = room;
+                        s->model_overflow = true;
                 }
+                memcpy(s->capture + s->capture_len, p, n);
+                s->capture_len += (uint16_t) n;
                 break;
+        }
         }
 }
 
@@ -505,32 +523,395 @@ static void json_byte(UsageScanner *s, char c) {
                 }
 }
 
-/* Inside a string, everything up to a quote, a backslash or a control character is plain content:
- * taken as a run instead of byte by byte (strings are most of a response's bytes). Returns the run's
- * length, 0 when the next byte needs the state machine. */
-static size_t string_run(UsageScanner *s, const char *p, size_t n) {
-        const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+/* Eight bytes at a time: loaded so that the first byte in memory is the least significant, which is where
+ * the lowest set bit of the masks below points. */
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+static inline uint64_t load64(const char *p) {
+        uint64_t w;
+
+        memcpy(&w, p, sizeof w);
+        return le64toh(w);
+}
+
+/* The high bit of each byte of w that is below b (b <= 0x80). A byte below b borrows from the next, which
+ * may then be marked too: only the lowest mark is exact, which is all that is asked of these masks. */
+static inline uint64_t bytes_below(uint64_t w, uint8_t b) {
+        return (w - ONES * b) & ~w & HIGHS;
+}
+
+static inline size_t first_marked(uint64_t m) {
+        return (size_t) __builtin_ctzll(m) / 8;
+}
+
+/* The length of plain string content at p: up to a quote, a backslash or a control character, or n.
+ * Sixteen bytes at a time where SSE2 is there (x86-64 always), else eight. x ^ 0x02 is below 0x21
+ * exactly when x is a control character or the quote. */
+_always_inline_ static size_t string_plain(const char *p, size_t n) {
         size_t k = 0;
 
-        /* Eight bytes at a time while none of them is special: (x - 1) & ~x has a byte's high bit set
-         * where that byte of x is 0 (for the quote and the backslash after an xor), and x - 0x20 where
-         * it is below 0x20. Exact as to whether any byte matched, which is all that is asked. */
-        while (n - k >= 8) {
-                uint64_t w, q, b;
+#ifdef __SSE2__
+        for (; n - k >= 16; k += 16) {
+                __m128i x = _mm_loadu_si128((const __m128i *) (p + k));
+                __m128i quote = _mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
+                        backslash = _mm_cmpeq_epi8(x, _mm_set1_epi8('\\')),
+                        control = _mm_cmpeq_epi8(_mm_max_epu8(x, _mm_set1_epi8(0x1f)), _mm_set1_epi8(0x1f));
+                __m128i m = _mm_or_si128(_mm_or_si128(quote, backslash), control);
+                unsigned bits = (unsigned) _mm_movemask_epi8(m);
 
-                memcpy(&w, p + k, 8);
-                q = w ^ (ones * '"');
-                b = w ^ (ones * '\\');
-                if ((((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w)) & highs)
-                        break;
-                k += 8;
+                if (bits)
+                        return k + (size_t) __builtin_ctz(bits);
         }
-        while (k < n) {
-                unsigned char c = (unsigned char) p[k];
+#endif
+        for (; n - k >= 8; k += 8) {
+                uint64_t w = load64(p + k);
+                uint64_t m = bytes_below(w ^ (ONES * 0x02), 0x21) | bytes_below(w ^ (ONES * '\\'), 1);
+                if (m)
+                        return k + first_marked(m);
+        }
+        for (; k < n; k++) {
+                unsigned char c = p[k];
                 if (c == '"' || c == '\\' || c < 0x20)
                         break;
-                k++;
         }
+        return k;
+}
+
+/* The length of the rest of an SSE line at p: up to CR, LF, or n. */
+static size_t line_rest(const char *p, size_t n) {
+        size_t k = 0;
+
+        for (; n - k >= 8; k += 8) {
+                uint64_t w = load64(p + k);
+                uint64_t m = bytes_below(w ^ (ONES * '\n'), 1) | bytes_below(w ^ (ONES * '\r'), 1);
+                if (m)
+                        return k + first_marked(m);
+        }
+        while (k < n && p[k] != '\n' && p[k] != '\r')
+                k++;
+        return k;
+}
+
+/* The length of the field name at the start of an SSE line at p, when its colon is in the buffer and
+ * at most 16 bytes on; else SIZE_MAX (a line end first, a cut name, a long one, which is not "data"
+ * anyway): then sse_byte() takes the line's start byte by byte. */
+static size_t sse_field(const char *p, size_t n) {
+        for (size_t k = 0; k < MIN(n, 16u); k++)
+                switch (p[k]) {
+                case ':':
+                        return k;
+                case '\n':
+                case '\r':
+                        return SIZE_MAX;
+                }
+        return SIZE_MAX;
+}
+
+/* Whitespace between tokens, as a run: pretty-printed bodies are largely indentation, taken eight spaces
+ * at a time. In an SSE data line CR and LF end the line, so they are left to the line handling. Every
+ * byte that is not whitespace is above ' ' or a control character (an error, for json_byte()). */
+static const char *ws_run(const char *c, const char *end, bool sse) {
+        while (c < end && (unsigned char) *c <= ' ') {
+                if (*c == ' ' && end - c >= 8) {
+                        /* y's bytes are zero where there is a space; mark the others, exactly. */
+                        uint64_t y = load64(c) ^ (ONES * ' ');
+
+                        y = (y | ((y & ~HIGHS) + ~HIGHS)) & HIGHS;
+                        c += y ? first_marked(y) : 8;
+                } else if (*c == ' ' || *c == '\t' || (!sse && (*c == '\n' || *c == '\r')))
+                        c++;
+                else
+                        break;
+        }
+        return c;
+}
+
+/* Between two tokens there is most often no whitespace at all (and never in compact JSON), else in a
+ * pretty-printed body one space or a line end and an indentation, which SSE2 takes in one step. */
+_always_inline_ static const char *ws_skip(const char *c, const char *end, bool sse) {
+        if (_likely_(c < end && (unsigned char) *c > ' '))
+                return c;
+#ifdef __SSE2__
+        if (!sse && end - c >= 16) {
+                __m128i x = _mm_loadu_si128((const __m128i *) c);
+                __m128i ws = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8(' ')),
+                                          _mm_cmpeq_epi8(x, _mm_set1_epi8('\n')));
+                unsigned other = ~(unsigned) _mm_movemask_epi8(ws) & 0xffff;
+
+                /* The first byte that is neither a space nor an LF ends the run, unless a tab or CR. */
+                if (!other)
+                        return ws_run(c + 16, end, sse);
+                c += __builtin_ctz(other);
+                if ((unsigned char) *c > ' ')
+                        return c;
+        }
+#endif
+        return ws_run(c, end, sse);
+}
+
+/* string_scan() from the first byte that is not plain content on: escapes are validated here, not
+ * decoded. Out of line, so that the common string without escapes costs no registers for this. */
+static __attribute__((noinline)) const char *string_scan_escapes(const char *c, const char *end,
+                                                                bool *ret_escaped) {
+        for (;;) {
+                if (c >= end)
+                        return NULL;
+                if (*c == '"') {
+                        *ret_escaped = true;
+                        return c;
+                }
+                if (*c != '\\' || end - c < 2)
+                        return NULL;
+                switch (c[1]) {
+                case '"':
+                case '\\':
+                case '/':
+                case 'b':
+                case 'f':
+                case 'n':
+                case 'r':
+                case 't':
+                        c += 2;
+                        break;
+                case 'u':
+                        if (end - c < 6)
+                                return NULL;
+                        for (unsigned i = 2; i < 6; i++)
+                                if (unhexchar(c[i]) < 0)
+                                        return NULL;
+                        c += 6;
+                        break;
+                default:
+                        return NULL;
+                }
+                c += string_plain(c, end - c);
+        }
+}
+
+/* From just after a string's opening quote: its closing quote, or NULL when the string does not end
+ * before end or holds something json_byte() must judge (a control character, a bad escape).
+ * *ret_escaped says whether there were escapes (which are only validated, not decoded). */
+_always_inline_ static const char *string_scan(const char *c, const char *end, bool *ret_escaped) {
+        c += string_plain(c, end - c);
+        if (_likely_(c < end && *c == '"')) {
+                *ret_escaped = false;
+                return c;
+        }
+        return string_scan_escapes(c, end, ret_escaped);
+}
+
+/* Bytes that may continue a number (its first is '-' or a digit). */
+static const bool number_bytes[256] = {
+        ['0' ... '9'] = true, ['.'] = true, ['e'] = true, ['E'] = true, ['+'] = true, ['-'] = true,
+};
+
+/* Whether the name of a key at the current depth can matter: any at depth 1, below that only within
+ * "usage" or the dialect's outer object, down to the depth the path reaches. */
+static inline bool key_matters(const UsageScanner *s) {
+        uint8_t outer = s->dialect == DIALECT_ANTHROPIC ? K_MESSAGE : K_RESPONSE;
+
+        return s->depth == 1 ||
+                (s->depth <= ELEMENTSOF(s->path) && (s->path[0] == K_USAGE || s->path[0] == outer));
+}
+
+/* The fast path, entered between tokens: tokens that lie whole within [p, p + n) are taken at once, and
+ * the strings and numbers that cannot matter are only skipped, not copied. Each label below is a state
+ * between tokens, so no state is stored per token. It stops at anything it does not take whole (a token
+ * cut by the end of the buffer, an escaped key or model name, any byte that is an error, an SSE line
+ * end) and returns how much it took, with s->state set to where it stopped: json_byte() takes the next
+ * byte from there, as it would have without the fast path. That slow path is also what makes a body
+ * split anywhere scan like a whole one. */
+static size_t json_fast(UsageScanner *s, const char *p, size_t n) {
+        const char *c = p, *end = p + n, *q;
+        uint8_t st = s->state;          /* the state to stop in, where labels share code */
+        bool escaped, array;
+
+#define STOP(where)                             \
+        do {                                    \
+                s->state = (where);             \
+                goto stop;                      \
+        } while (0)
+#define SKIP_WS(where)                          \
+        do {                                    \
+                c = ws_skip(c, end, s->sse);    \
+                if (c >= end)                   \
+                        STOP(where);            \
+        } while (0)
+
+        switch (st) {
+        case JSON_VALUE:
+                goto value;
+        case JSON_ARR_FIRST:
+                goto arr_first;
+        case JSON_OBJ_FIRST:
+                goto obj_first;
+        case JSON_OBJ_KEY:
+                goto obj_key;
+        case JSON_COLON:
+                goto colon;
+        case JSON_AFTER:
+                goto after;
+        case JSON_DONE:
+                goto done;
+        default:
+                return 0;
+        }
+
+arr_first:
+        SKIP_WS(JSON_ARR_FIRST);
+        st = JSON_ARR_FIRST;
+        if (*c == ']') {
+                array = true;
+                goto pop;
+        }
+        goto value_here;
+
+value:
+        SKIP_WS(JSON_VALUE);
+        st = JSON_VALUE;
+value_here:
+        /* Strings first: most values are. */
+        if (*c == '"') {
+                q = string_scan(c + 1, end, &escaped);
+                if (!q)
+                        STOP(st);
+                if (at_model(s)) {
+                        if (escaped)
+                                STOP(st);
+                        string_begin(s, STRING_CAPTURE);
+                        string_append(s, c + 1, q - (c + 1));
+                        string_done(s);
+                }
+                c = q + 1;
+                goto value_end;
+        }
+        switch (*c) {
+        case '{':
+        case '[':
+                if (s->depth >= USAGE_SCAN_MAX_DEPTH)
+                        STOP(st);
+                array = *c == '[';
+                push(s, array);
+                c++;
+                if (array)
+                        goto arr_first;
+                goto obj_first;
+
+        case '-':
+        case '0' ... '9':
+                /* A number ends at the first byte that cannot continue it, which must be in the buffer. */
+                for (q = c + 1; q < end && number_bytes[(unsigned char) *q]; q++)
+                        ;
+                if (q >= end)
+                        STOP(st);
+                /* Only numbers within a usage object, under a key that names a count, can count. */
+                if (s->depth >= 2 && s->depth <= ELEMENTSOF(s->path) &&
+                    s->path[s->depth - 1] >= K_PROMPT_TOKENS)
+                        number_store(s, current_field(s), c, q - c);
+                c = q;
+                goto value_end;
+
+        case 't':
+                if ((size_t) (end - c) < STRLEN("true") || memcmp(c, "true", STRLEN("true")) != 0)
+                        STOP(st);
+                c += STRLEN("true");
+                goto value_end;
+        case 'f':
+                if ((size_t) (end - c) < STRLEN("false") || memcmp(c, "false", STRLEN("false")) != 0)
+                        STOP(st);
+                c += STRLEN("false");
+                goto value_end;
+        case 'n':
+                if ((size_t) (end - c) < STRLEN("null") || memcmp(c, "null", STRLEN("null")) != 0)
+                        STOP(st);
+                c += STRLEN("null");
+                goto value_end;
+        default:
+                STOP(st);
+        }
+
+obj_first:
+        SKIP_WS(JSON_OBJ_FIRST);
+        st = JSON_OBJ_FIRST;
+        if (*c == '}') {
+                array = false;
+                goto pop;
+        }
+        goto key_here;
+
+obj_key:
+        SKIP_WS(JSON_OBJ_KEY);
+        st = JSON_OBJ_KEY;
+key_here:
+        if (*c != '"')
+                STOP(st);
+        q = string_scan(c + 1, end, &escaped);
+        if (!q)
+                STOP(st);
+        if (key_matters(s)) {
+                if (escaped)
+                        STOP(st);
+                s->path[s->depth - 1] = key_lookup(c + 1, q - (c + 1));
+        }
+        c = q + 1;
+        /* The colon nearly always follows at once, and in a pretty-printed body one space. */
+        if (c < end && *c == ':') {
+                c++;
+                if (c < end && *c == ' ')
+                        c++;
+                goto value;
+        }
+colon:
+        SKIP_WS(JSON_COLON);
+        if (*c != ':')
+                STOP(JSON_COLON);
+        c++;
+        goto value;
+
+after:
+        SKIP_WS(JSON_AFTER);
+        switch (*c) {
+        case ',':
+                c++;
+                /* Here depth > 0: the bit of the innermost container says whether it is an array. */
+                if ((s->arrays[(s->depth - 1u) / 64] >> ((s->depth - 1u) % 64)) & 1)
+                        goto value;
+                goto obj_key;
+        case ']':
+        case '}':
+                array = *c == ']';
+                st = JSON_AFTER;
+                goto pop;
+        default:
+                STOP(JSON_AFTER);
+        }
+
+pop:
+        /* A container's end that does not match its start is json_byte()'s error to find. */
+        if (s->depth == 0 || top_is_array(s) != array)
+                STOP(st);
+        s->depth--;
+        c++;
+value_end:
+        if (s->depth > 0)
+                goto after;
+done:
+        /* Only whitespace may follow the document: anything else is json_byte()'s error. */
+        c = ws_skip(c, end, s->sse);
+        s->state = JSON_DONE;
+stop:
+        return c - p;
+#undef SKIP_WS
+#undef STOP
+}
+
+/* Inside a string, everything up to a quote, a backslash or a control character is plain content:
+ * taken as a run instead of byte by byte. Returns the run's length, 0 when the next byte needs the
+ * state machine. */
+static size_t string_run(UsageScanner *s, const char *p, size_t n) {
+        size_t k = string_plain(p, n);
+
         if (k > 0) {
                 surrogate_flush(s);
                 string_append(s, p, k);
@@ -538,20 +919,39 @@ static size_t string_run(UsageScanner *s, const char *p, size_t n) {
         return k;
 }
 
-/* The states where whitespace means nothing: pretty-printed bodies are largely indentation. */
-static bool skips_ws(const UsageScanner *s) {
-        switch (s->state) {
-        case JSON_VALUE:
-        case JSON_ARR_FIRST:
-        case JSON_OBJ_FIRST:
-        case JSON_OBJ_KEY:
-        case JSON_COLON:
-        case JSON_AFTER:
-        case JSON_DONE:
-                return true;
-        default:
-                return false;
+/* Feeds the bytes of one JSON document: whole tokens to the fast path, what it leaves (and the rest of a
+ * token begun in an earlier feed) to the state machine. In SSE mode it stops at a line end, which is
+ * sse_byte()'s; returns how much it took. */
+static size_t json_feed(UsageScanner *s, const char *p, size_t n) {
+        size_t i = 0;
+
+        while (i < n) {
+                size_t k = 0;
+
+                switch (s->state) {
+                case JSON_ERROR:
+                        /* Nothing more of this document matters. */
+                        return s->sse ? i + line_rest(p + i, n - i) : n;
+                case JSON_STRING:
+                        k = string_run(s, p + i, n - i);
+                        break;
+                case JSON_ESCAPE:
+                case JSON_HEX:
+                case JSON_NUMBER:
+                case JSON_LITERAL:
+                        break;
+                default:
+                        k = json_fast(s, p + i, n - i);
+                }
+                if (k > 0) {
+                        i += k;
+                        continue;
+                }
+                if (s->sse && (p[i] == '\n' || p[i] == '\r'))
+                        break;
+                json_byte(s, p[i++]);
         }
+        return i;
 }
 
 static void sse_byte(UsageScanner *s, char c) {
@@ -617,41 +1017,48 @@ void usage_scanner_feed(UsageScanner *s, const void *p, size_t n) {
 
         if (!s || !p)
                 return;
-        if (s->sse)
-                for (size_t i = 0; i < n;) {
-                        /* A run ends at CR or LF, so line handling stays with sse_byte(). */
-                        if (s->line == LINE_DATA && !s->after_cr) {
-                                size_t k = 0;
+        if (!s->sse) {
+                (void) json_feed(s, c, n);
+                return;
+        }
 
-                                if (s->state == JSON_STRING)
-                                        k = string_run(s, c + i, n - i);
-                                else if (skips_ws(s))
-                                        while (i + k < n && (c[i + k] == ' ' || c[i + k] == '\t'))
-                                                k++;
-                                if (k > 0) {
-                                        i += k;
-                                        continue;
-                                }
-                        }
+        for (size_t i = 0; i < n;) {
+                /* After a CR, the next byte is sse_byte()'s (an LF there ends no line). */
+                if (s->after_cr) {
                         sse_byte(s, c[i++]);
+                        continue;
                 }
-        else
-                for (size_t i = 0; i < n;) {
-                        if (s->state == JSON_ERROR)
-                                return;
-                        if (s->state == JSON_STRING) {
-                                size_t k = string_run(s, c + i, n - i);
-                                if (k > 0) {
-                                        i += k;
-                                        continue;
-                                }
-                        } else if (is_ws(c[i]) && skips_ws(s)) {
-                                while (++i < n && is_ws(c[i]))
-                                        ;
-                                continue;
-                        }
-                        json_byte(s, c[i++]);
+                switch (s->line) {
+                case LINE_START: {
+                        /* A field name ending in this buffer, short enough to be "data", is taken whole. */
+                        size_t k = sse_field(c + i, n - i);
+
+                        if (k == SIZE_MAX)
+                                break;
+                        s->line = k == STRLEN("data") && memcmp(c + i, "data", k) == 0 ? LINE_DATA_FIRST :
+                                                                                          LINE_SKIP;
+                        i += k + 1;
+                        continue;
                 }
+                case LINE_DATA_FIRST:
+                        /* One space after the colon is not part of the value. */
+                        s->line = LINE_DATA;
+                        if (c[i] == ' ')
+                                i++;
+                        continue;
+                case LINE_DATA:
+                        /* The rest of a data line is JSON, up to the line end, which is sse_byte()'s. */
+                        i += json_feed(s, c + i, n - i);
+                        break;
+                case LINE_SKIP:
+                        i += line_rest(c + i, n - i);
+                        break;
+                default:
+                        break;
+                }
+                if (i < n)
+                        sse_byte(s, c[i++]);
+        }
 }
 
 void usage_scanner_result(const UsageScanner *s, Usage *ret) {

@@ -267,3 +267,230 @@ TEST(bounded_memory) {
         ASSERT_EQ(u.output_tokens, 3);
         ASSERT_TRUE(sizeof(UsageScanner) < 1024);
 }
+
+/* The fast path takes whole tokens and leaves anything cut by a feed's end to the byte-wise state
+ * machine: every case below is scanned whole, split in two at every byte, and byte by byte, and all
+ * must agree with what is expected. */
+typedef struct SplitCase {
+        const char *body;
+        Dialect dialect;
+        bool sse;
+        int json_ret;                   /* usage_from_json()'s verdict, for JSON bodies */
+        bool found;
+        uint64_t input, output, cache_read;
+        const char *model;
+} SplitCase;
+
+static bool usage_is(const Usage *u, const SplitCase *c) {
+        return u->found == c->found && u->input_tokens == c->input && u->output_tokens == c->output &&
+                u->cache_read_tokens == c->cache_read && streq(u->model, c->model);
+}
+
+static void check_split_cases(const SplitCase *cases, size_t n_cases) {
+        for (size_t i = 0; i < n_cases; i++) {
+                const SplitCase *c = cases + i;
+                size_t n = strlen(c->body);
+                UsageScanner s;
+                Usage u;
+
+                if (!c->sse) {
+                        int r = usage_from_json(c->dialect, c->body, n, &u);
+
+                        if (r != c->json_ret)
+                                TEST_FAIL("case %zu (%s): usage_from_json() = %d, expected %d", i, c->body, r,
+                                          c->json_ret);
+                }
+                for (size_t split = 0; split <= n; split++) {
+                        scan_split(c->dialect, c->sse, c->body, n, split, &u);
+                        if (!usage_is(&u, c))
+                                TEST_FAIL("case %zu (%s) split at %zu: found=%d in=%" PRIu64 " out=%" PRIu64
+                                          " cr=%" PRIu64 " model=\"%s\"", i, c->body, split, u.found,
+                                          u.input_tokens, u.output_tokens, u.cache_read_tokens, u.model);
+                }
+                usage_scanner_init(&s, c->dialect, c->sse);
+                for (size_t k = 0; k < n; k++)
+                        usage_scanner_feed(&s, c->body + k, 1);
+                usage_scanner_result(&s, &u);
+                if (!usage_is(&u, c))
+                        TEST_FAIL("case %zu (%s) byte by byte: found=%d in=%" PRIu64 " out=%" PRIu64
+                                  " model=\"%s\"", i, c->body, u.found, u.input_tokens, u.output_tokens, u.model);
+        }
+}
+
+TEST(keys_decoded_only_where_they_matter) {
+        static const SplitCase cases[] = {
+                /* An escaped key is decoded where it can matter ("usag\u0065" is "usage")... */
+                { "{\"usag\\u0065\":{\"prompt_\\u0074okens\":5,\"completion_tokens\":2}}", DIALECT_OPENAI, false,
+                  0, true, 5, 2, 0, "" },
+                { "{\"mod\\u0065l\":\"m\"}", DIALECT_OPENAI, false, 0, false, 0, 0, 0, "m" },
+                /* ...and only validated where it cannot. */
+                { "{\"choices\":[{\"us\\u0061ge\":{\"prompt_tokens\":9},\"a\\\"\\\\\\/\\b\\f\\n\\r\\t\":1}],"
+                  "\"usage\":{\"prompt_tokens\":4}}", DIALECT_OPENAI, false, 0, true, 4, 0, 0, "" },
+                { "{\"x\":{\"y\":{\"bad\\q\":1}}}", DIALECT_OPENAI, false, -EBADMSG, false, 0, 0, 0, "" },
+                { "{\"x\":{\"y\":{\"bad\\u12g4\":1}}}", DIALECT_OPENAI, false, -EBADMSG, false, 0, 0, 0, "" },
+                /* Keys of every length of the vocabulary that are not in it. */
+                { "{\"usage\":{\"prompt_tokenz\":1,\"output_tokenz\":2,\"cached_tokenz\":3,\"input_tokenz\":4,"
+                  "\"completion_tokenz\":5,\"modeL\":6,\"usagE\":7,\"messagE\":8,\"responsE\":9,"
+                  "\"cache_read_input_tokenz\":10,\"cache_creation_input_tokenz\":11}}",
+                  DIALECT_ANTHROPIC, false, 0, false, 0, 0, 0, "" },
+                /* Long keys where names are compared, and where they are not. */
+                { "{\"usage\":{\"prompt_tokens_details_and_much_more_than_thirty_two_bytes\":{\"cached_tokens\":3},"
+                  "\"prompt_tokens\":8}}", DIALECT_OPENAI, false, 0, true, 8, 0, 0, "" },
+        };
+
+        check_split_cases(cases, ELEMENTSOF(cases));
+}
+
+TEST(usage_only_at_its_paths) {
+        static const SplitCase cases[] = {
+                { "{\"response\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}", DIALECT_OPENAI, false, 0,
+                  true, 7, 1, 0, "" },
+                { "{\"response\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}", DIALECT_ANTHROPIC, false,
+                  0, false, 0, 0, 0, "" },
+                { "{\"message\":{\"usage\":{\"input_tokens\":7},\"model\":\"c\"}}", DIALECT_ANTHROPIC, false, 0,
+                  true, 7, 0, 0, "c" },
+                { "{\"message\":{\"usage\":{\"input_tokens\":7},\"model\":\"c\"}}", DIALECT_OPENAI, false, 0,
+                  false, 0, 0, 0, "" },
+                /* One level too deep, or under the wrong parent. */
+                { "{\"usage\":{\"usage\":{\"prompt_tokens\":9}}}", DIALECT_OPENAI, false, 0, false, 0, 0, 0, "" },
+                { "{\"x\":{\"usage\":{\"prompt_tokens\":9}},\"y\":[{\"model\":\"no\"}]}", DIALECT_OPENAI, false, 0,
+                  false, 0, 0, 0, "" },
+                { "{\"usage\":{\"prompt_tokens_details\":{\"x\":{\"cached_tokens\":4}},\"prompt_tokens\":6}}",
+                  DIALECT_OPENAI, false, 0, true, 6, 0, 0, "" },
+                { "{\"usage\":[{\"prompt_tokens\":9}],\"model\":[\"no\"]}", DIALECT_OPENAI, false, 0, false, 0, 0,
+                  0, "" },
+                /* Counts under other keys at the same depth, and counts that are not integers. */
+                { "{\"usage\":{\"total_tokens\":99,\"prompt_tokens\":1e2,\"completion_tokens\":-1,"
+                  "\"input_tokens\":3.0}}", DIALECT_OPENAI, false, 0, true, 3, 0, 0, "" },
+                /* A top-level array or scalar holds nothing. */
+                { "[{\"usage\":{\"prompt_tokens\":9}}]", DIALECT_OPENAI, false, 0, false, 0, 0, 0, "" },
+                { " 12 ", DIALECT_OPENAI, false, 0, false, 0, 0, 0, "" },
+                { "\"usage\"", DIALECT_OPENAI, false, 0, false, 0, 0, 0, "" },
+        };
+
+        check_split_cases(cases, ELEMENTSOF(cases));
+}
+
+TEST(whitespace_literals_and_errors) {
+        static const SplitCase cases[] = {
+                /* Indentation longer than a vector, tabs, CRs. */
+                { "{\r\n\t\"usage\" \t:\r\n                                        {\n"
+                  "                                                  \"prompt_tokens\"  :  5  ,\n"
+                  "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\"completion_tokens\":\t2\r\n}   ,\"a\":[ true ,false, null ] }"
+                  "                                     \n", DIALECT_OPENAI, false, 0, true, 5, 2, 0, "" },
+                /* A control character is not whitespace, in a run of spaces or after it. */
+                { "{\"usage\":{\"prompt_tokens\":5}}                \x0b", DIALECT_OPENAI, false, -EBADMSG, true, 5,
+                  0, 0, "" },
+                { "{\"usage\":{\"prompt_tokens\":5},   \x0c   \"a\":1}", DIALECT_OPENAI, false, -EBADMSG, true, 5, 0,
+                  0, "" },
+                { "{\"a\":\"tab\tinside\"}", DIALECT_OPENAI, false, -EBADMSG, false, 0, 0, 0, "" },
+                { "{\"a\":\"a string that runs past sixteen bytes \x01 before its control byte\"}",
+                  DIALECT_OPENAI, false, -EBADMSG, false, 0, 0, 0, "" },
+                /* Literals, whole and not. */
+                { "{\"a\":true,\"b\":false,\"c\":null,\"usage\":{\"prompt_tokens\":1}}", DIALECT_OPENAI, false, 0,
+                  true, 1, 0, 0, "" },
+                { "{\"a\":tru}", DIALECT_OPENAI, false, -EBADMSG, false, 0, 0, 0, "" },
+                { "{\"a\":nul", DIALECT_OPENAI, false, -EBADMSG, false, 0, 0, 0, "" },
+                { "{\"a\":falsey}", DIALECT_OPENAI, false, -EBADMSG, false, 0, 0, 0, "" },
+                /* Structure errors: what the fast path leaves to the state machine. */
+                { "{\"a\":[1,2}", DIALECT_OPENAI, false, -EBADMSG, false, 0, 0, 0, "" },
+                { "{\"a\" 1}", DIALECT_OPENAI, false, -EBADMSG, false, 0, 0, 0, "" },
+                { "{\"a\":1,}", DIALECT_OPENAI, false, -EBADMSG, false, 0, 0, 0, "" },
+                { "{,}", DIALECT_OPENAI, false, -EBADMSG, false, 0, 0, 0, "" },
+                { "[1 2]", DIALECT_OPENAI, false, -EBADMSG, false, 0, 0, 0, "" },
+                { "{} {}", DIALECT_OPENAI, false, -EBADMSG, false, 0, 0, 0, "" },
+                { "{\"usage\":{\"prompt_tokens\":5}}]", DIALECT_OPENAI, false, -EBADMSG, true, 5, 0, 0, "" },
+                /* A number at the very end has nothing that ends it: not a document (as ever). */
+                { "{\"usage\":{\"prompt_tokens\":5", DIALECT_OPENAI, false, -EBADMSG, false, 0, 0, 0, "" },
+                { "5", DIALECT_OPENAI, false, -EBADMSG, false, 0, 0, 0, "" },
+        };
+
+        check_split_cases(cases, ELEMENTSOF(cases));
+}
+
+TEST(nesting_at_the_limit) {
+        char deep[4 * USAGE_SCAN_MAX_DEPTH + 128], *p;
+        Usage u;
+
+        /* 64 levels are allowed: 63 arrays inside the top-level object. */
+        p = stpcpy(deep, "{\"x\":");
+        for (unsigned i = 1; i < USAGE_SCAN_MAX_DEPTH; i++)
+                *p++ = '[';
+        for (unsigned i = 1; i < USAGE_SCAN_MAX_DEPTH; i++)
+                *p++ = ']';
+        strcpy(p, ",\"usage\":{\"prompt_tokens\":3}}");
+        ASSERT_OK(usage_from_json(DIALECT_OPENAI, deep, strlen(deep), &u));
+        ASSERT_EQ(u.input_tokens, 3);
+
+        /* One more is an error, whichever kind of container it is. */
+        p = stpcpy(deep, "{\"x\":");
+        for (unsigned i = 1; i < USAGE_SCAN_MAX_DEPTH; i++)
+                *p++ = '[';
+        p = stpcpy(p, "{}");
+        for (unsigned i = 1; i < USAGE_SCAN_MAX_DEPTH; i++)
+                *p++ = ']';
+        strcpy(p, "}");
+        ASSERT_ERROR(usage_from_json(DIALECT_OPENAI, deep, strlen(deep), &u), EBADMSG);
+        p = strchr(deep, '{');
+        p = strchr(p + 1, '{');
+        p[0] = '[';
+        p[1] = ']';
+        ASSERT_ERROR(usage_from_json(DIALECT_OPENAI, deep, strlen(deep), &u), EBADMSG);
+
+        /* In a stream, the next event scans again. */
+        static const SplitCase cases[] = {
+                { "data: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[{\"usage\":1}\n\n"
+                  "data: {\"usage\":{\"prompt_tokens\":2}}\n\n", DIALECT_OPENAI, true, 0, true, 2, 0, 0, "" },
+        };
+        check_split_cases(cases, ELEMENTSOF(cases));
+}
+
+TEST(model_names) {
+        static const SplitCase cases[] = {
+                /* Escaped names take the state machine's path, plain ones the fast path: same result. */
+                { "{\"model\":\"gpt-\\u00e9\\ud83d\\ude00\"}", DIALECT_OPENAI, false, 0, false, 0, 0, 0,
+                  "gpt-\xc3\xa9\xf0\x9f\x98\x80" },
+                { "{\"model\":\"gpt-\xc3\xa9\xf0\x9f\x98\x80\"}", DIALECT_OPENAI, false, 0, false, 0, 0, 0,
+                  "gpt-\xc3\xa9\xf0\x9f\x98\x80" },
+                { "{\"model\":\"\"}", DIALECT_OPENAI, false, 0, false, 0, 0, 0, "" },
+                { "{\"model\":\"\",\"response\":{\"model\":\"second\"}}", DIALECT_OPENAI, false, 0, false, 0, 0,
+                  0, "second" },
+                { "{\"model\":5,\"message\":{\"model\":\"m\"}}", DIALECT_ANTHROPIC, false, 0, false, 0, 0, 0,
+                  "m" },
+                { "{\"model\":\"a\xff\xc3\"}", DIALECT_OPENAI, false, 0, false, 0, 0, 0, "a??" },
+                /* A name longer than the buffer, cut at a character boundary. */
+                { "{\"model\":\"0123456789012345678901234567890123456789012345678901234567890123456789"
+                  "01234567890123456789012345678901234567890123456789012345\xc3\xa9\"}", DIALECT_OPENAI, false, 0,
+                  false, 0, 0, 0, "0123456789012345678901234567890123456789012345678901234567890123456789"
+                  "01234567890123456789012345678901234567890123456789012345" },
+        };
+
+        check_split_cases(cases, ELEMENTSOF(cases));
+}
+
+TEST(sse_fields_and_lines) {
+        static const SplitCase cases[] = {
+                /* "data:" with and without its space, other fields, comments, CRLF and CR line ends. */
+                { "event: x\r\ndata:{\"usage\":{\"prompt_tokens\":4}}\r\n\r\n: comment data: {}\n"
+                  "id: 7\rdata:  {\"usage\":{\"completion_tokens\":3}}\r\r", DIALECT_OPENAI, true, 0, true, 4, 3, 0,
+                  "" },
+                /* Not the data field: a longer or shorter name, one past the fast path's reach, no colon. */
+                { "datas: {\"usage\":{\"prompt_tokens\":4}}\n\ndat: {\"usage\":{\"prompt_tokens\":5}}\n\n"
+                  "a_very_long_field_name_indeed: {\"usage\":{\"prompt_tokens\":6}}\n\n"
+                  "data\n\n{\"usage\":{\"prompt_tokens\":7}}\n\n", DIALECT_OPENAI, true, 0, false, 0, 0, 0, "" },
+                /* An event's data lines join with LF: a number ends at a line end. */
+                { "data: {\"usage\":{\"prompt_tokens\":12\ndata: ,\"completion_tokens\":3}}\n\n", DIALECT_OPENAI,
+                  true, 0, true, 12, 3, 0, "" },
+                /* A string cannot span lines; the broken event is dropped, the next one counts. */
+                { "data: {\"model\":\"a\ndata: b\"}\n\ndata: {\"model\":\"c\"}\n\n", DIALECT_OPENAI, true, 0,
+                  false, 0, 0, 0, "c" },
+                /* After an error, the rest of the line and event count for nothing. */
+                { "data: {\"a\":x, \"usage\":{\"prompt_tokens\":12}}\ndata: {\"usage\":{\"prompt_tokens\":13}}\n\n",
+                  DIALECT_OPENAI, true, 0, false, 0, 0, 0, "" },
+                /* Pretty-printed JSON in data lines: whitespace, but no line end, is skipped in runs. */
+                { "data: {                    \"usage\" :      {\t\"prompt_tokens\"   :    8   }  }  \n\n",
+                  DIALECT_OPENAI, true, 0, true, 8, 0, 0, "" },
+        };
+
+        check_split_cases(cases, ELEMENTSOF(cases));
+}
