@@ -1,6 +1,7 @@
 /* Usage: one row per request, queued in bounded memory and written by a thread of its own in batches. */
 #include <assert.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -507,9 +508,13 @@ static void usage_writer_deprioritize(void) {
                 log_debug_errno(errno, "Failed to make the usage writer SCHED_BATCH: %m");
 }
 
+/* Quiet this long after the last row, the writer gives its memory back. */
+#define USAGE_RELEASE_AFTER (10 * USEC_PER_SEC)
+
 static void *usage_writer(void *userdata) {
         UsageQueue *q = userdata;
-        usec_t prune_next = 0;
+        usec_t prune_next = 0, last_rows = 0;
+        bool released = true;
 
         usage_writer_deprioritize();
 
@@ -526,7 +531,18 @@ static void *usage_writer(void *userdata) {
                 if (q->stop)
                         break;
                 pthread_mutex_unlock(&q->lock);
-                (void) usage_queue_flush(q);
+                if (usage_queue_flush(q) > 0) {
+                        last_rows = now_mono();
+                        released = false;
+                } else if (!released && now_mono() >= last_rows + USAGE_RELEASE_AFTER) {
+                        /* Quiet again after a busy spell: SQLite's page cache (up to 2 MiB) and what this
+                         * thread's malloc arena kept go back, so an idle gate is small again. */
+                        pthread_mutex_lock(&q->flush_lock);
+                        (void) sqlite3_db_release_memory(q->store->db);
+                        pthread_mutex_unlock(&q->flush_lock);
+                        (void) malloc_trim(0);
+                        released = true;
+                }
 
                 /* Retention runs here, after the queue's own rows, never on the request path. A full
                  * round of batches means a backlog: the next tick goes on with it. */
