@@ -941,9 +941,8 @@ int h1_transfer_start(H1Client *c, const H1Request *req, const H1Callbacks *cb, 
         H1Conn *k;
         int r;
 
-        r = parse_url(req->url, &addr, &addr_len, &host, &host_len, &path);
-        if (r < 0)
-                return r;
+        if (parse_url(req->url, &addr, &addr_len, &host, &host_len, &path) < 0)
+                return -EPROTONOSUPPORT;
         t = new0(H1Transfer, 1);
         if (!t)
                 return -ENOMEM;

@@ -43,7 +43,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(H1Client *, h1_client_free);
 /* Whether url is one this client serves (else use curl). */
 bool h1_client_handles(const char *url);
 
-/* Starts a transfer; -EINVAL when the URL is not one h1_client_handles(). */
+/* Starts a transfer; -EPROTONOSUPPORT, before anything else, when the URL is not one h1_client_handles()
+ * (so a caller can try this client first and fall back to curl without parsing the URL twice). */
 int h1_transfer_start(H1Client *c, const H1Request *req, const H1Callbacks *cb, void *userdata,
                       H1Transfer **ret);
 /* Ends a transfer without calling done(); the connection is closed unless the answer was complete.

@@ -1091,7 +1091,7 @@ static void call_try_next(ProxyCall *c) {
         c->attempts++;
         c->t_attempt = now_mono();
         c->content_length = -1;
-        if (c->proxy->h1 && c->proxy->policy.builtin_client && h1_client_handles(c->url)) {
+        if (c->proxy->h1 && c->proxy->policy.builtin_client) {
                 H1Request req = {
                         .url = c->url,
                         .method = "POST",
@@ -1101,10 +1101,12 @@ static void call_try_next(ProxyCall *c) {
                         .connect_timeout = p->connect_timeout,
                 };
 
+                /* Plain http:// on an IP literal or localhost; anything else goes to curl. */
                 k = h1_transfer_start(c->proxy->h1, &req, &h1_callbacks, c, &c->h1);
-                if (k < 0)
+                if (k >= 0)
+                        goto started;
+                if (k != -EPROTONOSUPPORT)
                         goto fail;
-                goto started;
         }
 
         k = proxy_curl_open(c->proxy);

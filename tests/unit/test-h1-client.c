@@ -1064,7 +1064,7 @@ TEST(host_override_and_unsafe_urls) {
         ASSERT_FALSE(h1_client_handles("http://127.0.0.1/a\tb"));
         ASSERT_FALSE(h1_client_handles("http://127.0.0.1:80#frag"));
         ASSERT_ERROR(h1_transfer_start(NULL, &(H1Request){ .url = "http://127.0.0.1/ x", .method = "POST" },
-                                       &callbacks, &r, &r.transfer), EINVAL);
+                                       &callbacks, &r, &r.transfer), EPROTONOSUPPORT);
 
         ASSERT_OK(sd_event_new(&e));
         ASSERT_OK(h1_client_new(e, &c));
