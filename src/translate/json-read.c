@@ -18,7 +18,8 @@
  *     following \uDC00-\uDFFF and a lone low surrogate is refused;
  *   - integers are what strtoll() takes without ERANGE; reals go through strtod() and only an overflow to
  *     +-HUGE_VAL is an error (underflow to 0 is not); "-0" is the integer 0, "-0.0" the real -0.0;
- *   - a duplicate key replaces the value in place, through the same json_object_setn_new_nocheck() call. */
+ *   - a duplicate key replaces the value in place, through the same json_object_setn_new_nocheck() call;
+ *   - one NUL byte right after a number or literal is skipped (skip_pushed_back_nul()). */
 
 typedef struct JsonReader {
         const char *p;
@@ -34,6 +35,14 @@ static const char *skip_ws(const char *p, const char *end) {
         while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
                 p++;
         return p;
+}
+
+/* jansson's quirk, kept because its verdict is the contract: its lexer reads one byte past a number or a
+ * literal and pushes it back into a one-token buffer where NUL means "empty", so a NUL byte right there is
+ * lost and "[1\0]" or "{\"a\":true\0}" parse as if it were not there. Only that one byte: a second NUL is
+ * read as a token and refused. */
+static const char *skip_pushed_back_nul(const char *p, const char *end) {
+        return p < end && *p == 0 ? p + 1 : p;
 }
 
 static int scratch_reserve(JsonReader *r, size_t need) {
@@ -322,7 +331,7 @@ static int read_number(JsonReader *r, json_t **ret) {
         }
         if (!v)
                 return -ENOMEM;
-        r->p = p;
+        r->p = skip_pushed_back_nul(p, end);
         *ret = v;
         return 0;
 }
@@ -427,6 +436,7 @@ static int read_literal(JsonReader *r, const char *word, size_t len, json_t *v, 
         r->p += len;
         if (r->p < r->end && ((*r->p >= 'a' && *r->p <= 'z') || (*r->p >= 'A' && *r->p <= 'Z')))
                 return -EBADMSG;
+        r->p = skip_pushed_back_nul(r->p, r->end);
         *ret = v;
         return 0;
 }

@@ -59,6 +59,30 @@ TEST(trailing_garbage) {
         REJECT("{\"a\":");
 }
 
+/* jansson loses one NUL byte pushed back after a number or literal; other NULs are refused. */
+TEST(nul_bytes) {
+        static const struct {
+                const char *s;
+                size_t n;
+                size_t flags;
+                int want;
+        } cases[] = {
+                { "[1\0]", sizeof("[1\0]") - 1, 0, 1 },
+                { "[1.5\0,-2e3\0]", sizeof("[1.5\0,-2e3\0]") - 1, 0, 1 },
+                { "{\"a\":true\0,\"b\":null\0}", sizeof("{\"a\":true\0,\"b\":null\0}") - 1, 0, 1 },
+                { "2\0", sizeof("2\0") - 1, JSON_DECODE_ANY, 1 },
+                { "false\0", sizeof("false\0") - 1, JSON_DECODE_ANY, 1 },
+                { "[1\0\0]", sizeof("[1\0\0]") - 1, 0, 0 },
+                { "[\0]", sizeof("[\0]") - 1, 0, 0 },
+                { "[]\0", sizeof("[]\0") - 1, 0, 0 },
+                { "[\"a\"\0]", sizeof("[\"a\"\0]") - 1, 0, 0 },
+                { "[\"a\0\"]", sizeof("[\"a\0\"]") - 1, 0, 0 },
+                { "\0[]", sizeof("\0[]") - 1, 0, 0 },
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+                ASSERT_EQ(json_diff_parse(cases[i].s, cases[i].n, cases[i].flags), cases[i].want);
+}
+
 TEST(numbers) {
         ACCEPT("[0,-0,1,-1,9223372036854775807,-9223372036854775808]");
         REJECT("[9223372036854775808]");
