@@ -1,7 +1,9 @@
 /* A fast JSON reader and compact writer over jansson's json_t: the same language and bytes as jansson's own. */
 #pragma once
 
+#include <endian.h>
 #include <jansson.h>
+#include <string.h>
 
 #include "shared/buf.h"
 #include "shared/macro.h"
@@ -51,11 +53,33 @@ static inline size_t utf8_valid(const unsigned char *p, const unsigned char *end
         return n;
 }
 
-/* True when any of the 8 bytes is '"', '\\', below 0x20 or above 0x7f: the bytes a string scan must look at.
- * The zero-byte tests can only misfire above a byte that really matches, so "any" is exact. */
-static inline bool word_has_special(uint64_t x) {
+/* A mask with the top bit set in each of the 8 bytes (little-endian order) that is '"', '\\', below 0x20 or
+ * above 0x7f: the bytes a string scan must stop at. The zero-byte tests can misfire only above a byte that
+ * really matches, so "any" is exact and so is the lowest set bit: __builtin_ctzll(mask) / 8 is the first
+ * special byte. */
+static inline uint64_t word_special_mask(uint64_t x) {
         const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
         uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
 
-        return ((((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) | x) & high) != 0;
+        return (((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) | x) & high;
+}
+
+static inline bool byte_is_special(unsigned char c) {
+        return c == '"' || c == '\\' || c < 0x20 || c >= 0x80;
+}
+
+/* The first byte in [p, end) that is special to a string scan, or end. */
+static inline const char *string_scan(const char *p, const char *end) {
+        uint64_t w, m;
+
+        while (end - p >= 8) {
+                memcpy(&w, p, 8);
+                m = word_special_mask(le64toh(w));
+                if (m != 0)
+                        return p + (__builtin_ctzll(m) >> 3);
+                p += 8;
+        }
+        while (p < end && !byte_is_special((unsigned char) *p))
+                p++;
+        return p;
 }

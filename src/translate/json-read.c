@@ -32,8 +32,23 @@ typedef struct JsonReader {
 } JsonReader;
 
 static const char *skip_ws(const char *p, const char *end) {
-        while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-                p++;
+        /* Compact JSON has no whitespace, pretty-printed JSON has indentation: runs of spaces, 8 at a time. */
+        while (p < end) {
+                if (*p == ' ') {
+                        uint64_t w;
+                        while (end - p >= 8) {
+                                memcpy(&w, p, 8);
+                                if (w != UINT64_C(0x2020202020202020))
+                                        break;
+                                p += 8;
+                        }
+                        while (p < end && *p == ' ')
+                                p++;
+                } else if (*p == '\n' || *p == '\r' || *p == '\t')
+                        p++;
+                else
+                        break;
+        }
         return p;
 }
 
@@ -215,20 +230,7 @@ static int read_string(JsonReader *r, const char **ret, size_t *ret_len) {
         const char *start = r->p + 1, *p = start, *end = r->end;
 
         for (;;) {
-                uint64_t w;
-
-                while (end - p >= 8) {
-                        memcpy(&w, p, 8);
-                        if (word_has_special(w))
-                                break;
-                        p += 8;
-                }
-                while (p < end) {
-                        unsigned char c = (unsigned char) *p;
-                        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80)
-                                break;
-                        p++;
-                }
+                p = string_scan(p, end);
                 if (p >= end)
                         return -EBADMSG;
 

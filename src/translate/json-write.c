@@ -40,21 +40,9 @@ static int write_string(Buf *b, const char *s, size_t n) {
         if (put_char(b, '"') < 0)
                 return -ENOMEM;
         for (;;) {
-                uint64_t w;
                 unsigned char c;
 
-                while (end - p >= 8) {
-                        memcpy(&w, p, 8);
-                        if (word_has_special(w))
-                                break;
-                        p += 8;
-                }
-                while (p < end) {
-                        c = (unsigned char) *p;
-                        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80)
-                                break;
-                        p++;
-                }
+                p = string_scan(p, end);
                 if (p >= end)
                         break;
 
