@@ -9,12 +9,6 @@
 
 /* ---- JSON ---- */
 
-int errno_from_jansson(const json_error_t *e) {
-        if (e && json_error_code(e) == json_error_out_of_memory)
-                return -ENOMEM;
-        return -EBADMSG;
-}
-
 int json_parse_object(const char *s, size_t n, json_t **ret) {
         json_t *j;
         int r;
