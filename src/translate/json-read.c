@@ -120,9 +120,8 @@ static size_t utf8_put(char *t, uint32_t cp) {
         return 4;
 }
 
-/* The rest of a string whose first escape is at p: decoded into the scratch buffer. A decoded string is never
- * longer than its source, so reserving the source length up to the closing quote is enough; that length is
- * grown as the scan goes. */
+/* The rest of a string whose first escape is at p, decoded into the scratch buffer: the plain bytes before it
+ * are copied once, then each run of plain bytes and each escape's output (4 bytes at most) as they come. */
 static int read_string_escaped(JsonReader *r, const char *start, const char *p, const char **ret,
                                size_t *ret_len) {
         const char *end = r->end;
@@ -138,18 +137,14 @@ static int read_string_escaped(JsonReader *r, const char *start, const char *p, 
         for (;;) {
                 const char *run = p;
 
-                while (p < end) {
-                        unsigned char c = (unsigned char) *p;
-
-                        if (c == '"' || c == '\\' || c < 0x20)
+                for (;;) {
+                        p = string_scan(p, end);
+                        if (p >= end || (unsigned char) *p < 0x80)
                                 break;
-                        if (c >= 0x80) {
-                                size_t n = utf8_valid((const unsigned char *) p, (const unsigned char *) end);
-                                if (n == 0)
-                                        return -EBADMSG;
-                                p += n;
-                        } else
-                                p++;
+                        size_t n = utf8_valid((const unsigned char *) p, (const unsigned char *) end);
+                        if (n == 0)
+                                return -EBADMSG;
+                        p += n;
                 }
                 if (p >= end || (unsigned char) *p < 0x20)
                         return -EBADMSG;
