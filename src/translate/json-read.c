@@ -31,25 +31,32 @@ typedef struct JsonReader {
         char scratch_inline[256];
 } JsonReader;
 
-static const char *skip_ws(const char *p, const char *end) {
-        /* Compact JSON has no whitespace, pretty-printed JSON has indentation: runs of spaces, 8 at a time. */
+static const char *skip_ws_slow(const char *p, const char *end) {
+        /* Compact JSON has no whitespace, pretty-printed JSON has indentation: a run of spaces is measured a
+         * word at a time, by the first byte of the word that is not a space. */
+        const uint64_t spaces = UINT64_C(0x2020202020202020), low7 = UINT64_C(0x7f7f7f7f7f7f7f7f);
+
         while (p < end) {
-                if (*p == ' ') {
-                        uint64_t w;
-                        while (end - p >= 8) {
-                                memcpy(&w, p, 8);
-                                if (w != UINT64_C(0x2020202020202020))
-                                        break;
-                                p += 8;
-                        }
-                        while (p < end && *p == ' ')
-                                p++;
-                } else if (*p == '\n' || *p == '\r' || *p == '\t')
+                if (*p == ' ' && end - p >= 8) {
+                        uint64_t w, t, m;
+
+                        memcpy(&w, p, 8);
+                        t = le64toh(w) ^ spaces;
+                        m = (((t & low7) + low7) | t) & ~low7;     /* top bit of every byte that is not ' ' */
+                        p += m == 0 ? 8 : (size_t) (__builtin_ctzll(m) >> 3);
+                } else if (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
                         p++;
                 else
                         break;
         }
         return p;
+}
+
+/* Most calls find a token right there (no whitespace byte is above ' '): that test is inlined. */
+static inline const char *skip_ws(const char *p, const char *end) {
+        if (_likely_(p < end && (unsigned char) *p > ' '))
+                return p;
+        return skip_ws_slow(p, end);
 }
 
 /* jansson's quirk, kept because its verdict is the contract: its lexer reads one byte past a number or a
