@@ -14,9 +14,11 @@
  * not JSON, -ENOMEM, -EINVAL for other flags. */
 int json_read(const char *s, size_t n, size_t flags, json_t **ret);
 
-/* Appends the bytes json_dump_callback(j, ..., JSON_COMPACT) would produce. -EINVAL when jansson would fail
- * too (not an object or array at the top, a string that is not UTF-8, nesting deeper than
- * JSON_WRITE_MAX_DEPTH, which only a tree with a cycle reaches); -ENOMEM. Nothing is left in b on failure. */
+/* Appends the bytes json_dump_callback(j, ..., JSON_COMPACT) would produce. -EINVAL where jansson fails too
+ * (not an object or array at the top, a string that is not UTF-8) and, unlike jansson, for nesting deeper
+ * than JSON_WRITE_MAX_DEPTH: that is where a tree with a cycle ends up (jansson looks for cycles with a
+ * hashtable of every container), while parsed trees stop at JSON_PARSER_MAX_DEPTH. -ENOMEM. Nothing is
+ * left in b on failure. */
 #define JSON_WRITE_MAX_DEPTH 8192U
 int json_write_compact(const json_t *j, Buf *b);
 
