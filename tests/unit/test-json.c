@@ -232,6 +232,22 @@ TEST(real_dump_corners) {
         }
 }
 
+TEST(writer_cycle) {
+        /* jansson refuses a tree that contains itself; so do we, by depth, without recursing forever. */
+        json_t *a = json_array(), *o = json_object();
+        Buf b = {};
+
+        ASSERT_OK(json_array_append(a, o));
+        ASSERT_OK(json_object_set(o, "a", a));
+        ASSERT_NULL(json_dumps(a, JSON_COMPACT));
+        ASSERT_ERROR(json_write_compact(a, &b), EINVAL);
+        ASSERT_EQ(buf_len(&b), 0);
+        json_object_clear(o);
+        json_decref(o);
+        json_decref(a);
+        buf_done(&b);
+}
+
 TEST(errors) {
         json_t *j = NULL;
         ASSERT_ERROR(json_read("[]", 2, JSON_REJECT_DUPLICATES, &j), EINVAL);
