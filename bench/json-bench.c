@@ -20,10 +20,10 @@ static int dump_append(const char *p, size_t n, void *userdata) {
 
 /* Not static and not inlined: callgrind's --toggle-collect finds it by name. Parsed trees are kept in
  * trees[] and freed by the caller, so that json_delete() is not counted as parsing. */
-__attribute__((noinline)) int bench_run(const char *mode, const char *s, size_t n, const json_t *tree, unsigned iters,
-                                        json_t **trees);
-__attribute__((noinline)) int bench_run(const char *mode, const char *s, size_t n, const json_t *tree, unsigned iters,
-                                        json_t **trees) {
+__attribute__((noinline)) int bench_run(const char *mode, const char *s, size_t n, const json_t *tree,
+                                        unsigned iters, json_t **trees);
+__attribute__((noinline)) int bench_run(const char *mode, const char *s, size_t n, const json_t *tree,
+                                        unsigned iters, json_t **trees) {
         Buf b = {};
         int r = 0;
 

@@ -1,4 +1,4 @@
-/* The JSON reader: bytes to a jansson tree in one pass over the buffer, accepting exactly what json_loadb() does. */
+/* The JSON reader: bytes to a jansson tree in one pass, accepting exactly what json_loadb() does. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -305,7 +305,8 @@ static int read_number(JsonReader *r, json_t **ret) {
                 if (nd > 19)
                         return -EBADMSG;
                 for (const char *q = digits; q < p; q++) {
-                        if (__builtin_mul_overflow(u, 10, &u) || __builtin_add_overflow(u, (uint64_t) (*q - '0'), &u))
+                        if (__builtin_mul_overflow(u, 10, &u) ||
+                            __builtin_add_overflow(u, (uint64_t) (*q - '0'), &u))
                                 return -EBADMSG;
                 }
                 if (u > (uint64_t) INT64_MAX + neg)

@@ -221,7 +221,8 @@ TEST(writer_escapes_and_reals) {
 
 TEST(real_dump_corners) {
         /* Reals whose %.17g needs a ".0", has an exponent, or neither. */
-        static const double v[] = { 0.0, 1e16, 1e17, 1.5e-4, 1e-4, 123e-310, 1.7976931348623157e308, -2.5e-7, 1e21 };
+        static const double v[] = { 0.0, 1e16, 1e17, 1.5e-4, 1e-4, 123e-310, 1.7976931348623157e308, -2.5e-7,
+                                    1e21 };
         for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
                 json_t *a = json_pack("[f]", v[i]);
                 char *theirs = json_dumps(a, JSON_COMPACT);
