@@ -176,6 +176,47 @@ TEST(depth) {
         }
 }
 
+/* Escaped strings longer than the reader's inline scratch buffer, as keys and as values, one after the other:
+ * a decoded key must survive the value's decoding. */
+TEST(long_escaped_strings) {
+        _cleanup_free_ char *s = malloc(16384);
+        size_t n = 0;
+
+        ASSERT_NOT_NULL(s);
+        n += (size_t) sprintf(s + n, "{\"");
+        for (size_t i = 0; i < 300; i++)
+                n += (size_t) sprintf(s + n, "k\\n\\u00e9");
+        n += (size_t) sprintf(s + n, "\":\"");
+        for (size_t i = 0; i < 400; i++)
+                n += (size_t) sprintf(s + n, "v\\t\\ud83d\\ude00\xc3\xa9");
+        n += (size_t) sprintf(s + n, "\",\"plain\":[\"\\\"\"]}");
+        ASSERT_EQ(json_diff_parse(s, n, 0), 1);
+
+        json_t *j = NULL;
+        ASSERT_OK(json_read(s, n, 0, &j));
+        ASSERT_EQ(json_object_size(j), 2);
+        const char *key = json_object_iter_key(json_object_iter(j));
+        ASSERT_EQ(strlen(key), 300 * 4);         /* "k\n\u00e9" decodes to 4 bytes */
+        ASSERT_EQ(json_string_length(json_object_iter_value(json_object_iter(j))), 400 * 8);
+        json_decref(j);
+}
+
+/* The depth limit counts objects, arrays and scalars alike, however they are mixed. */
+TEST(depth_mixed) {
+        for (size_t depth = 2046; depth <= 2049; depth++) {
+                _cleanup_free_ char *s = malloc(8 * depth + 16);
+                size_t n = 0;
+
+                ASSERT_NOT_NULL(s);
+                for (size_t i = 0; i < depth; i++)
+                        n += (size_t) sprintf(s + n, i % 2 ? "[" : "{\"a\":");
+                n += (size_t) sprintf(s + n, "\"x\"");
+                for (size_t i = depth; i-- > 0;)
+                        s[n++] = i % 2 ? ']' : '}';
+                ASSERT_EQ(json_diff_parse(s, n, 0), depth + 1 <= JSON_PARSER_MAX_DEPTH ? 1 : 0);
+        }
+}
+
 TEST(key_order_and_duplicates) {
         const char *s = "{\"z\":1,\"a\":{\"y\":[],\"b\":2},\"m\":3,\"a\":4,\"e\\u00e9\":5}";
         json_t *j = NULL;
