@@ -4,23 +4,18 @@
 #include <time.h>
 
 #include "shared/util.h"
+#include "translate/json-fast.h"
 #include "translate/translate-internal.h"
 
 /* ---- JSON ---- */
 
-int errno_from_jansson(const json_error_t *e) {
-        if (e && json_error_code(e) == json_error_out_of_memory)
-                return -ENOMEM;
-        return -EBADMSG;
-}
-
 int json_parse_object(const char *s, size_t n, json_t **ret) {
-        json_error_t e;
         json_t *j;
+        int r;
 
-        j = json_loadb(s ?: "", n, 0, &e);
-        if (!j)
-                return errno_from_jansson(&e);
+        r = json_read(s, n, 0, &j);
+        if (r < 0)
+                return r;
         if (!json_is_object(j)) {
                 json_decref(j);
                 return -EBADMSG;
@@ -29,19 +24,9 @@ int json_parse_object(const char *s, size_t n, json_t **ret) {
         return 0;
 }
 
-static int dump_append(const char *p, size_t n, void *userdata) {
-        return buf_append(userdata, p, n) < 0 ? -1 : 0;
-}
-
-/* One pass straight into the buffer (json_dumpb would need a first pass to learn the size). */
+/* One pass straight into the buffer, without jansson's per-token callbacks (json-write.c). */
 int json_dump_to_buf(const json_t *j, Buf *b) {
-        size_t len = buf_len(b);
-
-        if (json_dump_callback(j, dump_append, b, JSON_COMPACT) < 0) {
-                b->tail = b->head + len;        /* nothing half-written is left behind */
-                return -ENOMEM;
-        }
-        return 0;
+        return json_write_compact(j, b);
 }
 
 int json_dump_to_string(const json_t *j, char **ret, size_t *ret_len) {

@@ -65,6 +65,7 @@
 #include <stdio.h>
 
 #include "shared/util.h"
+#include "translate/json-fast.h"
 #include "translate/translate-internal.h"
 
 static int refuse_field(ReqCtx *c, const char *field) {
@@ -215,8 +216,7 @@ static int tool_use_block(ReqCtx *c, const json_t *call, const char *where, json
         const char *id = json_get_str(call, "id"), *name = json_get_str(fn, "name");
         const char *args = json_get_str(fn, "arguments"), *type = json_get_str(call, "type");
         _cleanup_free_ char *tid = NULL;
-        json_t *input;
-        json_error_t e;
+        json_t *input = NULL;
         int r;
 
         if (type && !streq(type, "function"))
@@ -227,9 +227,9 @@ static int tool_use_block(ReqCtx *c, const json_t *call, const char *where, json
         if (isempty(args))
                 input = json_object();
         else {
-                input = json_loads(args, 0, &e);
-                if (!input && errno_from_jansson(&e) == -ENOMEM)
-                        return -ENOMEM;
+                r = json_read(args, strlen(args), 0, &input);
+                if (r == -ENOMEM)
+                        return r;
                 if (!json_is_object(input)) {
                         json_decref(input);
                         return req_refuse(c, "%s: function.arguments must be a JSON object for an Anthropic "

@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "shared/util.h"
+#include "translate/json-fast.h"
 #include "translate/translate-internal.h"
 
 /* ---- upstream -> neutral ---- */
@@ -207,8 +208,7 @@ json_t *anthropic_tool_input(const char *args) {
 
         if (isempty(args))
                 return json_object();
-        v = json_loads(args, JSON_DECODE_ANY, NULL);
-        if (v)
+        if (json_read(args, strlen(args), JSON_DECODE_ANY, &v) >= 0)
                 return v;
         /* Not JSON: the model's text as it is, which request-messages.c sends back unchanged. */
         return json_string(args);

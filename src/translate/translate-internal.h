@@ -13,8 +13,6 @@
 
 /* ---- JSON ---- */
 
-/* Jansson's error codes as negative errno: -ENOMEM, or -EBADMSG for anything wrong with the text. */
-int errno_from_jansson(const json_error_t *e);
 /* Parses a JSON object; -EBADMSG when the text is not JSON or not an object. */
 int json_parse_object(const char *s, size_t n, json_t **ret);
 /* Compact dumps. */
