@@ -871,8 +871,9 @@ static void conn_on_io(H1Conn *k, uint32_t revents) {
                         return;
                 }
                 k->connecting = false;
-                if (t->timer)
-                        (void) sd_event_source_set_enabled(t->timer, SD_EVENT_OFF);
+                /* Connected: the timer goes now, not with the transfer. A long stream would keep a
+                 * disabled source alive, and every sd-event time operation costs more with each one. */
+                t->timer = sd_event_source_disable_unref(t->timer);
         }
 
         if ((revents & EPOLLOUT) && transfer_sending(t)) {
