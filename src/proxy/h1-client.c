@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "net/poller.h"
+#include "net/timers.h"
 #include "proxy/h1-client.h"
 #include "shared/buf.h"
 #include "shared/log.h"
@@ -46,6 +47,7 @@ struct H1Client {
          * again (a provider removed by a reload, a burst that is over): servers such as Go's net/http
          * never close them themselves. */
         sd_event_source *sweep;
+        TimerQueue *timers;             /* the transfers' connect timeouts */
         /* Reads land here (after the partial line a connection kept from its last read) and are parsed
          * in place; only what a transfer cannot take yet (a partial line, bytes held back by a pause)
          * is copied to the connection: thousands of streaming connections do not each hold a read
@@ -83,7 +85,7 @@ struct H1Transfer {
         H1Conn *conn;
         H1Callbacks cb;
         void *userdata;
-        sd_event_source *timer;         /* connect timeout */
+        Timer timer;                    /* connect timeout */
         sd_event_source *failed;        /* reports a connect that failed at once, from the loop */
         usec_t connect_timeout;
 
@@ -388,7 +390,7 @@ static void conn_to_pool(H1Conn *k) {
 /* ---- transfers ---- */
 
 static void transfer_free(H1Transfer *t) {
-        sd_event_source_disable_unref(t->timer);
+        timer_disarm(t->client->timers, &t->timer);
         sd_event_source_disable_unref(t->failed);
         buf_done(&t->head);
         free(t);
@@ -451,12 +453,11 @@ static void transfer_fail(H1Transfer *t, CURLcode result) {
         transfer_finish(t, result);
 }
 
-static int transfer_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        H1Transfer *t = userdata;
+static void transfer_on_timer(Timer *timer) {
+        H1Transfer *t = container_of(timer, H1Transfer, timer);
 
         log_debug("Upstream connect timed out.");
         transfer_finish(t, CURLE_OPERATION_TIMEDOUT);
-        return 0;
 }
 
 static int transfer_send(H1Transfer *t);
@@ -489,13 +490,8 @@ static int transfer_connect(H1Transfer *t) {
                 return r;
         }
         if (k->connecting && t->connect_timeout > 0) {
-                if (!t->timer)
-                        r = sd_event_add_time_relative(t->client->event, &t->timer, CLOCK_MONOTONIC,
-                                                       t->connect_timeout, 0, transfer_on_timer, t);
-                else
-                        r = sd_event_source_set_time_relative(t->timer, t->connect_timeout);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(t->timer, SD_EVENT_ONESHOT);
+                t->timer.on_expire = transfer_on_timer;
+                r = timer_arm_relative(t->client->timers, &t->timer, t->connect_timeout);
                 if (r < 0)
                         return r;
         }
@@ -871,9 +867,7 @@ static void conn_on_io(H1Conn *k, uint32_t revents) {
                         return;
                 }
                 k->connecting = false;
-                /* Connected: the timer goes now, not with the transfer. A long stream would keep a
-                 * disabled source alive, and every sd-event time operation costs more with each one. */
-                t->timer = sd_event_source_disable_unref(t->timer);
+                timer_disarm(k->client->timers, &t->timer);
         }
 
         if ((revents & EPOLLOUT) && transfer_sending(t)) {
@@ -1062,6 +1056,8 @@ int h1_client_new(sd_event *event, H1Client **ret) {
         c->idle_lifetime = H1C_IDLE_LIFETIME;
         c->event = sd_event_ref(event);
         int r = poller_new(event, "h1-upstream", &c->poller);
+        if (r >= 0)
+                r = timer_queue_new(event, "h1-connect-timeouts", &c->timers);
         if (r < 0) {
                 h1_client_free(c);
                 return r;
@@ -1082,6 +1078,7 @@ H1Client *h1_client_free(H1Client *c) {
                 free(d);
         }
         sd_event_source_disable_unref(c->sweep);
+        c->timers = timer_queue_free(c->timers);
         c->poller = poller_free(c->poller);
         sd_event_unref(c->event);
         free(c);

@@ -82,7 +82,7 @@ typedef struct ProxyCall {
 
         usec_t t_attempt;
         usec_t upstream_wait;           /* time spent waiting for upstreams (and their retry-after) */
-        sd_event_source *timer;         /* first byte, then idle between chunks; or retry delay */
+        Timer timer;                    /* first byte, then idle between chunks; or retry delay */
         bool timer_is_retry;
         usec_t last_data;               /* loop time of the last relayed upstream bytes (idle timeout) */
 
@@ -111,8 +111,7 @@ static void call_release_provider(ProxyCall *c) {
 /* Starts the idle timeout between upstream chunks from now. */
 static void call_arm_idle(ProxyCall *c) {
         (void) sd_event_now(c->proxy->event, CLOCK_MONOTONIC, &c->last_data);
-        (void) sd_event_source_set_time_relative(c->timer, c->cands[c->idx].provider->idle_timeout);
-        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+        (void) timer_arm_relative(c->proxy->timers, &c->timer, c->cands[c->idx].provider->idle_timeout);
 }
 
 /* Ends the current upstream transfer, whatever its state. */
@@ -132,7 +131,7 @@ static void call_stop_transfer(ProxyCall *c) {
         c->url = NULL;
         arena_reset(&c->attempt_arena);
         call_release_provider(c);
-        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+        timer_disarm(c->proxy->timers, &c->timer);
 }
 
 /* One usage row per forwarded request, written off the loop by the usage queue. */
@@ -239,15 +238,7 @@ static void call_free(ProxyCall *c) {
                 return;
         call_record_usage(c);
         call_stop_transfer(c);
-        if (c->timer) {
-                /* Kept disabled for the next call (a new sd-event source per request cost ~1.5k
-                 * instructions); its userdata is set anew before it is armed again. */
-                (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
-                if (c->proxy->n_timers < ELEMENTSOF(c->proxy->timers))
-                        c->proxy->timers[c->proxy->n_timers++] = c->timer;
-                else
-                        sd_event_source_unref(c->timer);
-        }
+        timer_disarm(c->proxy->timers, &c->timer);
         call_free_headers(c);
         candidates_done(c->cands, c->n_cands);
         buf_done(&c->body);
@@ -549,7 +540,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata) {
         /* The client is behind: leave the data with curl (it keeps it) until the client drained. */
         if (c->request->want_writable) {
                 c->paused = true;
-                (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+                timer_disarm(c->proxy->timers, &c->timer);
                 return CURL_WRITEFUNC_PAUSE;
         }
 
@@ -741,23 +732,21 @@ static const H1Callbacks h1_callbacks = {
         .done = on_h1_done,
 };
 
-static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        ProxyCall *c = userdata;
+static void on_timer(Timer *t) {
+        ProxyCall *c = container_of(t, ProxyCall, timer);
 
         if (c->timer_is_retry) {
                 c->timer_is_retry = false;
                 call_try_next(c);
-                return 0;
+                return;
         }
         if (c->head_done) {
                 /* The idle timer was armed at some earlier chunk: is the gap really that long? */
                 usec_t now, idle = c->cands[c->idx].provider->idle_timeout;
                 usec_t deadline = c->last_data > USEC_INFINITY - idle ? USEC_INFINITY : c->last_data + idle;
-                if (sd_event_now(c->proxy->event, CLOCK_MONOTONIC, &now) >= 0 && deadline > now) {
-                        (void) sd_event_source_set_time(c->timer, deadline);
-                        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
-                        return 0;
-                }
+                if (sd_event_now(c->proxy->event, CLOCK_MONOTONIC, &now) >= 0 && deadline > now &&
+                    timer_arm(c->proxy->timers, &c->timer, deadline) >= 0)
+                        return;
         }
         /* First byte or idle timeout: end this attempt as a timeout. */
         log_debug("Upstream %s timed out for request %s.", c->cands[c->idx].provider->name, request_id(c->request));
@@ -767,11 +756,10 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 c->h1 = NULL;
                 c->proxy->active--;
                 on_done(c, CURLE_OPERATION_TIMEDOUT);
-                return 0;
+                return;
         }
         curl_glue_remove(c->proxy->curl, c->easy);
         on_curl_done(c->easy, CURLE_OPERATION_TIMEDOUT, c);
-        return 0;
 }
 
 static void on_client_writable(Request *r, void *userdata) {
@@ -1004,8 +992,7 @@ static void call_try_next(ProxyCall *c) {
                         call_free_headers(c);
                         c->upstream_wait += delay;
                         c->timer_is_retry = true;
-                        (void) sd_event_source_set_time_relative(c->timer, delay);
-                        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+                        (void) timer_arm_relative(c->proxy->timers, &c->timer, delay);
                         return;
                 }
         }
@@ -1155,8 +1142,7 @@ started:
         p->active++;
         c->counted = p;
         c->timer_is_retry = false;
-        (void) sd_event_source_set_time_relative(c->timer, p->first_byte_timeout);
-        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+        (void) timer_arm_relative(c->proxy->timers, &c->timer, p->first_byte_timeout);
         return;
 fail:
         log_warning_errno(k, "Failed to start upstream request %s to %s: %m", request_id(c->request), p->name);
@@ -1308,29 +1294,23 @@ int proxy_forward(Proxy *proxy, Providers *providers, Request *r, Dialect d, Key
                 return -ENOMEM;
         }
 
-        if (proxy->n_timers > 0) {
-                c->timer = proxy->timers[--proxy->n_timers];
-                (void) sd_event_source_set_userdata(c->timer, c);
-        } else {
-                k = sd_event_add_time_relative(proxy->event, &c->timer, CLOCK_MONOTONIC, USEC_PER_SEC, 0, on_timer, c);
-                if (k < 0) {
-                        call_free(c);
-                        return k;
-                }
-                (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
-                (void) sd_event_source_set_description(c->timer, "proxy-timeout");
-        }
+        c->timer.on_expire = on_timer;
         request_set_hooks(r, &proxy_hooks, c);
         call_try_next(c);
         return 0;
 }
 
 int proxy_init(Proxy *p, sd_event *event) {
+        int r;
+
         *p = (Proxy){ .event = event, .policy = { .passthrough = PASSTHROUGH_LOOPBACK, .max_pending = 4096 } };
 
         if (getentropy(&p->seed, sizeof p->seed) < 0)
                 p->seed = (uint32_t) now_mono(); /* only the weighted order depends on it */
         /* libcurl and its multi handle come with the first transfer that needs them: proxy_curl_open(). */
+        r = timer_queue_new(event, "proxy-timeouts", &p->timers);
+        if (r < 0)
+                return r;
         return h1_client_new(event, &p->h1);
 }
 
@@ -1368,8 +1348,7 @@ void proxy_easy_put(Proxy *p, CURL *easy) {
 void proxy_done(Proxy *p) {
         while (p->n_idle > 0)
                 curl_easy_cleanup(p->idle[--p->n_idle]);
-        while (p->n_timers > 0)
-                sd_event_source_unref(p->timers[--p->n_timers]);
+        p->timers = timer_queue_free(p->timers);
         p->curl = curl_glue_free(p->curl);
         p->h1 = h1_client_free(p->h1);
         p->trim_timer = sd_event_source_disable_unref(p->trim_timer);

@@ -3,6 +3,7 @@
 
 #include "http/request.h"
 #include "proxy/curl-glue.h"
+#include "net/timers.h"
 #include "proxy/h1-client.h"
 #include "api/limits.h"
 #include "api/metrics.h"
@@ -32,8 +33,7 @@ typedef struct Proxy {
         Limits *limits;                 /* per-key rate limits and budgets (may be NULL) */
         CURL *idle[64];                 /* easy handles kept for reuse: setting one up is not free */
         size_t n_idle;
-        sd_event_source *timers[64];    /* calls' timers kept for reuse (disabled), likewise */
-        size_t n_timers;
+        TimerQueue *timers;             /* the calls' deadlines (first byte, idle, retry delay) */
         unsigned n_calls;               /* ProxyCalls alive */
         usec_t last_call_end;           /* loop time the last one ended */
         sd_event_source *trim_timer;    /* gives the heap of a finished burst back to the kernel */

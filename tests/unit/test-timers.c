@@ -1,0 +1,123 @@
+/* Unit tests for TimerQueue: timers fire once, in deadline order, through random arms, moves and disarms. */
+#include "net/timers.h"
+#include "tests.h"
+
+#define N 300
+
+typedef struct Owner {
+        Timer timer;
+        unsigned fired;
+        usec_t fired_at;                /* the deadline it had when it fired */
+        struct Owner *disarm_other;     /* disarmed from this one's callback */
+        bool rearm;                     /* armed again, 1 ms later, from its own callback (once) */
+} Owner;
+
+static TimerQueue *queue;
+static usec_t last_deadline;
+static bool order_ok = true;
+
+static void on_expire(Timer *t) {
+        Owner *o = container_of(t, Owner, timer);
+        ASSERT_FALSE(timer_armed(t));
+        if (t->deadline < last_deadline)
+                order_ok = false;
+        last_deadline = t->deadline;
+        o->fired++;
+        o->fired_at = t->deadline;
+        if (o->disarm_other)
+                timer_disarm(queue, &o->disarm_other->timer);
+        if (o->rearm) {
+                o->rearm = false;
+                ASSERT_OK(timer_arm(queue, t, t->deadline + 1000));
+        }
+}
+
+static uint32_t rnd(uint32_t *s) {
+        *s ^= *s << 13;
+        *s ^= *s >> 17;
+        *s ^= *s << 5;
+        return *s;
+}
+
+TEST(deadline_order_through_random_operations) {
+        sd_event *e = NULL;
+        static Owner o[N];
+        bool armed[N] = {}, expect[N] = {};
+        uint32_t seed = 12345;
+        usec_t now;
+
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(timer_queue_new(e, "test", &queue));
+        ASSERT_OK(sd_event_now(e, CLOCK_MONOTONIC, &now));
+
+        /* Random arms and moves (earlier and later) and disarms, all within the next 50 ms. */
+        for (unsigned step = 0; step < 5000; step++) {
+                unsigned i = rnd(&seed) % N;
+
+                o[i].timer.on_expire = on_expire;
+                if (rnd(&seed) % 4 == 0) {
+                        timer_disarm(queue, &o[i].timer);
+                        armed[i] = false;
+                } else {
+                        ASSERT_OK(timer_arm(queue, &o[i].timer, now + 1000 + rnd(&seed) % 50000));
+                        armed[i] = true;
+                }
+        }
+        size_t n = 0;
+        for (unsigned i = 0; i < N; i++) {
+                ASSERT_EQ(timer_armed(&o[i].timer), armed[i]);
+                n += armed[i];
+                expect[i] = armed[i];
+        }
+        ASSERT_EQ(timer_queue_size(queue), n);
+
+        /* Run until 60 ms have passed: every armed timer fires once, none of the others. */
+        for (;;) {
+                usec_t t;
+                ASSERT_OK(sd_event_now(e, CLOCK_MONOTONIC, &t));
+                if (t > now + 60000 && timer_queue_size(queue) == 0)
+                        break;
+                ASSERT_TRUE(t < now + 2 * USEC_PER_SEC);
+                sd_event_run(e, 10 * USEC_PER_MSEC);
+        }
+        ASSERT_TRUE(order_ok);
+        for (unsigned i = 0; i < N; i++)
+                ASSERT_EQ(o[i].fired, expect[i] ? 1U : 0U);
+
+        queue = timer_queue_free(queue);
+        sd_event_unref(e);
+}
+
+TEST(callbacks_rearm_and_disarm_others) {
+        sd_event *e = NULL;
+        Owner a = { .timer.on_expire = on_expire }, b = { .timer.on_expire = on_expire },
+              c = { .timer.on_expire = on_expire };
+        usec_t now;
+
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(timer_queue_new(e, "test", &queue));
+        ASSERT_OK(sd_event_now(e, CLOCK_MONOTONIC, &now));
+        last_deadline = 0;
+
+        /* a fires first, disarms c (due later) and arms itself again 1 ms on; b fires once. */
+        a.disarm_other = &c;
+        a.rearm = true;
+        ASSERT_OK(timer_arm(queue, &a.timer, now + 2000));
+        ASSERT_OK(timer_arm(queue, &b.timer, now + 2500));
+        ASSERT_OK(timer_arm(queue, &c.timer, now + 4000));
+        /* Moving one later leaves the source armed early: it fires, finds nothing due, and re-arms. */
+        ASSERT_OK(timer_arm_relative(queue, &b.timer, 3500));
+        for (int i = 0; i < 100 && timer_queue_size(queue) > 0; i++)
+                sd_event_run(e, 10 * USEC_PER_MSEC);
+        ASSERT_EQ(a.fired, 2U);
+        ASSERT_EQ(b.fired, 1U);
+        ASSERT_EQ(c.fired, 0U);
+        ASSERT_FALSE(timer_armed(&c.timer));
+        ASSERT_TRUE(order_ok);
+
+        /* A queue freed with timers armed leaves them disarmed. */
+        ASSERT_OK(timer_arm_relative(queue, &c.timer, USEC_PER_SEC));
+        queue = timer_queue_free(queue);
+        ASSERT_FALSE(timer_armed(&c.timer));
+        sd_event_unref(e);
+}
