@@ -4,6 +4,7 @@
 
 #include "http/request.h"
 #include "http/server.h"
+#include "net/timers.h"
 #include "shared/buf.h"
 #include "shared/log.h"
 #include "shared/util.h"
@@ -85,7 +86,8 @@ typedef struct Http1Session {
         unsigned n_ref;
         HttpServer *server;
         Stream *stream;         /* NULL once closed or gone */
-        sd_event_source *timer;
+        Timer timer;                    /* in timers, the event loop's shared queue */
+        TimerQueue *timers;
         H1Timer timer_kind;
         usec_t timer_deadline;          /* when timer_kind expires; USEC_INFINITY for none */
         usec_t timer_armed;             /* when the event source fires; 0 when it is off */
@@ -146,7 +148,8 @@ static Http1Session *h1_ref(Http1Session *h) {
 static Http1Session *h1_unref(Http1Session *h) {
         if (!h || --h->n_ref > 0)
                 return NULL;
-        sd_event_source_disable_unref(h->timer);
+        timer_disarm(h->timers, &h->timer);
+        h->timers = timer_queue_free(h->timers);
         request_unref(h->request);
         buf_done(&h->url);
         buf_done(&h->field);
@@ -277,7 +280,7 @@ static int transfer_encoding_check(const char *s, size_t n) {
 
 /* ---- timers ---- */
 
-static int h1_on_timer(sd_event_source *s, uint64_t usec, void *userdata);
+static void h1_on_timer(Timer *t);
 
 /* Timers are lazy, as in nginx and h2o: a keep-alive connection moves between the header, idle and
  * handling phases with every request, and re-arming the event source each time would cost more than
@@ -286,9 +289,7 @@ static int h1_on_timer(sd_event_source *s, uint64_t usec, void *userdata);
 static void h1_timer_arm(Http1Session *h, usec_t when) {
         int r;
 
-        r = sd_event_source_set_time(h->timer, when);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT);
+        r = timer_arm(h->timers, &h->timer, when);
         if (r < 0) {
                 log_debug_errno(r, "Failed to arm HTTP/1.1 timer, ignoring: %m");
                 return;
@@ -299,7 +300,7 @@ static void h1_timer_arm(Http1Session *h, usec_t when) {
 static void h1_timer_set(Http1Session *h, H1Timer kind, usec_t usec) {
         usec_t now;
 
-        if (!h->timer)
+        if (h->closed || !h->timers)
                 return;
         h->timer_kind = kind;
         /* 0 means "no limit" in the configuration, except for the immediate abort. */
@@ -475,7 +476,8 @@ static void h1_close(Http1Session *h, H1Close mode) {
         if (h->closed)
                 return;
         h->closed = true;
-        h->timer = sd_event_source_disable_unref(h->timer);
+        timer_disarm(h->timers, &h->timer);
+        h->timer_armed = 0;
         h->timer_kind = H1_TIMER_NONE;
 
         stream = TAKE_PTR(h->stream);
@@ -1134,18 +1136,19 @@ static const StreamUpper h1_upper = {
         .on_close = h1_on_close,
 };
 
-static int h1_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Http1Session *h = userdata;
+static void h1_on_timer(Timer *t) {
+        Http1Session *h = container_of(t, Http1Session, timer);
         _unused_ _cleanup_(h1_unrefp) Http1Session *ref = h1_ref(h);
         H1Timer kind = h->timer_kind;
+        usec_t usec = t->deadline;
 
         h->timer_armed = 0;
         if (kind == H1_TIMER_NONE)
-                return 0;
+                return;
         if (usec < h->timer_deadline) {
                 /* Armed for an earlier phase's deadline: the current one is later. */
                 h1_timer_arm(h, h->timer_deadline);
-                return 0;
+                return;
         }
         h->timer_kind = H1_TIMER_NONE;
         h->timer_deadline = USEC_INFINITY;
@@ -1168,7 +1171,6 @@ static int h1_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         case H1_TIMER_NONE:
                 break;
         }
-        return 0;
 }
 
 /* ---- HttpSession ---- */
@@ -1427,13 +1429,12 @@ int http1_session_new(HttpServer *s, Stream *stream) {
         h->session.ops = &h1_session_ops;
         h->phase = H1_IDLE;
 
-        r = sd_event_add_time(s->event, &h->timer, CLOCK_MONOTONIC, 0, 0, h1_on_timer, h);
+        r = timer_queue_get_shared(s->event, &h->timers);
         if (r < 0) {
                 free(h);
                 return r;
         }
-        (void) sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
-        (void) sd_event_source_set_description(h->timer, "http1-timeout");
+        h->timer.on_expire = h1_on_timer;
         h->timer_deadline = USEC_INFINITY;
         /* Until the first request's head is complete, the header timeout counts from now. */
         h1_timer_set(h, H1_TIMER_HEADER, s->limits.header_timeout);

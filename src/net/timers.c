@@ -5,12 +5,18 @@
 #include "shared/log.h"
 
 struct TimerQueue {
+        unsigned n_ref;
+        bool shared;
+        TimerQueue *next_shared;
         sd_event *event;
         sd_event_source *source;
         usec_t source_at;               /* when the source is armed for; USEC_INFINITY: off */
         Timer **heap;                   /* a min-heap on deadline */
         size_t n, alloc;
 };
+
+/* The queues of timer_queue_get_shared(), one per event loop. */
+static TimerQueue *shared_queues;
 
 static bool before(const Timer *a, const Timer *b) {
         return a->deadline < b->deadline;
@@ -89,6 +95,9 @@ static int on_source(sd_event_source *s, uint64_t usec, void *userdata) {
         TimerQueue *q = userdata;
         usec_t now;
 
+        /* A callback may drop the last reference (the last session of a shared queue goes): the queue
+         * lives until the round is over. */
+        q->n_ref++;
         q->source_at = USEC_INFINITY;
         if (sd_event_now(q->event, CLOCK_MONOTONIC, &now) < 0)
                 now = usec;
@@ -101,6 +110,7 @@ static int on_source(sd_event_source *s, uint64_t usec, void *userdata) {
                 t->on_expire(t);
         }
         source_update(q);
+        timer_queue_free(q);
         return 0;
 }
 
@@ -111,6 +121,7 @@ int timer_queue_new(sd_event *event, const char *description, TimerQueue **ret) 
         q = new0(TimerQueue, 1);
         if (!q)
                 return -ENOMEM;
+        q->n_ref = 1;
         q->event = sd_event_ref(event);
         q->source_at = USEC_INFINITY;
         r = sd_event_add_time(event, &q->source, CLOCK_MONOTONIC, USEC_INFINITY, 0, on_source, q);
@@ -124,9 +135,35 @@ int timer_queue_new(sd_event *event, const char *description, TimerQueue **ret) 
         return 0;
 }
 
+int timer_queue_get_shared(sd_event *event, TimerQueue **ret) {
+        TimerQueue *q;
+        int r;
+
+        for (q = shared_queues; q; q = q->next_shared)
+                if (q->event == event) {
+                        q->n_ref++;
+                        *ret = q;
+                        return 0;
+                }
+        r = timer_queue_new(event, "shared-timeouts", &q);
+        if (r < 0)
+                return r;
+        q->shared = true;
+        q->next_shared = shared_queues;
+        shared_queues = q;
+        *ret = q;
+        return 0;
+}
+
 TimerQueue *timer_queue_free(TimerQueue *q) {
-        if (!q)
+        if (!q || --q->n_ref > 0)
                 return NULL;
+        if (q->shared)
+                for (TimerQueue **l = &shared_queues; *l; l = &(*l)->next_shared)
+                        if (*l == q) {
+                                *l = q->next_shared;
+                                break;
+                        }
         for (size_t i = 0; i < q->n; i++)
                 q->heap[i]->idx = 0;
         sd_event_source_disable_unref(q->source);

@@ -28,7 +28,10 @@ struct Timer {
 };
 
 int timer_queue_new(sd_event *event, const char *description, TimerQueue **ret);
-/* Its timers must be disarmed (or their owners gone). */
+/* A reference to the one queue all callers on this event loop share (made by the first), for owners
+ * that come and go by the thousand (HTTP/1.1 sessions) and have no common parent to hold one. */
+int timer_queue_get_shared(sd_event *event, TimerQueue **ret);
+/* Drops a reference; the last frees the queue, whose timers must be disarmed (or their owners gone). */
 TimerQueue *timer_queue_free(TimerQueue *q);
 
 /* Arms (or moves) t to fire at deadline (CLOCK_MONOTONIC), or usec from the loop's now. */

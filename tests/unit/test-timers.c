@@ -121,3 +121,46 @@ TEST(callbacks_rearm_and_disarm_others) {
         ASSERT_FALSE(timer_armed(&c.timer));
         sd_event_unref(e);
 }
+
+/* The last reference to a shared queue dropped from a timer's own callback (the last HTTP/1.1 session
+ * closed by its timeout): the queue lives until the round is over, then goes. */
+typedef struct Holder {
+        Timer timer;
+        TimerQueue *q;
+        unsigned fired;
+} Holder;
+
+static void drop_queue(Timer *t) {
+        Holder *h = container_of(t, Holder, timer);
+
+        h->fired++;
+        h->q = timer_queue_free(h->q);
+}
+
+TEST(shared_queue_refs_and_last_drop_in_callback) {
+        sd_event *e = NULL;
+        TimerQueue *a = NULL, *b = NULL;
+        Holder h1 = { .timer.on_expire = drop_queue }, h2 = { .timer.on_expire = drop_queue };
+
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(timer_queue_get_shared(e, &a));
+        ASSERT_OK(timer_queue_get_shared(e, &b));
+        ASSERT_TRUE(a == b);
+        h1.q = a;
+        h2.q = b;
+        /* Both due in the same round: the second runs after the first dropped its reference, and its
+         * own drop is the last. */
+        ASSERT_OK(timer_arm_relative(a, &h1.timer, 1000));
+        ASSERT_OK(timer_arm_relative(a, &h2.timer, 1000));
+        for (int i = 0; i < 50 && (h1.fired == 0 || h2.fired == 0); i++)
+                sd_event_run(e, 10 * USEC_PER_MSEC);
+        ASSERT_EQ(h1.fired, 1U);
+        ASSERT_EQ(h2.fired, 1U);
+        ASSERT_NULL(h1.q);
+        ASSERT_NULL(h2.q);
+        /* Gone: the next caller gets a new one. */
+        ASSERT_OK(timer_queue_get_shared(e, &a));
+        ASSERT_EQ(timer_queue_size(a), 0U);
+        a = timer_queue_free(a);
+        sd_event_unref(e);
+}
