@@ -11,6 +11,7 @@ struct TimerQueue {
         sd_event *event;
         sd_event_source *source;
         usec_t source_at;               /* when the source is armed for; USEC_INFINITY: off */
+        usec_t round_now;               /* the loop's time while due timers are served, else 0 */
         Timer **heap;                   /* a min-heap on deadline */
         size_t n, alloc;
 };
@@ -101,6 +102,7 @@ static int on_source(sd_event_source *s, uint64_t usec, void *userdata) {
         q->source_at = USEC_INFINITY;
         if (sd_event_now(q->event, CLOCK_MONOTONIC, &now) < 0)
                 now = usec;
+        q->round_now = now;
         /* Each due timer leaves the heap before its callback, which may arm it again (later) or free
          * its owner. */
         while (q->n > 0 && q->heap[0]->deadline <= now) {
@@ -109,6 +111,7 @@ static int on_source(sd_event_source *s, uint64_t usec, void *userdata) {
                 heap_remove(q, t);
                 t->on_expire(t);
         }
+        q->round_now = 0;
         source_update(q);
         timer_queue_free(q);
         return 0;
@@ -174,6 +177,10 @@ TimerQueue *timer_queue_free(TimerQueue *q) {
 }
 
 int timer_arm(TimerQueue *q, Timer *t, usec_t deadline) {
+        /* Armed from a callback for a time already reached: the next round, never this one (a timer
+         * that re-arms itself with no delay would otherwise run forever without yielding the loop). */
+        if (q->round_now > 0 && deadline <= q->round_now)
+                deadline = q->round_now + 1;
         if (timer_armed(t)) {
                 usec_t old = t->deadline;
 

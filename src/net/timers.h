@@ -34,7 +34,8 @@ int timer_queue_get_shared(sd_event *event, TimerQueue **ret);
 /* Drops a reference; the last frees the queue, whose timers must be disarmed (or their owners gone). */
 TimerQueue *timer_queue_free(TimerQueue *q);
 
-/* Arms (or moves) t to fire at deadline (CLOCK_MONOTONIC), or usec from the loop's now. */
+/* Arms (or moves) t to fire at deadline (CLOCK_MONOTONIC), or usec from the loop's now. Armed from an
+ * expiry callback for a time already reached, it fires in the next round, after the loop's other work. */
 int timer_arm(TimerQueue *q, Timer *t, usec_t deadline);
 int timer_arm_relative(TimerQueue *q, Timer *t, usec_t usec);
 void timer_disarm(TimerQueue *q, Timer *t);

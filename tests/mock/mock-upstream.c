@@ -39,16 +39,11 @@ struct Mock {
         GHashTable *fail_counts;        /* model string -> failures served so far */
         GHashTable *conns;              /* const StreamInfo * -> MockConn */
 
-        /* Every call's timer (ttfb, pace, reset) is an entry in one min-heap behind one sd-event timer:
-         * sd-event dispatches one source per loop iteration, each with an epoll_wait() and often a
-         * timerfd_settime(), which for thousands of paced streams cost more than the sends themselves.
-         * One dispatch now serves every call that is due. */
-        MockCall **heap;
-        size_t n_heap, heap_alloc;
-        MockCall **due;                 /* the batch being dispatched */
-        size_t due_alloc;
-        sd_event_source *tick;
-        uint64_t tick_armed;            /* when tick is set to fire, 0: off */
+        /* Every call's timer (ttfb, pace, reset) is in one TimerQueue (net/timers.h), gate's own heap
+         * behind one sd-event timer: as sd-event sources, thousands of paced streams cost a loop
+         * iteration, an epoll_wait() and often a timerfd_settime() each. One dispatch serves every call
+         * that is due. */
+        TimerQueue *timers;
 };
 
 static void call_pump(MockCall *c);
@@ -360,148 +355,23 @@ static void call_end(MockCall *c, const char *event) {
 
 static void call_on_timer(MockCall *c);
 
-static bool heap_before(const MockCall *a, const MockCall *b) {
-        return a->due < b->due;
-}
-
-static void heap_place(Mock *m, size_t i, MockCall *c) {
-        m->heap[i] = c;
-        c->heap_idx = i + 1;
-}
-
-static void heap_up(Mock *m, size_t i) {
-        MockCall *c = m->heap[i];
-
-        while (i > 0 && heap_before(c, m->heap[(i - 1) / 2])) {
-                heap_place(m, i, m->heap[(i - 1) / 2]);
-                i = (i - 1) / 2;
-        }
-        heap_place(m, i, c);
-}
-
-static void heap_down(Mock *m, size_t i) {
-        MockCall *c = m->heap[i];
-
-        for (;;) {
-                size_t l = 2 * i + 1, best = i;
-                const MockCall *b = c;
-
-                if (l < m->n_heap && heap_before(m->heap[l], b))
-                        best = l, b = m->heap[l];
-                if (l + 1 < m->n_heap && heap_before(m->heap[l + 1], b))
-                        best = l + 1;
-                if (best == i)
-                        break;
-                heap_place(m, i, m->heap[best]);
-                i = best;
-        }
-        heap_place(m, i, c);
-}
-
-static void heap_remove(Mock *m, MockCall *c) {
-        MockCall *last;
-        size_t i;
-
-        if (c->heap_idx == 0)
-                return;
-        i = c->heap_idx - 1;
-        c->heap_idx = 0;
-        last = m->heap[--m->n_heap];
-        if (last == c)
-                return;
-        /* The last entry fills the hole and moves to where it belongs, up or down. */
-        heap_place(m, i, last);
-        heap_up(m, i);
-        heap_down(m, last->heap_idx - 1);
-}
-
-static int mock_on_tick(sd_event_source *s, uint64_t usec, void *userdata);
-
-/* Points the one sd-event timer at the earliest due call. */
-static int mock_arm_tick(Mock *m) {
-        uint64_t next = m->n_heap > 0 ? m->heap[0]->due : 0;
-        int r;
-
-        if (next == m->tick_armed)
-                return 0;
-        m->tick_armed = next;
-        if (next == 0)
-                return sd_event_source_set_enabled(m->tick, SD_EVENT_OFF);
-        if (!m->tick) {
-                /* Accuracy 1us: pace_ms values are small; batching comes from the heap, not from sd-event. */
-                r = sd_event_add_time(m->event, &m->tick, CLOCK_MONOTONIC, next, 1, mock_on_tick, m);
-                if (r < 0)
-                        return r;
-                (void) sd_event_source_set_description(m->tick, "mock-call-timers");
-                return 0;
-        }
-        r = sd_event_source_set_time(m->tick, next);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(m->tick, SD_EVENT_ONESHOT);
-        return r;
-}
-
 static void call_timer_off(MockCall *c) {
-        heap_remove(c->mock, c);
+        timer_disarm(c->mock->timers, &c->timer);
+}
+
+static void call_on_expire(Timer *t) {
+        MockCall *c = container_of(t, MockCall, timer);
+
+        /* Held while it runs: answering may end the call and drop its own reference. */
+        call_ref(c);
+        call_on_timer(c);
+        call_unref(c);
 }
 
 static int call_arm_timer(MockCall *c, uint64_t usec) {
-        Mock *m = c->mock;
-        uint64_t now;
-        int r;
-
-        r = sd_event_now(m->event, CLOCK_MONOTONIC, &now);
-        if (r < 0)
-                return r;
         /* A timer is never due in the loop iteration that armed it: a zero delay still yields. */
-        c->due = now + MAX(usec, (uint64_t) 1);
-        if (c->heap_idx == 0) {
-                if (m->n_heap == m->heap_alloc) {
-                        size_t n = MAX(m->heap_alloc * 2, (size_t) 64);
-                        MockCall **h = reallocarray(m->heap, n, sizeof *h);
-                        if (!h)
-                                return -ENOMEM;
-                        m->heap = h;
-                        m->heap_alloc = n;
-                }
-                heap_place(m, m->n_heap++, c);
-        }
-        heap_up(m, c->heap_idx - 1);
-        heap_down(m, c->heap_idx - 1);
-        return mock_arm_tick(m);
-}
-
-static int mock_on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
-        Mock *m = userdata;
-        size_t n = 0;
-        uint64_t now;
-
-        m->tick_armed = 0;
-        if (sd_event_now(m->event, CLOCK_MONOTONIC, &now) < 0)
-                return 0;
-        /* Take the whole batch off the heap first: what the calls re-arm waits for a later tick. */
-        while (m->n_heap > 0 && m->heap[0]->due <= now) {
-                MockCall *c = m->heap[0];
-                if (n == m->due_alloc) {
-                        size_t k = MAX(m->due_alloc * 2, (size_t) 64);
-                        MockCall **d = reallocarray(m->due, k, sizeof *d);
-                        if (!d)
-                                break; /* the rest stays due: the next tick takes it */
-                        m->due = d;
-                        m->due_alloc = k;
-                }
-                heap_remove(m, c);
-                m->due[n++] = call_ref(c);
-        }
-        for (size_t i = 0; i < n; i++) {
-                MockCall *c = m->due[i];
-                /* Re-armed by an earlier call of this batch (nothing does that today): not due yet. */
-                if (c->heap_idx == 0)
-                        call_on_timer(c);
-                call_unref(c);
-        }
-        (void) mock_arm_tick(m);
-        return 0;
+        c->timer.on_expire = call_on_expire;
+        return timer_arm_relative(c->mock->timers, &c->timer, MAX(usec, (uint64_t) 1));
 }
 
 /* Breaks the client's connection under the engine and makes the engine notice (its write then fails).
@@ -1235,9 +1105,7 @@ static void mock_done(Mock *m) {
         http_server_abort_all(&m->server);
         sd_event_source_disable_unref(m->listen_io);
         sd_event_source_disable_unref(m->listen_retry);
-        sd_event_source_disable_unref(m->tick);
-        free(m->heap);
-        free(m->due);
+        m->timers = timer_queue_free(m->timers);
         sd_event_source_disable_unref(m->sigterm);
         sd_event_source_disable_unref(m->sigint);
         safe_close(m->listen_fd);
@@ -1313,6 +1181,9 @@ int main(int argc, char *argv[]) {
         (void) sd_event_source_set_description(m.sigterm, "signal-term");
         (void) sd_event_source_set_description(m.sigint, "signal-int");
 
+        r = timer_queue_new(m.event, "mock-call-timers", &m.timers);
+        if (r < 0)
+                return log_error_errno(r, "Failed to allocate timers: %m"), EXIT_FAILURE;
         http_server_init(&m.server, m.event);
         m.server.dispatch = mock_dispatch;
         m.server.dispatch_userdata = &m;

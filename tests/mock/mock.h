@@ -5,6 +5,7 @@
 #include <systemd/sd-event.h>
 
 #include "http/request.h"
+#include "net/timers.h"
 #include "shared/buf.h"
 
 typedef enum Dialect {
@@ -127,8 +128,7 @@ struct MockCall {
         unsigned reset_tries;
         unsigned status;                /* sent */
         unsigned fail;                  /* injected error status to send after ttfb_ms */
-        uint64_t due;                   /* CLOCK_MONOTONIC when its timer fires (ttfb, pace, reset) */
-        size_t heap_idx;                /* position in the mock's timer heap + 1, 0: timer off */
+        Timer timer;                    /* ttfb, pace, reset: in the mock's TimerQueue */
 
         MockConn *conn;
         MockCall *conn_prev, *conn_next;

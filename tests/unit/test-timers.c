@@ -164,3 +164,29 @@ TEST(shared_queue_refs_and_last_drop_in_callback) {
         a = timer_queue_free(a);
         sd_event_unref(e);
 }
+
+/* A timer that re-arms itself with no delay from its callback runs once per round, not forever within
+ * one: the loop gets to its other work in between. */
+static unsigned zero_fired;
+static TimerQueue *zero_queue;
+
+static void rearm_now(Timer *t) {
+        zero_fired++;
+        ASSERT_OK(timer_arm_relative(zero_queue, t, 0));
+}
+
+TEST(zero_delay_rearm_yields) {
+        sd_event *e = NULL;
+        Timer t = { .on_expire = rearm_now };
+
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(timer_queue_new(e, "test", &zero_queue));
+        ASSERT_OK(timer_arm_relative(zero_queue, &t, 0));
+        for (int i = 0; i < 5; i++)
+                ASSERT_OK(sd_event_run(e, 10 * USEC_PER_MSEC));
+        /* One per loop iteration at most (an iteration may find nothing due yet). */
+        ASSERT_TRUE(zero_fired >= 1 && zero_fired <= 5);
+        timer_disarm(zero_queue, &t);
+        zero_queue = timer_queue_free(zero_queue);
+        sd_event_unref(e);
+}
