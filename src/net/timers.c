@@ -127,7 +127,10 @@ int timer_queue_new(sd_event *event, const char *description, TimerQueue **ret) 
         q->n_ref = 1;
         q->event = sd_event_ref(event);
         q->source_at = USEC_INFINITY;
-        r = sd_event_add_time(event, &q->source, CLOCK_MONOTONIC, USEC_INFINITY, 0, on_source, q);
+        /* Accuracy 1 us: sd-event's default (0 means 250 ms) would let it coalesce wakeups by that much,
+         * and paced streams (the mock) or short retry delays need milliseconds. Batching comes from
+         * the heap: one wakeup serves every timer that is due. */
+        r = sd_event_add_time(event, &q->source, CLOCK_MONOTONIC, USEC_INFINITY, 1, on_source, q);
         if (r < 0) {
                 timer_queue_free(q);
                 return r;

@@ -190,3 +190,31 @@ TEST(zero_delay_rearm_yields) {
         zero_queue = timer_queue_free(zero_queue);
         sd_event_unref(e);
 }
+
+/* Milliseconds mean milliseconds: sd-event's default accuracy (250 ms) would let a 5 ms timer fire up
+ * to a quarter second late, which paced streams and short retry delays cannot take. */
+static unsigned prompt_fired;
+
+static void count_prompt(Timer *t) {
+        prompt_fired++;
+}
+
+TEST(short_timers_fire_promptly) {
+        sd_event *e = NULL;
+        TimerQueue *q = NULL;
+        Timer t = { .on_expire = count_prompt };
+
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(timer_queue_new(e, "test", &q));
+        for (unsigned round = 1; round <= 3; round++) {
+                usec_t start = now_mono();
+
+                ASSERT_OK(timer_arm_relative(q, &t, 5 * USEC_PER_MSEC));
+                while (prompt_fired < round && now_mono() - start < USEC_PER_SEC)
+                        ASSERT_TRUE(sd_event_run(e, 100 * USEC_PER_MSEC) >= 0);
+                ASSERT_EQ(prompt_fired, round);
+                ASSERT_TRUE(now_mono() - start < 100 * USEC_PER_MSEC);
+        }
+        q = timer_queue_free(q);
+        sd_event_unref(e);
+}
