@@ -2,13 +2,15 @@
 #include <stdio.h>
 
 #include "proxy/fetch.h"
+#include "proxy/header-list.h"
 #include "shared/buf.h"
 #include "shared/errors.h"
 
 struct Fetch {
         Proxy *proxy;
         CURL *easy;
-        struct curl_slist *headers;
+        Arena arena;                    /* the header list's nodes and lines */
+        HeaderList headers;
         Buf body;
         FetchCallback cb;
         void *userdata;
@@ -19,7 +21,7 @@ static void fetch_free(Fetch *f) {
                 curl_glue_remove(f->proxy->curl, f->easy);
                 curl_easy_cleanup(f->easy);
         }
-        curl_slist_free_all(f->headers);
+        arena_done(&f->arena);
         buf_done(&f->body);
         free(f);
 }
@@ -54,17 +56,11 @@ static void fetch_done(CURL *easy, CURLcode result, void *userdata) {
         fetch_free(f);
 }
 
-static int fetch_header(struct curl_slist **l, const char *name, const char *value) {
-        char line[4096];
-        struct curl_slist *n;
-
-        if ((size_t) snprintf(line, sizeof line, "%s%s", name, value) >= sizeof line)
+/* name is "Name: " (or "" for a whole line), as the lines are written. */
+static int fetch_header(HeaderList *l, const char *name, const char *value) {
+        if (strlen(name) + strlen(value) >= 4096)
                 return -E2BIG;
-        n = curl_slist_append(*l, line);
-        if (!n)
-                return -ENOMEM;
-        *l = n;
-        return 0;
+        return header_list_add(l, NULL, name, value);
 }
 
 int proxy_fetch(Proxy *p, const Provider *provider, const char *path, FetchCallback cb, void *userdata,
@@ -81,6 +77,8 @@ int proxy_fetch(Proxy *p, const Provider *provider, const char *path, FetchCallb
         f->proxy = p;
         f->cb = cb;
         f->userdata = userdata;
+        arena_init(&f->arena, NULL, 0);
+        header_list_init(&f->headers, &f->arena);
 
         if (provider->type == PROVIDER_ANTHROPIC) {
                 k = fetch_header(&f->headers, "anthropic-version: ", "2023-06-01");
@@ -103,7 +101,7 @@ int proxy_fetch(Proxy *p, const Provider *provider, const char *path, FetchCallb
         }
         curl_easy_setopt(f->easy, CURLOPT_URL, url);
         curl_easy_setopt(f->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->headers);
+        curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->headers.head);
         curl_easy_setopt(f->easy, CURLOPT_WRITEFUNCTION, fetch_write);
         curl_easy_setopt(f->easy, CURLOPT_WRITEDATA, f);
         curl_easy_setopt(f->easy, CURLOPT_NOSIGNAL, 1L);

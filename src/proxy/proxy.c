@@ -7,6 +7,7 @@
 #include "api/errors.h"
 #include "api/usage-scan.h"
 #include "core/config.h"
+#include "proxy/header-list.h"
 #include "proxy/jscan.h"
 #include "proxy/proxy.h"
 #include "shared/arena.h"
@@ -801,38 +802,11 @@ static const char *client_provider_key(Request *r) {
         return k;
 }
 
-/* The upstream request's header lines, as a curl_slist both clients read. Its nodes and strings live in
- * the attempt's arena, not in curl's own list (curl only reads the list it is given): no allocation per
- * header, all freed at once when the attempt ends. */
-typedef struct HeaderList {
-        Arena *arena;
-        struct curl_slist *head, **tail;
-} HeaderList;
-
-/* "name: prefix value"; a NULL name adds prefix as the whole line ("Name: value", or "Expect:" to
- * suppress a header curl would add). */
+/* "name: prefix value" into the attempt's list; a NULL name adds prefix as the whole line. */
 static int add_header_prefixed(HeaderList *l, const char *name, const char *prefix, const char *value) {
-        size_t a = name ? strlen(name) : 0, b = strlen(prefix), v = value ? strlen(value) : 0;
-        struct curl_slist *n;
-        char *line, *q;
-
-        if (a + b + v > 16384)
+        if ((name ? strlen(name) : 0) + strlen(prefix) + (value ? strlen(value) : 0) > 16384)
                 return -E2BIG;
-        n = arena_alloc(l->arena, sizeof *n);
-        line = q = arena_alloc(l->arena, a + 2 + b + v + 1);
-        if (!n || !line)
-                return -ENOMEM;
-        if (name) {
-                q = mempcpy(q, name, a);
-                q = mempcpy(q, ": ", 2);
-        }
-        q = mempcpy(q, prefix, b);
-        q = mempcpy(q, value ?: "", v);
-        *q = 0;
-        *n = (struct curl_slist) { .data = line };
-        *l->tail = n;
-        l->tail = &n->next;
-        return 0;
+        return header_list_add(l, name, prefix, value);
 }
 
 static int add_header(HeaderList *l, const char *name, const char *value) {
@@ -854,10 +828,11 @@ static int build_upstream_headers(ProxyCall *c, const Provider *p, const char *k
 #undef NAME
         const char *anthropic_version = NULL;
         unsigned seen = 0;              /* bit j: forward[j] was added */
-        HeaderList list = { .arena = &c->attempt_arena, .head = NULL, .tail = &list.head }, *l = &list;
+        HeaderList list, *l = &list;
         Request *r = c->request;
         int k = 0;
 
+        header_list_init(l, &c->attempt_arena);
         /* One pass over the client's headers (names are lowercase), in their order; the first letter
          * rules out most of them before any comparison. */
         for (size_t i = 0; i < r->n_headers && k >= 0; i++) {

@@ -76,34 +76,3 @@ const char *curl_dl_failure(void) {
                 return "libcurl failed to initialize; HTTPS and host-name upstreams are unavailable";
         return curl_library.message;
 }
-
-struct curl_slist *curl_dl_slist_append(struct curl_slist *list, const char *s) {
-        struct curl_slist *n, *last;
-
-        n = malloc(sizeof *n);
-        if (!n)
-                return NULL;
-        n->data = strdup(s);
-        if (!n->data) {
-                free(n);
-                return NULL;
-        }
-        n->next = NULL;
-        if (!list)
-                return n;
-        /* Appending walks the list, as curl's own does; the lists are a few dozen headers. */
-        for (last = list; last->next; last = last->next)
-                ;
-        last->next = n;
-        return list;
-}
-
-void curl_dl_slist_free_all(struct curl_slist *list) {
-        while (list) {
-                struct curl_slist *next = list->next;
-
-                free(list->data);
-                free(list);
-                list = next;
-        }
-}

@@ -53,13 +53,8 @@ DLSYM_PROTOTYPE(curl_multi_socket_action);
 #define curl_multi_setopt(...) sym_curl_multi_setopt(__VA_ARGS__)
 #define curl_multi_socket_action(...) sym_curl_multi_socket_action(__VA_ARGS__)
 
-/* Header lists are built for gate's own HTTP/1.1 client too, which must work without libcurl. They are
- * curl's public two-field struct curl_slist, made and freed here with malloc; curl only reads the lists
- * it is given (CURLOPT_HTTPHEADER), so one allocator owns them throughout. */
-struct curl_slist *curl_dl_slist_append(struct curl_slist *list, const char *s);
-void curl_dl_slist_free_all(struct curl_slist *list);
-#define curl_slist_append(...) curl_dl_slist_append(__VA_ARGS__)
-#define curl_slist_free_all(...) curl_dl_slist_free_all(__VA_ARGS__)
+/* Header lists (struct curl_slist) are gate's own, built in arenas (proxy/header-list.h): gate's HTTP/1.1
+ * client reads them without libcurl, and curl only reads the lists it is given. */
 
 /* Loads libcurl and runs its global initialisation, once. On failure (logged once) every later call
  * returns the same error and curl_dl_failure() says why. */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "proxy/h1-client.h"
+#include "proxy/header-list.h"
 #include "shared/buf.h"
 #include "shared/util.h"
 #include "tests.h"
@@ -232,18 +233,27 @@ static char *str(const Buf *b) {
 static int start_full(H1Client *c, uint16_t port, const char *method, const void *body, size_t body_len,
                       const char *extra_header, usec_t connect_timeout, Result *r) {
         char url[64];
-        struct curl_slist *h = curl_slist_append(NULL, "content-type: application/json");
+        Arena arena;
+        HeaderList h;
         H1Request req;
         int k;
 
-        h = curl_slist_append(h, "Expect:");    /* a removal, as the proxy sends it: must not appear */
-        if (extra_header)
-                h = curl_slist_append(h, extra_header);
+        arena_init(&arena, NULL, 0);
+        header_list_init(&h, &arena);
+        k = header_list_add(&h, NULL, "content-type: application/json", NULL);
+        if (k >= 0)     /* a removal, as the proxy sends it: must not appear */
+                k = header_list_add(&h, NULL, "Expect:", NULL);
+        if (k >= 0 && extra_header)
+                k = header_list_add(&h, NULL, extra_header, NULL);
+        if (k < 0) {
+                arena_done(&arena);
+                return k;
+        }
         snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/chat/completions", port);
-        req = (H1Request){ .url = url, .method = method, .headers = h, .body = body, .body_len = body_len,
+        req = (H1Request){ .url = url, .method = method, .headers = h.head, .body = body, .body_len = body_len,
                            .connect_timeout = connect_timeout };
         k = h1_transfer_start(c, &req, &callbacks, r, &r->transfer);
-        curl_slist_free_all(h);         /* the head is built at start: the list may go */
+        arena_done(&arena);             /* the head is built at start: the list may go */
         return k;
 }
 
