@@ -90,7 +90,6 @@ typedef struct Http1Session {
         TimerQueue *timers;
         H1Timer timer_kind;
         usec_t timer_deadline;          /* when timer_kind expires; USEC_INFINITY for none */
-        usec_t timer_armed;             /* when the event source fires; 0 when it is off */
         H1Phase phase;
         bool closed;
         bool in_read;           /* inside on_read: output goes out once at its end */
@@ -283,18 +282,15 @@ static int transfer_encoding_check(const char *s, size_t n) {
 static void h1_on_timer(Timer *t);
 
 /* Timers are lazy, as in nginx and h2o: a keep-alive connection moves between the header, idle and
- * handling phases with every request, and re-arming the event source each time would cost more than
- * the rest of a small request. So the phase's deadline is only recorded; the event source stays armed
- * at an earlier time when it is, and when it fires early, it re-arms itself for the real deadline. */
+ * handling phases with every request, and moving its timer in the heap each time is work for nothing.
+ * So the phase's deadline is only recorded; the timer stays armed at an earlier time when it is, and
+ * when it fires early, it re-arms itself for the real deadline. */
 static void h1_timer_arm(Http1Session *h, usec_t when) {
         int r;
 
         r = timer_arm(h->timers, &h->timer, when);
-        if (r < 0) {
+        if (r < 0)
                 log_debug_errno(r, "Failed to arm HTTP/1.1 timer, ignoring: %m");
-                return;
-        }
-        h->timer_armed = when;
 }
 
 static void h1_timer_set(Http1Session *h, H1Timer kind, usec_t usec) {
@@ -312,7 +308,7 @@ static void h1_timer_set(Http1Session *h, H1Timer kind, usec_t usec) {
         if (sd_event_now(h->server->event, CLOCK_MONOTONIC, &now) < 0)
                 now = now_mono();
         h->timer_deadline = usec > USEC_INFINITY - now ? USEC_INFINITY : now + usec;
-        if (h->timer_armed == 0 || h->timer_armed > h->timer_deadline)
+        if (!timer_armed(&h->timer) || h->timer.deadline > h->timer_deadline)
                 h1_timer_arm(h, h->timer_deadline);
 }
 
@@ -477,7 +473,6 @@ static void h1_close(Http1Session *h, H1Close mode) {
                 return;
         h->closed = true;
         timer_disarm(h->timers, &h->timer);
-        h->timer_armed = 0;
         h->timer_kind = H1_TIMER_NONE;
 
         stream = TAKE_PTR(h->stream);
@@ -1142,7 +1137,6 @@ static void h1_on_timer(Timer *t) {
         H1Timer kind = h->timer_kind;
         usec_t usec = t->deadline;
 
-        h->timer_armed = 0;
         if (kind == H1_TIMER_NONE)
                 return;
         if (usec < h->timer_deadline) {

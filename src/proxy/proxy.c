@@ -557,8 +557,8 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata) {
         c->in_curl = false;
         if (r < 0 || c->client_gone)
                 return 0;
-        /* Another gap between chunks starts now. Only noted: moving the timer for every chunk cost two
-         * sd-event calls and a priority queue shuffle per chunk; on_timer looks at this when it fires. */
+        /* Another gap between chunks starts now. Only noted: moving the timer for every chunk would be a
+         * heap operation per chunk; on_timer looks at this when it fires. */
         (void) sd_event_now(c->proxy->event, CLOCK_MONOTONIC, &c->last_data);
         return len;
 }
