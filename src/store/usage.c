@@ -49,31 +49,37 @@ void usage_field_set(char *field, size_t n, const char *s) {
 }
 
 struct UsageQueue {
-        /* The ring, guarded by lock. Every row has a sequence number: ring[head] is seq_head. */
+        /* The ring the pushers fill, guarded by lock. */
         pthread_mutex_t lock;
         pthread_cond_t wake;
         UsageRecord *ring;
         size_t alloc, head, len, max;
-        uint64_t seq_head;
-        /* While a batch is written, rows with seq < inflight_end are in it. A row dropped meanwhile
-         * counts as dropped only if the write then fails. */
-        uint64_t inflight_end;
+        /* While a batch is written it is out of the ring (the writer took the whole ring and left its
+         * spare array in its place), but its rows still count against max: live of them are still
+         * queued, the others were dropped meanwhile by pushes that found the queue full (the oldest rows
+         * are the batch's) and count as dropped only if the write then fails. */
+        size_t inflight_live;
         uint64_t dropped_inflight;
         uint64_t drops, written;
         int last_error;
         usec_t interval;
         usec_t retention;               /* 0: rows are kept forever */
         bool stop, kick;
+        /* The writer's scheduling class: SCHED_IDLE while it keeps up, SCHED_BATCH under a backlog. */
+        pid_t writer_tid;
+        bool writer_batch;
 
-        /* The writer's side: one flush at a time, guarded by flush_lock. */
+        /* The writer's side: one flush at a time, guarded by flush_lock. The ring and the spare swap at
+         * each flush, so that taking the queue's rows costs the pushers' lock no copy and no allocation. */
         pthread_mutex_t flush_lock;
         Store *store;
         sqlite3_stmt *insert;           /* one row */
         sqlite3_stmt *insert_many;      /* USAGE_INSERT_ROWS rows */
         sqlite3_stmt *prune;
         uint64_t pruned;                /* rows deleted by retention, guarded by lock */
-        UsageRecord *batch;
-        size_t batch_alloc;
+        UsageRecord *spare;             /* an empty array of spare_alloc rows, guarded by lock */
+        size_t spare_alloc;
+        size_t batch_alloc;             /* rows in the array of the batch being written, guarded by lock */
 
         pthread_t thread;
         bool thread_started;
@@ -190,7 +196,7 @@ UsageQueue *usage_queue_free(UsageQueue *q) {
                 sqlite3_finalize(q->prune);
         store_close(q->store);
         free(q->ring);
-        free(q->batch);
+        free(q->spare);
         pthread_cond_destroy(&q->wake);
         pthread_mutex_destroy(&q->lock);
         pthread_mutex_destroy(&q->flush_lock);
@@ -198,28 +204,37 @@ UsageQueue *usage_queue_free(UsageQueue *q) {
         return NULL;
 }
 
-/* Caller holds lock. */
+static void usage_writer_set_class(UsageQueue *q, bool batch);
+
+/* Caller holds lock. The oldest row goes: one of the batch being written if it has any left. */
 static void usage_queue_drop_oldest(UsageQueue *q) {
-        if (q->seq_head < q->inflight_end)
+        if (q->inflight_live > 0) {
+                q->inflight_live--;
                 q->dropped_inflight++;
-        else
-                q->drops++;
+                return;
+        }
+        assert(q->len > 0);
+        q->drops++;
         q->head = (q->head + 1) % q->alloc;
         q->len--;
-        q->seq_head++;
 }
 
-/* Rows a drained ring and the writer's batch keep allocated after a burst (a row is ~600 bytes; a
- * burst of 10,000 would otherwise pin ~6 MB in each for good, and gate would not go back near its idle
- * size once the load is over). */
+/* Rows a drained ring and the spare keep allocated once the writer has been quiet for a while (a row is
+ * ~600 bytes; a burst of 10,000 would otherwise pin ~6 MB in each for good, and gate would not go back
+ * near its idle size once the load is over). While rows come, both stay: a flush then costs the pushers
+ * no allocation, no copy and no page fault. */
 #define USAGE_KEEP_ROWS 256U
 
-/* Caller holds lock. Grows the ring geometrically up to max; rows keep their order. */
-static int usage_queue_grow(UsageQueue *q) {
-        size_t n = MIN(MAX(q->alloc * 2, (size_t) 64), q->max), first;
+/* Caller holds lock. Grows the ring geometrically to room for at least need rows (at most max); rows keep
+ * their order. */
+static int usage_queue_grow(UsageQueue *q, size_t need) {
+        size_t n = MAX(q->alloc * 2, (size_t) 64), first;
         UsageRecord *ring;
 
-        if (n <= q->len)
+        while (n < need)
+                n *= 2;
+        n = MIN(n, MAX(q->max, need));
+        if (n <= q->alloc)
                 return -ENOBUFS;
         ring = new(UsageRecord, n);
         if (!ring)
@@ -242,17 +257,19 @@ int usage_queue_push(UsageQueue *q, const UsageRecord *r) {
         if (!q || !r)
                 return -EINVAL;
         pthread_mutex_lock(&q->lock);
-        if (q->len >= q->max) {
+        if (q->len + q->inflight_live >= q->max) {
                 usage_queue_drop_oldest(q);
                 ret = 1;
         }
-        if (q->len >= q->alloc && usage_queue_grow(q) < 0) {
+        if (q->len >= q->alloc && usage_queue_grow(q, q->len + 1) < 0) {
                 q->drops++;
                 pthread_mutex_unlock(&q->lock);
                 return -ENOMEM;
         }
         q->ring[(q->head + q->len) % q->alloc] = *r;
         q->len++;
+        if (!q->writer_batch && q->writer_tid > 0 && q->len + q->inflight_live >= q->max / 2)
+                usage_writer_set_class(q, true);
         pthread_mutex_unlock(&q->lock);
         return ret;
 }
@@ -340,90 +357,108 @@ static int usage_exec(UsageQueue *q, const char *sql) {
         return k == SQLITE_OK ? 0 : errno_from_sqlite(k);
 }
 
-static int usage_write_batch(UsageQueue *q, const UsageRecord *rows, size_t n) {
+/* Rows run from rows[0] to rows[n - 1], or in two runs where the array wraps (head + n > alloc). */
+static int usage_insert_run(UsageQueue *q, const UsageRecord *rows, size_t n) {
+        for (size_t i = 0; i < n;) {
+                size_t m = n - i >= USAGE_INSERT_ROWS ? USAGE_INSERT_ROWS : 1;
+                int r = usage_insert(q, rows + i, m);
+                if (r < 0)
+                        return r;
+                i += m;
+        }
+        return 0;
+}
+
+/* The n rows from rows[head] on, wrapping at alloc, in one transaction. */
+static int usage_write_batch(UsageQueue *q, const UsageRecord *rows, size_t alloc, size_t head, size_t n) {
+        size_t first = MIN(n, alloc - head);
         int r;
 
         r = usage_exec(q, "BEGIN IMMEDIATE");
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < n;) {
-                size_t m = n - i >= USAGE_INSERT_ROWS ? USAGE_INSERT_ROWS : 1;
+        r = usage_insert_run(q, rows + head, first);
+        if (r >= 0)
+                r = usage_insert_run(q, rows, n - first);
+        if (r >= 0)
+                r = usage_exec(q, "COMMIT");
+        if (r >= 0)
+                return 0;
 
-                r = usage_insert(q, rows + i, m);
-                if (r < 0)
-                        goto rollback;
-                i += m;
-        }
-        r = usage_exec(q, "COMMIT");
-        if (r < 0)
-                goto rollback;
-        return 0;
-
-rollback:
         /* SQLite may have rolled back by itself (a full disk does that). */
         if (!sqlite3_get_autocommit(q->store->db))
                 (void) usage_exec(q, "ROLLBACK");
         return r;
 }
 
+/* Caller holds lock. A failed batch's rows that are still queued (its newest keep rows) go back in front
+ * of the ring, oldest first, as if they had never left. */
+static int usage_queue_put_back(UsageQueue *q, const UsageRecord *rows, size_t alloc, size_t head, size_t n,
+                                size_t keep) {
+        if (keep == 0)
+                return 0;
+        if (q->len + keep > q->alloc) {
+                int r = usage_queue_grow(q, q->len + keep);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < keep; i++) {
+                q->head = (q->head + q->alloc - 1) % q->alloc;
+                q->ring[q->head] = rows[(head + n - 1 - i) % alloc];
+        }
+        q->len += keep;
+        return 0;
+}
+
 static int usage_queue_flush_locked(UsageQueue *q) {
-        size_t n, first;
+        _cleanup_free_ UsageRecord *rows = NULL;
+        size_t n, alloc, head;
         int r;
 
+        /* The whole ring is the batch; the pushers go on in the spare. */
         pthread_mutex_lock(&q->lock);
         n = q->len;
-        pthread_mutex_unlock(&q->lock);
-        if (n == 0)
+        if (n == 0) {
+                pthread_mutex_unlock(&q->lock);
                 return 0;
-
-        /* The batch belongs to the flusher: grow it outside the queue's lock. */
-        if (q->batch_alloc < n) {
-                size_t want = MAX(n, MIN(q->batch_alloc * 2, q->max));
-                UsageRecord *b = reallocarray(q->batch, want, sizeof *b);
-                if (!b)
-                        return -ENOMEM;
-                q->batch = b;
-                q->batch_alloc = want;
         }
-
-        pthread_mutex_lock(&q->lock);
-        n = MIN(q->len, q->batch_alloc);
-        first = MIN(n, q->alloc - q->head);
-        memcpy(q->batch, q->ring + q->head, first * sizeof *q->batch);
-        memcpy(q->batch + first, q->ring, (n - first) * sizeof *q->batch);
-        q->inflight_end = q->seq_head + n;
+        rows = TAKE_PTR(q->ring);
+        alloc = q->alloc;
+        head = q->head;
+        q->ring = TAKE_PTR(q->spare);
+        q->alloc = q->spare_alloc;
+        q->spare_alloc = 0;
+        q->head = q->len = 0;
+        q->batch_alloc = alloc;
+        q->inflight_live = n;
         q->dropped_inflight = 0;
         pthread_mutex_unlock(&q->lock);
 
-        r = usage_write_batch(q, q->batch, n);
+        r = usage_write_batch(q, rows, alloc, head, n);
 
         pthread_mutex_lock(&q->lock);
         if (r >= 0) {
-                /* Rows of the batch that pushes have not dropped meanwhile leave the ring now. */
-                if (q->seq_head < q->inflight_end) {
-                        size_t k = (size_t) (q->inflight_end - q->seq_head);
-                        q->head = (q->head + k) % q->alloc;
-                        q->len -= k;
-                        q->seq_head += k;
-                }
                 q->written += n;
                 q->last_error = 0;
-                if (q->len == 0 && q->alloc > USAGE_KEEP_ROWS) {
-                        q->ring = mfree(q->ring);
-                        q->alloc = q->head = 0;
-                }
         } else {
+                /* The rows pushes dropped meanwhile are lost now; the others are queued again (only a
+                 * failed allocation can lose them too, and counts them). */
                 q->drops += q->dropped_inflight;
                 q->last_error = r;
+                if (usage_queue_put_back(q, rows, alloc, head, n, q->inflight_live) < 0)
+                        q->drops += q->inflight_live;
         }
+        q->inflight_live = 0;
         q->dropped_inflight = 0;
-        q->inflight_end = 0;
+        q->batch_alloc = 0;
+        /* The batch's array is the next spare: the ring and it are all the queue holds. */
+        assert(!q->spare);
+        q->spare = TAKE_PTR(rows);
+        q->spare_alloc = alloc;
+        if (r >= 0 && q->writer_batch && q->len < q->max / 8)
+                usage_writer_set_class(q, false);
         pthread_mutex_unlock(&q->lock);
 
-        if (q->batch_alloc > USAGE_KEEP_ROWS) {
-                q->batch = mfree(q->batch);
-                q->batch_alloc = 0;
-        }
         if (r < 0)
                 return log_debug_errno(r, "Failed to write %zu usage rows, keeping them queued: %m", n);
         return (int) MIN(n, (size_t) INT32_MAX);
@@ -491,21 +526,54 @@ int usage_queue_prune(UsageQueue *q, usec_t now, unsigned max_batches) {
         return (int) MIN(total, (uint64_t) INT32_MAX);
 }
 
-/* The writer yields to the event loop: a flush of a busy second's rows takes tens of milliseconds of CPU,
- * and on a shared core at the same priority it would delay every request being served meanwhile (the
- * p99 of the throughput lane). SCHED_BATCH and nice +10 (relative to the daemon's own) still leave it
- * enough CPU on average: its work is a few per cent of the loop's. Failure (a seccomp filter) changes
- * nothing else. */
-static void usage_writer_deprioritize(void) {
+/* The writer yields to the event loop: a flush of a busy second's rows takes tens of milliseconds of CPU.
+ * On a core shared with the loop, at the same priority, it would delay every request being served
+ * meanwhile; even at nice +10 and SCHED_BATCH the scheduler lets it finish its time slice before a woken
+ * loop runs (measured: p99 at one connection 643 us with a flush per second vs 352 us with none). As
+ * SCHED_IDLE it gives way at once, but a loop that keeps its core busy would starve it: when the queue
+ * reaches half of max it becomes SCHED_BATCH (nice +10 relative to the daemon, a few per cent of the
+ * core: its work is a few per cent of the loop's) until a flush leaves it below an eighth. Failure (a
+ * seccomp filter) changes nothing else. Caller holds lock. */
+static void usage_writer_set_class(UsageQueue *q, bool batch) {
+        q->writer_batch = batch;
+        if (q->writer_tid <= 0)
+                return;
+        if (sched_setscheduler(q->writer_tid, batch ? SCHED_BATCH : SCHED_IDLE, &(struct sched_param) {}) < 0)
+                log_debug_errno(errno, "Failed to make the usage writer %s: %m", batch ? "SCHED_BATCH" : "SCHED_IDLE");
+}
+
+static void usage_writer_init_class(UsageQueue *q) {
         pid_t tid = gettid();
         int nice;
 
+        /* The nice value matters only while SCHED_BATCH; it is set once, relative to the daemon's. */
         errno = 0;
         nice = getpriority(PRIO_PROCESS, (id_t) tid);
         if (errno == 0 && setpriority(PRIO_PROCESS, (id_t) tid, MIN(nice + 10, 19)) < 0)
                 log_debug_errno(errno, "Failed to lower the usage writer's priority: %m");
-        if (sched_setscheduler(tid, SCHED_BATCH, &(struct sched_param) {}) < 0)
-                log_debug_errno(errno, "Failed to make the usage writer SCHED_BATCH: %m");
+        pthread_mutex_lock(&q->lock);
+        q->writer_tid = tid;
+        usage_writer_set_class(q, q->len + q->inflight_live >= q->max / 2);
+        pthread_mutex_unlock(&q->lock);
+}
+
+void usage_queue_release_memory(UsageQueue *q) {
+        if (!q)
+                return;
+        pthread_mutex_lock(&q->flush_lock);
+        (void) sqlite3_db_release_memory(q->store->db);
+        pthread_mutex_lock(&q->lock);
+        if (q->spare_alloc > USAGE_KEEP_ROWS) {
+                q->spare = mfree(q->spare);
+                q->spare_alloc = 0;
+        }
+        if (q->len == 0 && q->alloc > USAGE_KEEP_ROWS) {
+                q->ring = mfree(q->ring);
+                q->alloc = q->head = 0;
+        }
+        pthread_mutex_unlock(&q->lock);
+        pthread_mutex_unlock(&q->flush_lock);
+        (void) malloc_trim(0);
 }
 
 /* Quiet this long after the last row, the writer gives its memory back. */
@@ -516,7 +584,7 @@ static void *usage_writer(void *userdata) {
         usec_t prune_next = 0, last_rows = 0;
         bool released = true;
 
-        usage_writer_deprioritize();
+        usage_writer_init_class(q);
 
         pthread_mutex_lock(&q->lock);
         while (!q->stop) {
@@ -535,12 +603,10 @@ static void *usage_writer(void *userdata) {
                         last_rows = now_mono();
                         released = false;
                 } else if (!released && now_mono() >= last_rows + USAGE_RELEASE_AFTER) {
-                        /* Quiet again after a busy spell: SQLite's page cache (up to 2 MiB) and what this
-                         * thread's malloc arena kept go back, so an idle gate is small again. */
-                        pthread_mutex_lock(&q->flush_lock);
-                        (void) sqlite3_db_release_memory(q->store->db);
-                        pthread_mutex_unlock(&q->flush_lock);
-                        (void) malloc_trim(0);
+                        /* Quiet again after a busy spell: the queue's arrays, SQLite's page cache (up to
+                         * 2 MiB) and what this thread's malloc arena kept go back, so an idle gate is small
+                         * again. */
+                        usage_queue_release_memory(q);
                         released = true;
                 }
 
@@ -589,7 +655,7 @@ void usage_queue_configure(UsageQueue *q, uint32_t max, usec_t interval) {
         pthread_mutex_lock(&q->lock);
         if (max > 0) {
                 q->max = max;
-                while (q->len > q->max)
+                while (q->len + q->inflight_live > q->max)
                         usage_queue_drop_oldest(q);
         }
         if (interval > 0 && interval != q->interval) {
@@ -619,12 +685,12 @@ void usage_queue_set_retention(UsageQueue *q, usec_t retention) {
                 return v;                               \
         }
 
-QUEUE_GETTER(size_t, usage_queue_depth, q->len)
+QUEUE_GETTER(size_t, usage_queue_depth, q->len + q->inflight_live)
 QUEUE_GETTER(uint64_t, usage_queue_drops, q->drops)
 QUEUE_GETTER(uint64_t, usage_queue_written, q->written)
 QUEUE_GETTER(uint64_t, usage_queue_pruned, q->pruned)
 QUEUE_GETTER(int, usage_queue_last_error, q->last_error)
-QUEUE_GETTER(size_t, usage_queue_memory, (q->alloc + q->batch_alloc) * sizeof(UsageRecord))
+QUEUE_GETTER(size_t, usage_queue_memory, (q->alloc + q->spare_alloc + q->batch_alloc) * sizeof(UsageRecord))
 
 Store *usage_queue_store(UsageQueue *q) {
         return q ? q->store : NULL;

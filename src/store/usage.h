@@ -78,8 +78,8 @@ void usage_queue_set_retention(UsageQueue *q, usec_t retention);
  * directly while no writer thread runs. */
 int usage_queue_prune(UsageQueue *q, usec_t now, unsigned max_batches);
 
-/* Queues a copy of r without blocking on the database (it takes a mutex the writer holds only to copy
- * rows). When the queue is full the oldest row is dropped and counted. Returns 0, 1 when a row was
+/* Queues a copy of r without blocking on the database (it takes a mutex the writer holds only to swap
+ * arrays). When the queue is full the oldest row is dropped and counted. Returns 0, 1 when a row was
  * dropped to make room, -ENOMEM when the ring could not grow (r is dropped and counted). */
 int usage_queue_push(UsageQueue *q, const UsageRecord *r);
 
@@ -88,6 +88,11 @@ int usage_queue_push(UsageQueue *q, const UsageRecord *r);
  * still queued. Called by the writer thread; callable directly while no writer thread runs. */
 int usage_queue_flush(UsageQueue *q);
 
+/* Gives back what a busy spell left allocated: the queue's arrays beyond a few hundred rows (kept while
+ * rows come, so that a flush allocates nothing), SQLite's page cache, the malloc arena's free memory.
+ * The writer thread calls it after ten quiet seconds; callable directly while no writer thread runs. */
+void usage_queue_release_memory(UsageQueue *q);
+
 size_t usage_queue_depth(UsageQueue *q);
 uint64_t usage_queue_drops(UsageQueue *q);
 uint64_t usage_queue_written(UsageQueue *q);
@@ -95,7 +100,7 @@ uint64_t usage_queue_written(UsageQueue *q);
 uint64_t usage_queue_pruned(UsageQueue *q);
 /* The error of the last failed write, 0 after a successful one. */
 int usage_queue_last_error(UsageQueue *q);
-/* Bytes of memory held for rows (the ring and the writer's batch), for tests of flatness. */
+/* Bytes of memory held for rows (the ring, the spare and the batch being written), for tests of flatness. */
 size_t usage_queue_memory(UsageQueue *q);
 /* The queue's own connection, for tests only, and only while no writer thread runs. */
 Store *usage_queue_store(UsageQueue *q);

@@ -1,4 +1,5 @@
 /* Unit tests for usage rows: the bounded queue, its writer, failing databases (locked, read-only, full). */
+#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -253,8 +254,19 @@ TEST(locked_database_drops_oldest_and_stays_flat) {
         ASSERT_EQ(query_int(f.store, "SELECT COUNT(*) FROM usage"), 1000);
         ASSERT_EQ(query_int(f.store, "SELECT MIN(time) FROM usage"), 10000);
         ASSERT_EQ(query_int(f.store, "SELECT MAX(time) FROM usage"), 10999);
-        /* Drained after the burst: the ring and the writer's batch are given back. */
+        /* In their order, though the ring had wrapped and the batch went back in front of it ten times. */
+        ASSERT_EQ(query_int(f.store, "SELECT COUNT(*) FROM usage a JOIN usage b ON b.id = a.id + 1 "
+                                     "WHERE b.time <> a.time + 1"), 0);
+        /* Drained, the ring and its spare stay for the next second's rows (never more than two arrays of
+         * max rows), until the writer has been quiet for a while and gives them back. */
+        ASSERT_TRUE(usage_queue_memory(q) > 0);
+        ASSERT_TRUE(usage_queue_memory(q) <= 2 * 1000 * sizeof(UsageRecord));
+        usage_queue_release_memory(q);
         ASSERT_EQ(usage_queue_memory(q), 0);
+        /* And the queue works on from nothing. */
+        ASSERT_EQ(usage_queue_push(q, &(UsageRecord) { .time = 11000, .status = 200 }), 0);
+        ASSERT_EQ(usage_queue_flush(q), 1);
+        ASSERT_EQ(query_int(f.store, "SELECT COUNT(*) FROM usage"), 1001);
         fixture_done(&f);
 }
 
@@ -340,6 +352,64 @@ TEST(writer_thread_accounts_for_every_row) {
         ASSERT_OK(usage_queue_push(q, &u));
         q = usage_queue_free(q);
         ASSERT_EQ(query_int(f.store, "SELECT COUNT(*) FROM usage"), (int64_t) written + 1);
+        fixture_done(&f);
+}
+
+/* The writer thread, found by its name. */
+static pid_t writer_tid(void) {
+        DIR *d = opendir("/proc/self/task");
+        struct dirent *de;
+        pid_t tid = -ENOENT;
+
+        if (!d)
+                return -errno;
+        while (tid < 0 && (de = readdir(d))) {
+                char path[300], comm[32] = "";
+                FILE *f;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                (void) snprintf(path, sizeof path, "/proc/self/task/%s/comm", de->d_name);
+                f = fopen(path, "re");
+                if (!f)
+                        continue;
+                if (fgets(comm, sizeof comm, f) && startswith(comm, "gate-usage"))
+                        tid = (pid_t) atoi(de->d_name);
+                fclose(f);
+        }
+        closedir(d);
+        return tid;
+}
+
+TEST(writer_gives_way_unless_behind) {
+        Fixture f;
+        _cleanup_(usage_queue_freep) UsageQueue *q = NULL;
+        pid_t tid = -1;
+
+        ASSERT_OK(fixture_init(&f));
+        ASSERT_OK(usage_queue_new(f.path, 100, &q));
+        ASSERT_OK(usage_queue_start(q, 3600 * USEC_PER_SEC));
+        for (int i = 0; i < 500 && tid < 0; i++) {
+                tid = writer_tid();
+                if (tid < 0 || sched_getscheduler(tid) != SCHED_IDLE) {
+                        tid = -1;
+                        usleep(1000);
+                }
+        }
+        /* Idle class while it keeps up: the event loop preempts it at once. */
+        ASSERT_TRUE(tid > 0);
+        ASSERT_EQ(sched_getscheduler(tid), SCHED_IDLE);
+
+        /* Half the queue waiting: it must not starve behind a busy loop any more. */
+        for (uint64_t i = 0; i < 49; i++)
+                ASSERT_EQ(usage_queue_push(q, &(UsageRecord) { .time = i }), 0);
+        ASSERT_EQ(sched_getscheduler(tid), SCHED_IDLE);
+        ASSERT_EQ(usage_queue_push(q, &(UsageRecord) { .time = 49 }), 0);
+        ASSERT_EQ(sched_getscheduler(tid), SCHED_BATCH);
+
+        /* Caught up: idle again. */
+        ASSERT_EQ(usage_queue_flush(q), 50);
+        ASSERT_EQ(sched_getscheduler(tid), SCHED_IDLE);
         fixture_done(&f);
 }
 
