@@ -65,6 +65,7 @@ struct UsageQueue {
         usec_t interval;
         usec_t retention;               /* 0: rows are kept forever */
         bool stop, kick;
+        bool flushing;                  /* between the swap and the end of a write */
         /* The writer's scheduling class: SCHED_IDLE while it keeps up, SCHED_BATCH under a backlog. */
         pid_t writer_tid;
         bool writer_batch;
@@ -268,8 +269,17 @@ int usage_queue_push(UsageQueue *q, const UsageRecord *r) {
         }
         q->ring[(q->head + q->len) % q->alloc] = *r;
         q->len++;
-        if (!q->writer_batch && q->writer_tid > 0 && q->len + q->inflight_live >= q->max / 2)
-                usage_writer_set_class(q, true);
+        if (q->len >= q->max / 2 && q->writer_tid > 0) {
+                if (!q->flushing) {
+                        /* Half full before the interval is over: write now rather than drop later. */
+                        if (!q->kick) {
+                                q->kick = true;
+                                pthread_cond_signal(&q->wake);
+                        }
+                } else if (!q->writer_batch)
+                        /* Half a queue came in during one flush: the writer is starved, not idle. */
+                        usage_writer_set_class(q, true);
+        }
         pthread_mutex_unlock(&q->lock);
         return ret;
 }
@@ -432,6 +442,7 @@ static int usage_queue_flush_locked(UsageQueue *q) {
         q->batch_alloc = alloc;
         q->inflight_live = n;
         q->dropped_inflight = 0;
+        q->flushing = true;
         pthread_mutex_unlock(&q->lock);
 
         r = usage_write_batch(q, rows, alloc, head, n);
@@ -451,6 +462,7 @@ static int usage_queue_flush_locked(UsageQueue *q) {
         q->inflight_live = 0;
         q->dropped_inflight = 0;
         q->batch_alloc = 0;
+        q->flushing = false;
         /* The batch's array is the next spare: the ring and it are all the queue holds. */
         assert(!q->spare);
         q->spare = TAKE_PTR(rows);
@@ -530,10 +542,11 @@ int usage_queue_prune(UsageQueue *q, usec_t now, unsigned max_batches) {
  * On a core shared with the loop, at the same priority, it would delay every request being served
  * meanwhile; even at nice +10 and SCHED_BATCH the scheduler lets it finish its time slice before a woken
  * loop runs (measured: p99 at one connection 643 us with a flush per second vs 352 us with none). As
- * SCHED_IDLE it gives way at once, but a loop that keeps its core busy would starve it: when the queue
- * reaches half of max it becomes SCHED_BATCH (nice +10 relative to the daemon, a few per cent of the
- * core: its work is a few per cent of the loop's) until a flush leaves it below an eighth. Failure (a
- * seccomp filter) changes nothing else. Caller holds lock. */
+ * SCHED_IDLE it gives way at once, but a loop that keeps its core busy would starve it: when half a
+ * queue's worth of rows comes in while one flush is still being written, it becomes SCHED_BATCH (nice
+ * +10 relative to the daemon, a few per cent of the core: its work is a few per cent of the loop's)
+ * until a flush leaves fewer than an eighth waiting. Failure (a seccomp filter) changes nothing else.
+ * Caller holds lock. */
 static void usage_writer_set_class(UsageQueue *q, bool batch) {
         q->writer_batch = batch;
         if (q->writer_tid <= 0)
@@ -553,7 +566,7 @@ static void usage_writer_init_class(UsageQueue *q) {
                 log_debug_errno(errno, "Failed to lower the usage writer's priority: %m");
         pthread_mutex_lock(&q->lock);
         q->writer_tid = tid;
-        usage_writer_set_class(q, q->len + q->inflight_live >= q->max / 2);
+        usage_writer_set_class(q, false);
         pthread_mutex_unlock(&q->lock);
 }
 
@@ -690,6 +703,7 @@ QUEUE_GETTER(uint64_t, usage_queue_drops, q->drops)
 QUEUE_GETTER(uint64_t, usage_queue_written, q->written)
 QUEUE_GETTER(uint64_t, usage_queue_pruned, q->pruned)
 QUEUE_GETTER(int, usage_queue_last_error, q->last_error)
+QUEUE_GETTER(bool, usage_queue_flushing, q->flushing)
 QUEUE_GETTER(size_t, usage_queue_memory, (q->alloc + q->spare_alloc + q->batch_alloc) * sizeof(UsageRecord))
 
 Store *usage_queue_store(UsageQueue *q) {

@@ -100,6 +100,8 @@ uint64_t usage_queue_written(UsageQueue *q);
 uint64_t usage_queue_pruned(UsageQueue *q);
 /* The error of the last failed write, 0 after a successful one. */
 int usage_queue_last_error(UsageQueue *q);
+/* Whether a batch is being written right now, for tests. */
+bool usage_queue_flushing(UsageQueue *q);
 /* Bytes of memory held for rows (the ring, the spare and the batch being written), for tests of flatness. */
 size_t usage_queue_memory(UsageQueue *q);
 /* The queue's own connection, for tests only, and only while no writer thread runs. */

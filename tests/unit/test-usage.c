@@ -384,12 +384,15 @@ static pid_t writer_tid(void) {
 TEST(writer_gives_way_unless_behind) {
         Fixture f;
         _cleanup_(usage_queue_freep) UsageQueue *q = NULL;
+        sqlite3 *other = NULL;
         pid_t tid = -1;
+        uint64_t t = 0;
 
         ASSERT_OK(fixture_init(&f));
         ASSERT_OK(usage_queue_new(f.path, 100, &q));
+        sqlite3_busy_timeout(usage_queue_store(q)->db, 20000);
         ASSERT_OK(usage_queue_start(q, 3600 * USEC_PER_SEC));
-        for (int i = 0; i < 500 && tid < 0; i++) {
+        for (int i = 0; i < 5000 && tid < 0; i++) {
                 tid = writer_tid();
                 if (tid < 0 || sched_getscheduler(tid) != SCHED_IDLE) {
                         tid = -1;
@@ -400,16 +403,37 @@ TEST(writer_gives_way_unless_behind) {
         ASSERT_TRUE(tid > 0);
         ASSERT_EQ(sched_getscheduler(tid), SCHED_IDLE);
 
-        /* Half the queue waiting: it must not starve behind a busy loop any more. */
-        for (uint64_t i = 0; i < 49; i++)
-                ASSERT_EQ(usage_queue_push(q, &(UsageRecord) { .time = i }), 0);
+        /* Half a queue kicks a flush before the interval; this one waits on a locked database. */
+        ASSERT_EQ(sqlite3_open(f.path, &other), SQLITE_OK);
+        ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+        while (t < 50)
+                ASSERT_EQ(usage_queue_push(q, &(UsageRecord) { .time = t++ }), 0);
+        for (int i = 0; i < 5000 && !usage_queue_flushing(q); i++)
+                usleep(1000);
+        ASSERT_TRUE(usage_queue_flushing(q));
         ASSERT_EQ(sched_getscheduler(tid), SCHED_IDLE);
-        ASSERT_EQ(usage_queue_push(q, &(UsageRecord) { .time = 49 }), 0);
+
+        /* Half a queue more during that one flush: the writer is behind, and must not starve. */
+        while (t < 99)
+                ASSERT_EQ(usage_queue_push(q, &(UsageRecord) { .time = t++ }), 0);
+        ASSERT_EQ(sched_getscheduler(tid), SCHED_IDLE);
+        ASSERT_EQ(usage_queue_push(q, &(UsageRecord) { .time = t++ }), 0);
+        ASSERT_EQ(sched_getscheduler(tid), SCHED_BATCH);
+
+        /* The database free, the first batch is written; half a queue still waits: still behind. */
+        ASSERT_EQ(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(other);
+        for (int i = 0; i < 20000 && usage_queue_written(q) < 50; i++)
+                usleep(1000);
+        ASSERT_EQ(usage_queue_written(q), 50);
+        for (int i = 0; i < 5000 && usage_queue_flushing(q); i++)
+                usleep(1000);
         ASSERT_EQ(sched_getscheduler(tid), SCHED_BATCH);
 
         /* Caught up: idle again. */
         ASSERT_EQ(usage_queue_flush(q), 50);
         ASSERT_EQ(sched_getscheduler(tid), SCHED_IDLE);
+        ASSERT_EQ(query_int(f.store, "SELECT COUNT(*) FROM usage"), 100);
         fixture_done(&f);
 }
 
