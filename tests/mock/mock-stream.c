@@ -1,4 +1,4 @@
-/* The mock's streaming fast path: a delta event is its step's template with the piece (and sequence number) filled in. */
+/* The mock's streaming fast path: each delta event is its step's template with the piece filled in. */
 #include <string.h>
 
 #include "mock.h"
