@@ -61,7 +61,7 @@ static json_t *tool_args_json(MockCall *c, uint32_t t) {
         return json_from_buf(&b);
 }
 
-/* The piece of a delta event (the stream fast path's hook): text, or a piece of a tool's arguments. */
+/* The endpoints' piece hooks (Endpoint.piece, for mock-stream.c) return 1 once they appended a piece. */
 static int piece_of(int r) {
         return r < 0 ? r : 1;
 }
