@@ -205,6 +205,16 @@ static int write_value(const json_t *j, Buf *b, unsigned depth) {
         }
 }
 
+int json_write_string(const char *s, size_t n, Buf *b) {
+        size_t len = buf_len(b);
+        int r;
+
+        r = write_string(b, s, n);
+        if (r < 0)
+                b->tail = b->head + len;
+        return r;
+}
+
 int json_write_compact(const json_t *j, Buf *b) {
         size_t len = buf_len(b);
         int r;

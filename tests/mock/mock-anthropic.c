@@ -111,12 +111,34 @@ static int messages_plan(MockCall *c) {
         return r;
 }
 
+/* Tool t's content block index is t, or t + 1 after a text block. */
+static uint32_t messages_tool(MockCall *c, const Step *s) {
+        return s->index - (messages_has_text(c) ? 1 : 0);
+}
+
+/* The piece of a delta event (the stream fast path's hook): text, or a piece of a tool's input, after the
+ * empty one that opens it. */
+static int messages_piece(MockCall *c, const Step *s, uint32_t i, Buf *out) {
+        int r = 0;
+
+        switch (s->kind) {
+        case MSG_TEXT_DELTA:
+                r = call_text_piece(c, i, out);
+                break;
+        case MSG_TOOL_DELTA:
+                if (i > 0)
+                        r = call_tool_piece(c, messages_tool(c, s), i - 1, out);
+                break;
+        default:
+                return 0;
+        }
+        return r < 0 ? r : 1;
+}
+
 static int messages_render(MockCall *c, const Step *s, uint32_t i, Buf *out) {
-        uint32_t t = s->index - (messages_has_text(c) ? 1 : 0);
-        _cleanup_(buf_done) Buf piece = {};
+        uint32_t t = messages_tool(c, s);
         char id[32];
         json_t *j;
-        int r;
 
         switch (s->kind) {
         case MSG_START:
@@ -131,13 +153,10 @@ static int messages_render(MockCall *c, const Step *s, uint32_t i, Buf *out) {
                 /* Byte for byte what the API sends: this one is not compact. */
                 return buf_append_str(out, "event: ping\ndata: {\"type\": \"ping\"}\n\n");
         case MSG_TEXT_DELTA:
-                r = call_text_piece(c, i, &piece);
-                if (r < 0)
-                        return r;
                 return sse_put(out, "content_block_delta",
                                json_pack("{s:s, s:i, s:{s:s, s:o}}", "type", "content_block_delta", "index",
                                          (int) s->index, "delta", "type", "text_delta", "text",
-                                         json_from_buf(&piece)));
+                                         stream_piece_json(c, s, i)));
         case MSG_BLOCK_STOP:
                 return sse_put(out, "content_block_stop",
                                json_pack("{s:s, s:i}", "type", "content_block_stop", "index", (int) s->index));
@@ -148,15 +167,10 @@ static int messages_render(MockCall *c, const Step *s, uint32_t i, Buf *out) {
                                          "index", (int) s->index, "content_block", "type", "tool_use", "id", id,
                                          "name", call_tool_name(c, t), "input"));
         case MSG_TOOL_DELTA:
-                if (i > 0) {
-                        r = call_tool_piece(c, t, i - 1, &piece);
-                        if (r < 0)
-                                return r;
-                }
                 return sse_put(out, "content_block_delta",
                                json_pack("{s:s, s:i, s:{s:s, s:o}}", "type", "content_block_delta", "index",
                                          (int) s->index, "delta", "type", "input_json_delta", "partial_json",
-                                         json_from_buf(&piece)));
+                                         stream_piece_json(c, s, i)));
         case MSG_DELTA:
                 j = json_pack("{s:s, s:{s:s, s:n}}", "type", "message_delta", "delta", "stop_reason",
                               messages_stop_reason(c), "stop_sequence");
@@ -211,6 +225,7 @@ const Endpoint endpoint_anthropic_messages = {
         .plan = messages_plan,
         .render = messages_render,
         .stream_error = messages_stream_error,
+        .piece = messages_piece,
 };
 
 /* ---- POST /v1/messages/count_tokens ---- */

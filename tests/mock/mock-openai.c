@@ -45,14 +45,6 @@ static json_t *completions_usage(MockCall *c) {
                          (json_int_t) completion, "total_tokens", (json_int_t) (prompt + completion));
 }
 
-static json_t *text_piece_json(MockCall *c, uint32_t k) {
-        _cleanup_(buf_done) Buf b = {};
-
-        if (call_text_piece(c, k, &b) < 0)
-                return NULL;
-        return json_from_buf(&b);
-}
-
 static json_t *text_full_json(MockCall *c) {
         _cleanup_(buf_done) Buf b = {};
 
@@ -69,12 +61,9 @@ static json_t *tool_args_json(MockCall *c, uint32_t t) {
         return json_from_buf(&b);
 }
 
-static json_t *tool_piece_json(MockCall *c, uint32_t t, uint32_t i) {
-        _cleanup_(buf_done) Buf b = {};
-
-        if (call_tool_piece(c, t, i, &b) < 0)
-                return NULL;
-        return json_from_buf(&b);
+/* The endpoints' piece hooks (Endpoint.piece, for mock-stream.c) return 1 once they appended a piece. */
+static int piece_of(int r) {
+        return r < 0 ? r : 1;
 }
 
 static int openai_stream_error(MockCall *c, Buf *out) {
@@ -175,6 +164,16 @@ static int chat_plan(MockCall *c) {
         return r;
 }
 
+static int chat_piece(MockCall *c, const Step *s, uint32_t i, Buf *out) {
+        switch (s->kind) {
+        case CHAT_TEXT:
+                return piece_of(call_text_piece(c, i, out));
+        case CHAT_TOOL_ARGS:
+                return piece_of(call_tool_piece(c, s->index, i, out));
+        }
+        return 0;
+}
+
 static int chat_render(MockCall *c, const Step *s, uint32_t i, Buf *out) {
         json_t *delta;
 
@@ -187,14 +186,14 @@ static int chat_render(MockCall *c, const Step *s, uint32_t i, Buf *out) {
                         delta = json_pack("{s:s, s:s, s:n}", "role", "assistant", "content", "", "refusal");
                 return sse_put(out, NULL, chat_chunk(c, delta, NULL, false));
         case CHAT_TEXT:
-                delta = json_pack("{s:o}", "content", text_piece_json(c, i));
+                delta = json_pack("{s:o}", "content", stream_piece_json(c, s, i));
                 return sse_put(out, NULL, chat_chunk(c, delta, NULL, false));
         case CHAT_TOOL_START:
                 delta = json_pack("{s:[o]}", "tool_calls", chat_tool_start(c, s->index));
                 return sse_put(out, NULL, chat_chunk(c, delta, NULL, false));
         case CHAT_TOOL_ARGS:
                 delta = json_pack("{s:[{s:i, s:{s:o}}]}", "tool_calls", "index", (int) s->index, "function",
-                                  "arguments", tool_piece_json(c, s->index, i));
+                                  "arguments", stream_piece_json(c, s, i));
                 return sse_put(out, NULL, chat_chunk(c, delta, NULL, false));
         case CHAT_FINISH:
                 return sse_put(out, NULL, chat_chunk(c, json_object(), chat_finish_reason(c), false));
@@ -258,6 +257,7 @@ const Endpoint endpoint_openai_chat = {
         .plan = chat_plan,
         .render = chat_render,
         .stream_error = openai_stream_error,
+        .piece = chat_piece,
 };
 
 /* ---- POST /v1/completions (legacy) ---- */
@@ -315,10 +315,14 @@ static int completions_plan(MockCall *c) {
         return r;
 }
 
+static int completions_piece(MockCall *c, const Step *s, uint32_t i, Buf *out) {
+        return s->kind == COMPL_TEXT ? piece_of(call_text_piece(c, i, out)) : 0;
+}
+
 static int completions_render(MockCall *c, const Step *s, uint32_t i, Buf *out) {
         switch (s->kind) {
         case COMPL_TEXT:
-                return sse_put(out, NULL, completions_chunk(c, text_piece_json(c, i), NULL, false));
+                return sse_put(out, NULL, completions_chunk(c, stream_piece_json(c, s, i), NULL, false));
         case COMPL_FINISH:
                 return sse_put(out, NULL, completions_chunk(c, json_string(""), c->truncated ? "length" : "stop",
                                                             false));
@@ -353,6 +357,7 @@ const Endpoint endpoint_openai_completions = {
         .plan = completions_plan,
         .render = completions_render,
         .stream_error = openai_stream_error,
+        .piece = completions_piece,
 };
 
 /* ---- POST /v1/responses ---- */
@@ -528,6 +533,16 @@ static int responses_event(MockCall *c, Buf *out, const char *type, json_t *rest
         return sse_put(out, type, j);
 }
 
+static int responses_piece(MockCall *c, const Step *s, uint32_t i, Buf *out) {
+        switch (s->kind) {
+        case RESP_TEXT_DELTA:
+                return piece_of(call_text_piece(c, i, out));
+        case RESP_FC_DELTA:
+                return piece_of(call_tool_piece(c, s->index, i, out));
+        }
+        return 0;
+}
+
 static int responses_render(MockCall *c, const Step *s, uint32_t i, Buf *out) {
         char msg_id[48], fc_id[48];
         uint32_t fo = responses_fc_index(c, s->index);
@@ -554,7 +569,7 @@ static int responses_render(MockCall *c, const Step *s, uint32_t i, Buf *out) {
                 return responses_event(c, out, "response.output_text.delta",
                                        json_pack("{s:s, s:i, s:i, s:o, s:[]}", "item_id", msg_id,
                                                  "output_index", 0, "content_index", 0,
-                                                 "delta", text_piece_json(c, i), "logprobs"));
+                                                 "delta", stream_piece_json(c, s, i), "logprobs"));
         case RESP_TEXT_DONE:
                 return responses_event(c, out, "response.output_text.done",
                                        json_pack("{s:s, s:i, s:i, s:o, s:[]}", "item_id", msg_id,
@@ -577,7 +592,7 @@ static int responses_render(MockCall *c, const Step *s, uint32_t i, Buf *out) {
         case RESP_FC_DELTA:
                 return responses_event(c, out, "response.function_call_arguments.delta",
                                        json_pack("{s:s, s:i, s:o}", "item_id", fc_id, "output_index", (int) fo,
-                                                 "delta", tool_piece_json(c, s->index, i)));
+                                                 "delta", stream_piece_json(c, s, i)));
         case RESP_FC_ARGS_DONE:
                 return responses_event(c, out, "response.function_call_arguments.done",
                                        json_pack("{s:s, s:i, s:o}", "item_id", fc_id, "output_index", (int) fo,
@@ -612,6 +627,8 @@ const Endpoint endpoint_openai_responses = {
         .plan = responses_plan,
         .render = responses_render,
         .stream_error = responses_stream_error,
+        .piece = responses_piece,
+        .sequenced = true,
 };
 
 /* ---- POST /v1/embeddings ---- */

@@ -74,10 +74,25 @@ typedef struct Endpoint {
         int (*plan)(MockCall *c);
         int (*render)(MockCall *c, const Step *s, uint32_t i, Buf *out);
         int (*stream_error)(MockCall *c, Buf *out);
+        /* The streaming fast path (mock-stream.c): appends the raw bytes (text or tool arguments) that event
+         * i of step s carries and returns 1, or returns 0 for a step whose events carry no such piece. */
+        int (*piece)(MockCall *c, const Step *s, uint32_t i, Buf *out);
+        bool sequenced;                 /* events carry "sequence_number" (c->seq) */
 } Endpoint;
 
 typedef struct MockConn MockConn;
 typedef struct Mock Mock;
+
+/* A delta step's events rendered once with holes where the sequence number and the piece go
+ * (mock-stream.c): text is the event without them, seq_at and piece_at where they belong. */
+typedef struct DeltaTemplate {
+        Buf text;
+        size_t step;                    /* the step it was made for, when built */
+        size_t seq_at, piece_at;
+        bool built;
+        bool usable;                    /* false: this step's events take the slow path */
+        bool marking;                   /* render() is drawing the template: pieces are the marker */
+} DeltaTemplate;
 
 typedef enum CallState {
         CALL_WAITING,                   /* ttfb timer armed */
@@ -120,6 +135,8 @@ struct MockCall {
         uint64_t events;                /* events sent */
         uint64_t seq;                   /* Responses API sequence_number */
         Buf scratch;
+        DeltaTemplate tpl;
+        Buf piece;                      /* the current event's piece, reused */
 
         CallState state;
         bool blocked;                   /* request_write() said stop; waiting for on_writable */
@@ -170,5 +187,12 @@ int buf_put_json(Buf *b, json_t *j, size_t flags);
 int sse_put(Buf *b, const char *event, json_t *j);
 /* A JSON string of a Buf's bytes (which the mock produced: ASCII or UTF-8). */
 json_t *json_from_buf(const Buf *b);
+/* The streaming fast path (mock-stream.c). stream_render() renders event i of step s (the current step,
+ * c->step) as render() would, without building it in jansson when a template can do it; render() takes
+ * the pieces it puts in delta events from stream_piece_json(). */
+int stream_render(MockCall *c, const Step *s, uint32_t i, Buf *out);
+json_t *stream_piece_json(MockCall *c, const Step *s, uint32_t i);
+void stream_done(MockCall *c);
+
 /* Standard base64 with padding. */
 int base64_append(Buf *b, const void *p, size_t n);

@@ -290,6 +290,45 @@ TEST(writer_cycle) {
         buf_done(&b);
 }
 
+TEST(write_string) {
+        /* One string on its own: the bytes jansson dumps for it (JSON_ENCODE_ANY), appended after what is
+         * there, and nothing appended when it is not UTF-8. */
+        static const struct {
+                const char *s;
+                size_t n;
+        } v[] = {
+                { "", 0 },
+                { " tok17", 6 },
+                { "{\"location\":\"Paris\",\"n\":3}", 27 },
+                { "\"\\/\b\f\n\r\t\x01\x1f\x7f", 12 },
+                { "caf\xc3\xa9 \xf0\x9f\x98\x80 \xe4\xb8\xad", 15 },
+                { "a\0b", 3 },
+                { "0123456789abcdef0123456789abcdef\"", 33 },
+        };
+        Buf b = {};
+
+        for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+                json_t *j = json_stringn(v[i].s, v[i].n);
+                char *theirs = json_dumps(j, JSON_ENCODE_ANY);
+
+                ASSERT_NOT_NULL(theirs);
+                buf_clear(&b);
+                ASSERT_OK(buf_append_str(&b, "x"));
+                ASSERT_OK(json_write_string(v[i].s, v[i].n, &b));
+                ASSERT_EQ(buf_len(&b), 1 + strlen(theirs));
+                ASSERT_TRUE(memcmp(buf_data(&b) + 1, theirs, strlen(theirs)) == 0);
+                free(theirs);
+                json_decref(j);
+        }
+        buf_clear(&b);
+        ASSERT_OK(buf_append_str(&b, "x"));
+        ASSERT_ERROR(json_write_string("ok\xff", 3, &b), EINVAL);
+        ASSERT_EQ(buf_len(&b), 1);
+        ASSERT_ERROR(json_write_string("\xc3", 1, &b), EINVAL);
+        ASSERT_EQ(buf_len(&b), 1);
+        buf_done(&b);
+}
+
 TEST(errors) {
         json_t *j = NULL;
         ASSERT_ERROR(json_read("[]", 2, JSON_REJECT_DUPLICATES, &j), EINVAL);
