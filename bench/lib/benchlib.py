@@ -112,6 +112,33 @@ def children(pid):
     return out
 
 
+def cpu_seconds(pid):
+    """(total, user) CPU seconds of all threads of pid; (0, 0) once it is gone."""
+    total = user = 0
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            user += int(fields[11])
+            total += int(fields[11]) + int(fields[12])
+    except OSError:
+        pass
+    hz = os.sysconf("SC_CLK_TCK")
+    return total / hz, user / hz
+
+
+def cpu_tree_seconds(pid):
+    """(total, user) CPU seconds of a process and its descendants (nginx's worker does nginx's work)."""
+    total = user = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        t, u = cpu_seconds(p)
+        total, user = total + t, user + u
+        todo += children(p)
+    return total, user
+
+
 def rss_tree_kib(pid):
     """RSS of a process and its descendants: nginx's master forks the worker that does the work."""
     total, todo = 0, [pid]
