@@ -932,6 +932,7 @@ static const ConfigItem config_items[] = {
         { "proxy", "max_pending", &type_uint32, OFF(proxy_max_pending), "4096", 1, 1000000 },
         { "proxy", "max_attempts", &type_uint32, OFF(proxy_max_attempts), "3", 1, 8 },
         { "proxy", "builtin_client", &type_bool, OFF(proxy_builtin_client), "true" },
+        { "proxy", "idle_connections", &type_uint32, OFF(proxy_idle_connections), "1024", 0, 65536 },
 
         /* A row is 600 bytes, and the writer holds a copy of the queue while it writes. */
         { "usage", "queue_max", &type_uint32, OFF(usage_queue_max), "10000", 1, 1000000 },

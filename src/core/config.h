@@ -94,6 +94,7 @@ typedef struct Config {
         uint32_t proxy_max_pending;             /* upstream transfers in flight, all providers */
         uint32_t proxy_max_attempts;            /* providers tried per request (failover and retries) */
         bool proxy_builtin_client;              /* gate's own HTTP/1.1 client for plain-HTTP IP upstreams */
+        uint32_t proxy_idle_connections;        /* the builtin client's idle connections per address */
 
         /* [usage] */
         uint32_t usage_queue_max;               /* usage rows waiting for the database; the oldest go beyond */

@@ -18,7 +18,10 @@
 #define H1C_HEAD_MAX (64U * 1024U)              /* one response head, 1xx heads and trailers included */
 #define H1C_LINE_MAX (16U * 1024U)              /* one head line or chunk-size line */
 #define H1C_KEEP (4U * 1024U)                   /* a connection's buffer above this is freed once empty */
-#define H1C_IDLE_PER_DEST 256U                  /* idle connections kept per destination */
+/* Idle connections kept per destination unless told otherwise ([proxy] idle_connections): enough that a
+ * burst of a thousand streams finds its connections again at the next one, as nginx's "keepalive 1024"
+ * does; an idle connection costs a few KiB in the kernel and the server. */
+#define H1C_IDLE_PER_DEST_DEFAULT 1024U
 /* Idle connections older than this are closed: nginx's upstream keepalive_timeout default (curl keeps
  * them 118 s). Servers that close sooner (uvicorn after 5 s) cost one resend on a fresh connection. */
 #define H1C_IDLE_LIFETIME (60 * USEC_PER_SEC)
@@ -29,8 +32,8 @@ typedef struct H1Conn H1Conn;
 typedef struct H1Dest {
         struct sockaddr_storage addr;
         socklen_t addr_len;
-        H1Conn **idle;
-        size_t n_idle;
+        H1Conn **idle;                  /* grows with use, up to the client's idle_max */
+        size_t n_idle, idle_alloc;
         struct H1Dest *next;
 } H1Dest;
 
@@ -42,6 +45,7 @@ struct H1Client {
         H1Dest *dests;
         size_t n_conns;
         size_t n_idle;
+        size_t idle_max;                /* per destination */
         usec_t idle_lifetime;
         /* Closes idle connections past their lifetime even when no request comes for their destination
          * again (a provider removed by a reload, a burst that is over): servers such as Go's net/http
@@ -213,11 +217,6 @@ static H1Dest *dest_get(H1Client *c, const struct sockaddr_storage *addr, sockle
         d = new0(H1Dest, 1);
         if (!d)
                 return NULL;
-        d->idle = new(H1Conn *, H1C_IDLE_PER_DEST);
-        if (!d->idle) {
-                free(d);
-                return NULL;
-        }
         memcpy(&d->addr, addr, len);
         d->addr_len = len;
         d->next = c->dests;
@@ -228,7 +227,8 @@ static H1Dest *dest_get(H1Client *c, const struct sockaddr_storage *addr, sockle
 static void conn_unidle(H1Conn *k) {
         H1Dest *d = k->dest;
 
-        for (size_t i = 0; i < d->n_idle; i++)
+        /* From the newest: a connection leaves the pool for reuse from there. */
+        for (size_t i = d->n_idle; i-- > 0;)
                 if (d->idle[i] == k) {
                         memmove(d->idle + i, d->idle + i + 1, (d->n_idle - i - 1) * sizeof *d->idle);
                         d->n_idle--;
@@ -371,9 +371,20 @@ static void conn_to_pool(H1Conn *k) {
         k->reused = true;
         buf_shrink(&k->in, 0);
         (void) dest_prune(d, k->client, now);
-        if (d->n_idle >= H1C_IDLE_PER_DEST) {
+        if (d->n_idle >= k->client->idle_max) {
                 conn_close(k);
                 return;
+        }
+        if (d->n_idle == d->idle_alloc) {
+                size_t n = MIN(MAX(d->idle_alloc * 2, (size_t) 16), k->client->idle_max);
+                H1Conn **idle = reallocarray(d->idle, n, sizeof *idle);
+
+                if (!idle) {
+                        conn_close(k);
+                        return;
+                }
+                d->idle = idle;
+                d->idle_alloc = n;
         }
         /* Idle: only a close (or junk) from the server can come, and ends it. */
         if (conn_set_events(k, EPOLLIN | EPOLLRDHUP) < 0) {
@@ -1054,6 +1065,7 @@ int h1_client_new(sd_event *event, H1Client **ret) {
         if (!c)
                 return -ENOMEM;
         c->idle_lifetime = H1C_IDLE_LIFETIME;
+        c->idle_max = H1C_IDLE_PER_DEST_DEFAULT;
         c->event = sd_event_ref(event);
         int r = poller_new(event, "h1-upstream", &c->poller);
         if (r >= 0)
@@ -1087,6 +1099,16 @@ H1Client *h1_client_free(H1Client *c) {
 
 void h1_client_set_idle_lifetime(H1Client *c, usec_t usec) {
         c->idle_lifetime = usec;
+}
+
+void h1_client_set_idle_max(H1Client *c, size_t n) {
+        if (!c)
+                return;
+        c->idle_max = n;
+        /* Fewer now: the oldest beyond it go at once. */
+        for (H1Dest *d = c->dests; d; d = d->next)
+                while (d->n_idle > n)
+                        conn_close(d->idle[0]);
 }
 
 size_t h1_client_n_connections(const H1Client *c) {

@@ -58,6 +58,9 @@ unsigned h1_transfer_status(const H1Transfer *t);
 /* How long an idle connection is kept for reuse (default 60 s): servers close theirs after some time of
  * their own, and one that is about to is better not reused. */
 void h1_client_set_idle_lifetime(H1Client *c, usec_t usec);
+/* The most idle connections kept per destination (default 1024; 0: none, every request on a new
+ * connection). Lowering it closes the oldest beyond it at once. */
+void h1_client_set_idle_max(H1Client *c, size_t n);
 
 /* Connections open (busy and idle), for tests and metrics. */
 size_t h1_client_n_connections(const H1Client *c);

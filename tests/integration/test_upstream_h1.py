@@ -38,6 +38,13 @@ def both(func):
     return func
 
 
+def builtin_only(func):
+    """Registers func for gate's own client alone (what it tests has no libcurl counterpart)."""
+    if not FILTER or any(w in func.__name__ for w in FILTER):
+        test(func)
+    return func
+
+
 # ---- a raw-socket upstream ----
 
 REQUEST_LINE = re.compile(rb"^(GET|POST|HEAD) /[!-~]* HTTP/1\.1$")
@@ -284,6 +291,51 @@ def keepalive_reuse(builtin):
         assert up.requests[0]["headers"]["host"] == "127.0.0.1:%d" % up.port
         check_client(up, builtin)
     up.stop()
+
+
+def idle_pool_bounded(idle, rounds=2, n=6):
+    """n concurrent requests, twice: the upstream answers none before all n have come, so each round holds n
+    connections at once. Returns the upstream's (connections made, connections still open after each round)."""
+    arrived = threading.Semaphore(0)
+    release = threading.Event()
+
+    def handler(up, conn, req):
+        arrived.release()
+        release.wait(10)
+        return answer_json(up, conn, req)
+    up = RawUpstream(handler)
+    g = start_gate(True, up.base_url, proxy_extra="" if idle is None else "idle_connections = %d" % idle)
+    still_open = []
+    with g:
+        for _ in range(rounds):
+            release.clear()
+            out = []
+            ts = [threading.Thread(target=lambda: out.append(post(g, {"model": "raw-1", "messages": []})))
+                  for _ in range(n)]
+            for t in ts:
+                t.start()
+            for _ in range(n):
+                assert arrived.acquire(timeout=10 * SLOW), "the requests did not all reach the upstream"
+            release.set()
+            for t in ts:
+                t.join()
+            assert [o[0] for o in out] == [200] * n, out
+            wait_until(lambda: up.open == min(1024 if idle is None else idle, n), 5 * SLOW)
+            still_open.append(up.open)
+        assert not up.errors, up.errors
+    up.stop()
+    return up.connections, still_open
+
+
+@builtin_only
+def idle_connections_bounds_the_pool():
+    # [proxy] idle_connections: at most that many idle connections per address stay open; the next burst
+    # reuses them and opens only the rest.
+    assert idle_pool_bounded(4) == (6 + 2, [4, 4])
+    # The default (1024) keeps a whole burst's connections.
+    assert idle_pool_bounded(None) == (6, [6, 6])
+    # 0: every request on a connection of its own, closed after it.
+    assert idle_pool_bounded(0) == (12, [0, 0])
 
 
 @both

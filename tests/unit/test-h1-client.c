@@ -355,6 +355,41 @@ TEST(length_chunked_close_and_reuse) {
         result_done(&r3);
 }
 
+TEST(idle_max_lowered_closes_and_stops_pooling) {
+        static const Answer answers[] = {
+                { "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}" },
+                { "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}" },
+        };
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(h1_client_freep) H1Client *c = NULL;
+        Upstream u;
+        Result r1 = {}, r2 = {};
+
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(h1_client_new(e, &c));
+        upstream_start(&u, answers, ELEMENTSOF(answers));
+
+        ASSERT_OK(start(c, u.port, "{}", &r1));
+        run_until_done(e, &r1);
+        ASSERT_EQ(r1.code, CURLE_OK);
+        ASSERT_EQ(h1_client_n_idle(c), 1);
+
+        /* A reload to none: the pooled connection goes at once, and answers no longer pool theirs. */
+        h1_client_set_idle_max(c, 0);
+        ASSERT_EQ(h1_client_n_idle(c), 0);
+        ASSERT_EQ(h1_client_n_connections(c), 0);
+        ASSERT_OK(start(c, u.port, "{}", &r2));
+        run_until_done(e, &r2);
+        ASSERT_EQ(r2.code, CURLE_OK);
+        ASSERT_EQ(h1_client_n_idle(c), 0);
+        ASSERT_EQ(h1_client_n_connections(c), 0);
+        ASSERT_EQ(u.accepted, 2);
+
+        upstream_stop(&u);
+        result_done(&r1);
+        result_done(&r2);
+}
+
 TEST(stale_pooled_connection_is_retried_once) {
         static const Answer answers[] = {
                 { "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" },
@@ -1193,6 +1228,7 @@ TEST(idle_pool_is_bounded_and_follows_the_server) {
         ASSERT_NOT_NULL(rs);
         ASSERT_OK(sd_event_new(&e));
         ASSERT_OK(h1_client_new(e, &c));
+        h1_client_set_idle_max(c, 256);
         /* sd-event opens its timerfd with the first timer (a connect timeout): not a leak of ours. */
         ASSERT_OK(sd_event_add_time_relative(e, &warm, CLOCK_MONOTONIC, USEC_PER_SEC, 0, NULL, NULL));
         ASSERT_OK(sd_event_source_set_enabled(warm, SD_EVENT_OFF));
