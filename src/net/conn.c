@@ -468,6 +468,10 @@ Stream *conn_stream(Conn *c) {
         return &c->stream;
 }
 
+void conn_read_now(Conn *c) {
+        conn_on_io(c, EPOLLIN);
+}
+
 void conn_set_owner_key(Conn *c, const void *key, size_t len) {
         c->owner_key_len = MIN(len, sizeof c->owner_key);
         memcpy(c->owner_key, key, c->owner_key_len);

@@ -68,6 +68,7 @@ struct H1Conn {
         usec_t idle_since;
         bool pooled;
         bool connecting;
+        int connect_error;              /* a failed connect, seen by the first send (errno) */
         bool reused;                    /* served an answer before this transfer */
 };
 
@@ -484,6 +485,26 @@ static int transfer_bind(H1Transfer *t, H1Conn *k) {
          * a failure, is left to the writable event, which handles it as it always did. */
         if (!k->connecting && transfer_send(t) == 0)
                 return conn_set_events(k, EPOLLIN | EPOLLRDHUP);
+        if (k->connecting) {
+                /* A connect in progress is often done already (loopback, the local network): the request
+                 * goes out now instead of a loop iteration later, which under a burst of new streams is
+                 * the time to serve a whole batch of other sockets. Not connected yet, the kernel says
+                 * EAGAIN and the writable event goes on as before; a failed connect reports its error here
+                 * (and no longer to SO_ERROR), so it is kept for that event to report. */
+                int r = transfer_send(t);
+                if (r < 0 && t->sent == 0)
+                        k->connect_error = -r;
+                else if (r == 0 || t->sent > 0)
+                        k->connecting = false;
+                if (r < 0 && t->sent > 0) {
+                        /* Connected, then the server stopped reading: as in conn_on_io(), reading decides
+                         * (an early answer may be waiting). */
+                        log_debug_errno(r, "Sending to upstream failed: %m");
+                        t->send_failed = true;
+                }
+                if (r == 0 || t->send_failed)
+                        return conn_set_events(k, EPOLLIN | EPOLLRDHUP);
+        }
         /* Writable first (connect, then the request), readable throughout (an early answer). */
         return conn_set_events(k, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
 }
@@ -870,7 +891,9 @@ static void conn_on_io(H1Conn *k, uint32_t revents) {
 
                 if (!(revents & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
                         return;
-                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0)
+                if (k->connect_error != 0)
+                        error = k->connect_error;
+                else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0)
                         error = errno;
                 if (error != 0) {
                         log_debug_errno(error, "Upstream connect failed: %m");
