@@ -217,7 +217,8 @@ static int listener_on_io(sd_event_source *s, int fd, uint32_t revents, void *us
                         continue;
                 }
 
-                r = conn_new(m->event, cfd, listener_kind_to_string(l->kind), manager_on_conn_free, m, &c);
+                r = conn_new(m->event, cfd, listener_kind_to_string(l->kind), (struct sockaddr *) &ss, len,
+                             manager_on_conn_free, m, &c);
                 if (r < 0) {
                         log_debug_errno(r, "Failed to set up connection, dropping it: %m");
                         continue;

@@ -422,8 +422,8 @@ static const StreamOps conn_ops = {
         .close = conn_close,
 };
 
-int conn_new(sd_event *event, int fd, const char *listener, ConnFreeCallback on_free, void *userdata,
-             Conn **ret) {
+int conn_new(sd_event *event, int fd, const char *listener, const struct sockaddr *peer, socklen_t peer_len,
+             ConnFreeCallback on_free, void *userdata, Conn **ret) {
         Conn *c;
         int r, one = 1;
 
@@ -436,10 +436,14 @@ int conn_new(sd_event *event, int fd, const char *listener, ConnFreeCallback on_
         c->stream.ops = &conn_ops;
         c->stream.event = event;
         c->stream.info.listener = listener;
-        c->stream.info.peer_len = sizeof c->stream.info.peer;
-        c->stream.info.local_len = sizeof c->stream.info.local;
-        (void) getpeername(fd, (struct sockaddr *) &c->stream.info.peer, &c->stream.info.peer_len);
-        (void) getsockname(fd, (struct sockaddr *) &c->stream.info.local, &c->stream.info.local_len);
+        if (peer && peer_len > 0 && peer_len <= sizeof c->stream.info.peer) {
+                /* accept4() said who it is: no getpeername() per connection. */
+                memcpy(&c->stream.info.peer, peer, peer_len);
+                c->stream.info.peer_len = peer_len;
+        } else {
+                c->stream.info.peer_len = sizeof c->stream.info.peer;
+                (void) getpeername(fd, (struct sockaddr *) &c->stream.info.peer, &c->stream.info.peer_len);
+        }
         if (c->stream.info.peer.ss_family != AF_UNIX)
                 (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 

@@ -48,8 +48,6 @@ typedef struct StreamOps {
 typedef struct StreamInfo {
         struct sockaddr_storage peer;
         socklen_t peer_len;
-        struct sockaddr_storage local;
-        socklen_t local_len;
         bool secure;            /* TLS (or an authenticated channel) below */
         char alpn[16];          /* negotiated ALPN ("h2", "http/1.1") or "" */
         char sni[256];          /* server name the client asked for, or "" */

@@ -1071,7 +1071,7 @@ static int mock_on_listen(sd_event_source *s, int fd, uint32_t revents, void *us
                 }
                 mc->mock = m;
                 mc->fd = cfd;
-                r = conn_new(m->event, cfd, "http", mock_on_conn_free, mc, &conn);
+                r = conn_new(m->event, cfd, "http", NULL, 0, mock_on_conn_free, mc, &conn);
                 if (r < 0) {
                         free(mc);
                         log_debug_errno(r, "Failed to set up connection, dropping it: %m");

@@ -53,7 +53,7 @@ TEST(read_and_write) {
 
         ASSERT_OK(sd_event_new(&e));
         ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
-        ASSERT_OK(conn_new(e, sv[0], "http", on_free, NULL, &c));
+        ASSERT_OK(conn_new(e, sv[0], "http", NULL, 0, on_free, NULL, &c));
         u.stream = conn_stream(c);
         stream_attach(conn_stream(c), &upper_ops, &u);
 
@@ -81,7 +81,7 @@ TEST(partial_consume_and_pause_redelivers) {
 
         ASSERT_OK(sd_event_new(&e));
         ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
-        ASSERT_OK(conn_new(e, sv[0], "http", on_free, NULL, &c));
+        ASSERT_OK(conn_new(e, sv[0], "http", NULL, 0, on_free, NULL, &c));
         u.stream = conn_stream(c);
         u.pause_after_first = true;
         stream_attach(conn_stream(c), &upper_ops, &u);
@@ -109,7 +109,7 @@ TEST(backpressure_and_writable) {
 
         ASSERT_OK(sd_event_new(&e));
         ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
-        ASSERT_OK(conn_new(e, sv[0], "http", on_free, NULL, &c));
+        ASSERT_OK(conn_new(e, sv[0], "http", NULL, 0, on_free, NULL, &c));
         stream_attach(conn_stream(c), &upper_ops, &u);
 
         /* Fill the kernel buffer: the rest queues in the Conn. */
@@ -145,7 +145,7 @@ TEST(close_with_flush_delivers_everything) {
 
         ASSERT_OK(sd_event_new(&e));
         ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
-        ASSERT_OK(conn_new(e, sv[0], "http", on_free, NULL, &c));
+        ASSERT_OK(conn_new(e, sv[0], "http", NULL, 0, on_free, NULL, &c));
         stream_attach(conn_stream(c), &upper_ops, &u);
         memset(chunk, 'x', sizeof chunk);
         for (int i = 0; i < 16; i++)
@@ -180,7 +180,7 @@ TEST(peer_reset_reports_error) {
 
         ASSERT_OK(sd_event_new(&e));
         ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
-        ASSERT_OK(conn_new(e, sv[0], "http", on_free, NULL, &c));
+        ASSERT_OK(conn_new(e, sv[0], "http", NULL, 0, on_free, NULL, &c));
         stream_attach(conn_stream(c), &upper_ops, &u);
         close(sv[1]);
         ASSERT_TRUE(stream_write(conn_stream(c), "x", 1) < 0 || true);
@@ -227,7 +227,7 @@ TEST(batch_of_connections_and_close_during_batch) {
                 int sv[2];
                 ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
                 pairs[i] = (Pair){ .peer = sv[1] };
-                ASSERT_OK(conn_new(e, sv[0], "http", on_free, NULL, &pairs[i].c));
+                ASSERT_OK(conn_new(e, sv[0], "http", NULL, 0, on_free, NULL, &pairs[i].c));
                 stream_attach(conn_stream(pairs[i].c), &pair_ops, &pairs[i]);
         }
         /* Every even connection closes the next odd one when it reads. */
@@ -271,7 +271,7 @@ TEST(paused_halfclose_with_data_does_not_spin) {
 
         ASSERT_OK(sd_event_new(&e));
         ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
-        ASSERT_OK(conn_new(e, sv[0], "http", on_free, NULL, &c));
+        ASSERT_OK(conn_new(e, sv[0], "http", NULL, 0, on_free, NULL, &c));
         u.stream = conn_stream(c);
         u.pause_after_first = true;
         stream_attach(conn_stream(c), &upper_ops, &u);
@@ -302,7 +302,7 @@ TEST(linger_does_not_spin) {
 
         ASSERT_OK(sd_event_new(&e));
         ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
-        ASSERT_OK(conn_new(e, sv[0], "http", on_free, NULL, &c));
+        ASSERT_OK(conn_new(e, sv[0], "http", NULL, 0, on_free, NULL, &c));
         stream_attach(conn_stream(c), &upper_ops, &u);
         ASSERT_OK(stream_write(conn_stream(c), "resp", 4));
         freed = 0;
@@ -336,7 +336,7 @@ TEST(eof_with_unparsed_bytes_does_not_spin) {
 
         ASSERT_OK(sd_event_new(&e));
         ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
-        ASSERT_OK(conn_new(e, sv[0], "http", on_free, NULL, &c));
+        ASSERT_OK(conn_new(e, sv[0], "http", NULL, 0, on_free, NULL, &c));
         stream_attach(conn_stream(c), &hold_ops, &u);
         ASSERT_EQ(write(sv[1], "GET", 3), 3);
         ASSERT_OK(shutdown(sv[1], SHUT_WR));
@@ -361,7 +361,7 @@ static ssize_t respawn_read(void *u, const uint8_t *p, size_t n) {
         *self = NULL;
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0)
                 abort();
-        if (conn_new(respawn_event, sv[0], "http", on_free, NULL, &respawned) < 0)
+        if (conn_new(respawn_event, sv[0], "http", NULL, 0, on_free, NULL, &respawned) < 0)
                 abort();
         respawn_peer = sv[1];
         return (ssize_t) n;
@@ -379,7 +379,7 @@ TEST(last_connection_freed_and_new_one_in_the_same_batch) {
         ASSERT_OK(sd_event_new(&e));
         respawn_event = e;
         ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
-        ASSERT_OK(conn_new(e, sv[0], "http", on_free, NULL, &c));
+        ASSERT_OK(conn_new(e, sv[0], "http", NULL, 0, on_free, NULL, &c));
         stream_attach(conn_stream(c), &respawn_ops, &c);
         ASSERT_EQ(write(sv[1], "x", 1), 1);
         run(e, 3);
