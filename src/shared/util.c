@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "util.h"
@@ -407,4 +409,23 @@ bool strv_equal(char *const *a, char *const *b) {
                 if (!streq(a[i], b[i]))
                         return false;
         return (!a || !a[i]) && (!b || !b[i]);
+}
+
+int fd_table_reserve(unsigned n) {
+        struct rlimit rl;
+        int fd;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        if (rl.rlim_cur != RLIM_INFINITY && n > rl.rlim_cur)
+                n = (unsigned) rl.rlim_cur;
+        if (n <= 1)
+                return 0;
+        /* F_DUPFD gives the lowest free fd at or above its argument: asking for n - 1 grows the table to
+         * hold it; closing the copy keeps the table. */
+        fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, (int) (n - 1));
+        if (fd < 0)
+                return -errno;
+        (void) close(fd);
+        return 0;
 }

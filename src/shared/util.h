@@ -11,6 +11,11 @@ static inline usec_t now_mono(void) {
 }
 
 int parse_uint64(const char *s, uint64_t *ret);
+/* Grows the process's fd table to hold n fds (at most RLIMIT_NOFILE) now, while it has one thread. The
+ * kernel doubles the table as fds are taken, and in a multi-threaded process each doubling waits for an
+ * RCU grace period inside the accept() or socket() that needed it (expand_fdtable() calls
+ * synchronize_rcu() when the table is shared). */
+int fd_table_reserve(unsigned n);
 /* The value of a hexadecimal digit, -1 for any other character. */
 int unhexchar(char c);
 /* Whether an HTTP list value ("a, b ,c") has token (case-insensitively) as one of its elements. */
