@@ -83,6 +83,7 @@ typedef struct ProxyCall {
 
         usec_t t_attempt;
         usec_t upstream_wait;           /* time spent waiting for upstreams (and their retry-after) */
+        usec_t overhead;                /* gate's own share up to the answer's head, set with first_byte */
         Timer timer;                    /* first byte, then idle between chunks; or retry delay */
         bool timer_is_retry;
         usec_t last_data;               /* loop time of the last relayed upstream bytes (idle timeout) */
@@ -172,7 +173,12 @@ static void call_record_usage(ProxyCall *c) {
                                     u.cache_write_tokens) : 0;
         u.ttfb = c->first_byte ? c->first_byte - r->start_usec : USEC_INFINITY;
         u.duration = now - r->start_usec;
-        u.overhead = u.duration > c->upstream_wait ? u.duration - c->upstream_wait : 0;
+        /* gate's own share, as x-gate-overhead-us reports it: up to the answer's head. After the head a
+         * stream's time is the upstream's pacing and the client's reading, not gate's work. */
+        if (c->first_byte)
+                u.overhead = c->overhead;
+        else
+                u.overhead = u.duration > c->upstream_wait ? u.duration - c->upstream_wait : 0;
         u.stream = c->stream;
         u.bytes_in = buf_len(&r->body);
         u.bytes_out = r->bytes_out;
@@ -318,6 +324,12 @@ static const char *call_header(const ProxyCall *c, HeaderKind k) {
         return NULL;
 }
 
+/* gate's own time so far: all of it that was not spent waiting on upstreams. */
+static usec_t call_overhead_now(ProxyCall *c) {
+        usec_t t = c->first_byte - c->request->start_usec;
+        return t > c->upstream_wait ? t - c->upstream_wait : 0;
+}
+
 static int call_start_response(ProxyCall *c, bool with_length) {
         HttpHeader h[c->n_headers + 1];
         size_t n = 0;
@@ -333,6 +345,7 @@ static int call_start_response(ProxyCall *c, bool with_length) {
 
         c->started = true;
         c->first_byte = now_mono();
+        c->overhead = call_overhead_now(c);
         if (with_length)
                 r = request_reply(c->request, (unsigned) c->status, h, n, NULL, buf_data(&c->hold), buf_len(&c->hold));
         else
@@ -383,6 +396,7 @@ static int call_start_translated_stream(ProxyCall *c) {
         c->request->upstream_wait = c->upstream_wait;
         c->started = true;
         c->first_byte = now_mono();
+        c->overhead = call_overhead_now(c);
         return request_start(c->request, (unsigned) c->status, h, n);
 }
 
@@ -612,6 +626,7 @@ static void call_reply_translated(ProxyCall *c) {
         call_detach(c);
         c->started = true;
         c->first_byte = now_mono();
+        c->overhead = call_overhead_now(c);
         (void) request_reply(c->request, (unsigned) c->status, h, n, "application/json", out, len);
         call_free(c);
 }

@@ -121,6 +121,25 @@ def usage_rows_with_tokens_and_cost():
 
 
 @test
+def stream_overhead_is_gates_own_time():
+    # overhead_us is gate's own share, up to the answer's head (as x-gate-overhead-us): a stream paced at
+    # 100 ms a delta lasts 300+ ms, and none of that pacing is gate's.
+    out = keys(g, "create", "--name", "pacer")
+    key = [w for w in out.split() if w.startswith("gk-")][0]
+    time.sleep(1.5)
+    before = len(rows(g, timeout=0))
+    assert chat(g, "mock-paced+chunks=3+pace_ms=100", "x-api-key: " + key, stream=True) == "200"
+    deadline = time.time() + 5
+    while len(rows(g, timeout=0)) < before + 1:
+        assert time.time() < deadline, rows(g, timeout=0)
+        time.sleep(0.1)
+    r = rows(g)[before]
+    assert r["total_us"] >= 300000, r
+    assert r["overhead_us"] < 100000, r
+    assert r["overhead_us"] <= r["ttfb_us"], r
+
+
+@test
 def rate_limit_and_budget():
     out = keys(g, "create", "--name", "carol", "--rpm", "2")
     key = [w for w in out.split() if w.startswith("gk-")][0]
