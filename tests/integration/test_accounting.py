@@ -60,6 +60,23 @@ def rows(g, timeout=5):
         time.sleep(0.1)
 
 
+def new_key(g, name):
+    """A new gate key, once the running gate has picked it up (it looks for changed keys every second)."""
+    out = keys(g, "create", "--name", name)
+    key = [w for w in out.split() if w.startswith("gk-")][0]
+    time.sleep(1.5)
+    return key
+
+
+def rows_after(g, before, n, timeout=5):
+    """The n usage rows written after the first `before`, once they are there."""
+    deadline = time.time() + timeout
+    while len(rows(g, timeout=0)) < before + n:
+        assert time.time() < deadline, rows(g, timeout=0)
+        time.sleep(0.1)
+    return rows(g)[before:before + n]
+
+
 g = Gate(config=CONFIG % ("false", M.address, M.base_url)).start()
 
 
@@ -97,17 +114,11 @@ def created_key_works_and_revocation_applies_without_restart():
 
 @test
 def usage_rows_with_tokens_and_cost():
-    out = keys(g, "create", "--name", "bob")
-    key = [w for w in out.split() if w.startswith("gk-")][0]
-    time.sleep(1.5)
+    key = new_key(g, "bob")
     before = len(rows(g, timeout=0))
     assert chat(g, "mock-priced", "x-api-key: " + key) == "200"
     assert chat(g, "mock-priced+chunks=3", "x-api-key: " + key, stream=True) == "200"
-    deadline = time.time() + 5
-    while len(rows(g, timeout=0)) < before + 2:
-        assert time.time() < deadline, rows(g, timeout=0)
-        time.sleep(0.1)
-    new = rows(g)[before:]
+    new = rows_after(g, before, 2)
     direct = json.loads(curl("-s", "-X", "POST", M.url("/v1/chat/completions"), "-H", "authorization: Bearer sk-up",
                              "--data-binary", json.dumps({"model": "mock-priced", "messages": [{"role": "user",
                                                                                                 "content": "hi"}]}))[1])
@@ -124,16 +135,10 @@ def usage_rows_with_tokens_and_cost():
 def stream_overhead_is_gates_own_time():
     # overhead_us is gate's own share, up to the answer's head (as x-gate-overhead-us): a stream paced at
     # 100 ms a delta lasts 300+ ms, and none of that pacing is gate's.
-    out = keys(g, "create", "--name", "pacer")
-    key = [w for w in out.split() if w.startswith("gk-")][0]
-    time.sleep(1.5)
+    key = new_key(g, "pacer")
     before = len(rows(g, timeout=0))
     assert chat(g, "mock-paced+chunks=3+pace_ms=100", "x-api-key: " + key, stream=True) == "200"
-    deadline = time.time() + 5
-    while len(rows(g, timeout=0)) < before + 1:
-        assert time.time() < deadline, rows(g, timeout=0)
-        time.sleep(0.1)
-    r = rows(g)[before]
+    r = rows_after(g, before, 1)[0]
     assert r["total_us"] >= 300000, r
     assert r["overhead_us"] < 100000, r
     assert r["overhead_us"] <= r["ttfb_us"], r
