@@ -286,25 +286,7 @@ static void codepoint_append(UsageScanner *s, uint32_t cp) {
 
         if (cp == 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
                 cp = 0xfffd;
-        if (cp < 0x80) {
-                b[0] = (char) cp;
-                n = 1;
-        } else if (cp < 0x800) {
-                b[0] = (char) (0xc0 | cp >> 6);
-                b[1] = (char) (0x80 | (cp & 0x3f));
-                n = 2;
-        } else if (cp < 0x10000) {
-                b[0] = (char) (0xe0 | cp >> 12);
-                b[1] = (char) (0x80 | ((cp >> 6) & 0x3f));
-                b[2] = (char) (0x80 | (cp & 0x3f));
-                n = 3;
-        } else {
-                b[0] = (char) (0xf0 | cp >> 18);
-                b[1] = (char) (0x80 | ((cp >> 12) & 0x3f));
-                b[2] = (char) (0x80 | ((cp >> 6) & 0x3f));
-                b[3] = (char) (0x80 | (cp & 0x3f));
-                n = 4;
-        }
+        n = utf8_encode(cp, b);
         string_append(s, b, n);
 }
 

@@ -263,29 +263,6 @@ fail:
         return r;
 }
 
-static int utf8_put(char *out, uint32_t cp) {
-        if (cp < 0x80) {
-                out[0] = (char) cp;
-                return 1;
-        }
-        if (cp < 0x800) {
-                out[0] = (char) (0xc0 | (cp >> 6));
-                out[1] = (char) (0x80 | (cp & 0x3f));
-                return 2;
-        }
-        if (cp < 0x10000) {
-                out[0] = (char) (0xe0 | (cp >> 12));
-                out[1] = (char) (0x80 | ((cp >> 6) & 0x3f));
-                out[2] = (char) (0x80 | (cp & 0x3f));
-                return 3;
-        }
-        out[0] = (char) (0xf0 | (cp >> 18));
-        out[1] = (char) (0x80 | ((cp >> 12) & 0x3f));
-        out[2] = (char) (0x80 | ((cp >> 6) & 0x3f));
-        out[3] = (char) (0x80 | (cp & 0x3f));
-        return 4;
-}
-
 static uint32_t hex4(const char *p) {
         uint32_t v = 0;
         for (int k = 0; k < 4; k++) {
@@ -330,7 +307,7 @@ int jscan_string(const char *p, const JsonSpan *span, char **ret) {
                         }
                         if (cp >= 0xd800 && cp < 0xe000)
                                 cp = 0xfffd; /* a lone surrogate */
-                        o += utf8_put(o, cp);
+                        o += utf8_encode(cp, o);
                         continue;
                 }
                 *o++ = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e == 'b' ? '\b' : e == 'f' ? '\f' : e;

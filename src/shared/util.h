@@ -11,11 +11,6 @@ static inline usec_t now_mono(void) {
 }
 
 int parse_uint64(const char *s, uint64_t *ret);
-/* Grows the process's fd table to hold n fds (at most RLIMIT_NOFILE) now, while it has one thread. The
- * kernel doubles the table as fds are taken, and in a multi-threaded process each doubling waits for an
- * RCU grace period inside the accept() or socket() that needed it (expand_fdtable() calls
- * synchronize_rcu() when the table is shared). */
-int fd_table_reserve(unsigned n);
 /* The value of a hexadecimal digit, -1 for any other character. */
 int unhexchar(char c);
 /* Whether an HTTP list value ("a, b ,c") has token (case-insensitively) as one of its elements. */
@@ -51,3 +46,34 @@ bool string_in_table(const char *s, const char *const *a, size_t n);
 int mkdir_p(const char *path, mode_t mode);
 int read_full_file(const char *path, size_t max, char **ret, size_t *ret_len);
 bool strv_equal(char *const *a, char *const *b);
+
+/* Grows the process's fd table to hold n fds (at most RLIMIT_NOFILE) now, while it has one thread. The
+ * kernel doubles the table as fds are taken, and in a multi-threaded process each doubling waits for an
+ * RCU grace period inside the accept() or socket() that needed it (expand_fdtable() calls
+ * synchronize_rcu() when the table is shared). */
+int fd_table_reserve(unsigned n);
+
+/* Writes cp (at most U+10FFFF; the caller has ruled out what it must not encode) as UTF-8 into out;
+ * returns the bytes written, 1 to 4. Inline: the JSON readers call it per escaped character. */
+static inline size_t utf8_encode(uint32_t cp, char out[static 4]) {
+        if (cp < 0x80) {
+                out[0] = (char) cp;
+                return 1;
+        }
+        if (cp < 0x800) {
+                out[0] = (char) (0xc0 | (cp >> 6));
+                out[1] = (char) (0x80 | (cp & 0x3f));
+                return 2;
+        }
+        if (cp < 0x10000) {
+                out[0] = (char) (0xe0 | (cp >> 12));
+                out[1] = (char) (0x80 | ((cp >> 6) & 0x3f));
+                out[2] = (char) (0x80 | (cp & 0x3f));
+                return 3;
+        }
+        out[0] = (char) (0xf0 | (cp >> 18));
+        out[1] = (char) (0x80 | ((cp >> 12) & 0x3f));
+        out[2] = (char) (0x80 | ((cp >> 6) & 0x3f));
+        out[3] = (char) (0x80 | (cp & 0x3f));
+        return 4;
+}

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "shared/macro.h"
+#include "shared/util.h"
 #include "translate/json-fast.h"
 
 /* Why not json_loadb(): jansson reads through a per-byte stream callback and builds every token in a strbuffer
@@ -104,29 +105,6 @@ static int hex4(const char *p, uint32_t *ret) {
         return 0;
 }
 
-static size_t utf8_put(char *t, uint32_t cp) {
-        if (cp < 0x80) {
-                t[0] = (char) cp;
-                return 1;
-        }
-        if (cp < 0x800) {
-                t[0] = (char) (0xc0 | (cp >> 6));
-                t[1] = (char) (0x80 | (cp & 0x3f));
-                return 2;
-        }
-        if (cp < 0x10000) {
-                t[0] = (char) (0xe0 | (cp >> 12));
-                t[1] = (char) (0x80 | ((cp >> 6) & 0x3f));
-                t[2] = (char) (0x80 | (cp & 0x3f));
-                return 3;
-        }
-        t[0] = (char) (0xf0 | (cp >> 18));
-        t[1] = (char) (0x80 | ((cp >> 12) & 0x3f));
-        t[2] = (char) (0x80 | ((cp >> 6) & 0x3f));
-        t[3] = (char) (0x80 | (cp & 0x3f));
-        return 4;
-}
-
 /* The rest of a string whose first escape is at p, decoded into the scratch buffer: the plain bytes before it
  * are copied once, then each run of plain bytes and each escape's output (4 bytes at most) as they come. */
 static int read_string_escaped(JsonReader *r, const char *start, const char *p, const char **ret,
@@ -217,7 +195,7 @@ static int read_string_escaped(JsonReader *r, const char *start, const char *p, 
                         else if (cp == 0)
                                 /* jansson without JSON_ALLOW_NUL: no NUL in values, none in keys ever. */
                                 return -EBADMSG;
-                        t += utf8_put(r->scratch + t, cp);
+                        t += utf8_encode(cp, r->scratch + t);
                         break;
                 }
                 default:
