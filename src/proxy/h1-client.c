@@ -582,25 +582,6 @@ static bool name_is(const uint8_t *p, size_t n, const char *name) {
         return n == l && strncasecmp((const char *) p, name, l) == 0;
 }
 
-static bool value_has_token(const uint8_t *v, size_t n, const char *token) {
-        size_t l = strlen(token);
-
-        for (size_t i = 0; i < n;) {
-                size_t j = i;
-                while (j < n && v[j] != ',')
-                        j++;
-                size_t a = i, b = j;
-                while (a < b && (v[a] == ' ' || v[a] == '\t'))
-                        a++;
-                while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
-                        b--;
-                if (b - a == l && strncasecmp((const char *) v + a, token, l) == 0)
-                        return true;
-                i = j + 1;
-        }
-        return false;
-}
-
 /* One line of the head (without its line end). */
 static CURLcode parse_head_line(H1Transfer *t, const uint8_t *p, size_t n) {
         if (t->rs == RS_STATUS) {
@@ -650,12 +631,12 @@ static CURLcode parse_head_line(H1Transfer *t, const uint8_t *p, size_t n) {
                 const uint8_t *last = memrchr(v, ',', vl);
                 size_t off = last ? (size_t) (last + 1 - v) : 0;
 
-                t->chunked = value_has_token(v + off, vl - off, "chunked");
+                t->chunked = http_list_has_token((const char *) v + off, vl - off, "chunked");
                 t->te_other = !t->chunked;
         } else if (name_is(p, nl, "connection")) {
-                if (value_has_token(v, vl, "close"))
+                if (http_list_has_token((const char *) v, vl, "close"))
                         t->close_after = true;
-                else if (value_has_token(v, vl, "keep-alive"))
+                else if (http_list_has_token((const char *) v, vl, "keep-alive"))
                         t->close_after = false;
         }
         return CURLE_OK;
