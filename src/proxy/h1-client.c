@@ -474,6 +474,13 @@ static void transfer_on_timer(Timer *timer) {
 
 static int transfer_send(H1Transfer *t);
 
+/* The server stopped reading: an answer it sent early (a 413, then a close) may still be waiting to be
+ * read. Reading decides; sending is over. */
+static void transfer_send_failed(H1Transfer *t, int r) {
+        log_debug_errno(r, "Sending to upstream failed: %m");
+        t->send_failed = true;
+}
+
 static int transfer_bind(H1Transfer *t, H1Conn *k) {
         t->conn = k;
         k->transfer = t;
@@ -496,12 +503,8 @@ static int transfer_bind(H1Transfer *t, H1Conn *k) {
                         k->connect_error = -r;
                 else if (r == 0 || t->sent > 0)
                         k->connecting = false;
-                if (r < 0 && t->sent > 0) {
-                        /* Connected, then the server stopped reading: as in conn_on_io(), reading decides
-                         * (an early answer may be waiting). */
-                        log_debug_errno(r, "Sending to upstream failed: %m");
-                        t->send_failed = true;
-                }
+                if (r < 0 && t->sent > 0)
+                        transfer_send_failed(t, r);     /* connected, then the server stopped reading */
                 if (r == 0 || t->send_failed)
                         return conn_set_events(k, EPOLLIN | EPOLLRDHUP);
         }
@@ -888,10 +891,7 @@ static void conn_on_io(H1Conn *k, uint32_t revents) {
         if ((revents & EPOLLOUT) && transfer_sending(t)) {
                 r = transfer_send(t);
                 if (r < 0) {
-                        /* The server stopped reading: an answer it sent early (a 413, then a close) may
-                         * still be waiting to be read. Reading decides; sending is over. */
-                        log_debug_errno(r, "Sending to upstream failed: %m");
-                        t->send_failed = true;
+                        transfer_send_failed(t, r);
                         revents |= EPOLLIN;
                 }
         }
