@@ -65,7 +65,6 @@ struct UsageQueue {
         usec_t interval;
         usec_t retention;               /* 0: rows are kept forever */
         bool stop, kick;
-        bool flushing;                  /* between the swap and the end of a write */
         /* The writer's scheduling class: SCHED_IDLE while it keeps up, SCHED_BATCH under a backlog. */
         pid_t writer_tid;
         bool writer_batch;
@@ -80,7 +79,8 @@ struct UsageQueue {
         uint64_t pruned;                /* rows deleted by retention, guarded by lock */
         UsageRecord *spare;             /* an empty array of spare_alloc rows, guarded by lock */
         size_t spare_alloc;
-        size_t batch_alloc;             /* rows in the array of the batch being written, guarded by lock */
+        size_t batch_alloc;             /* rows in the array of the batch being written (from the swap to
+                                         * the end of the write), 0 while none is: guarded by lock */
 
         pthread_t thread;
         bool thread_started;
@@ -270,7 +270,7 @@ int usage_queue_push(UsageQueue *q, const UsageRecord *r) {
         q->ring[(q->head + q->len) % q->alloc] = *r;
         q->len++;
         if (q->len >= q->max / 2 && q->writer_tid > 0) {
-                if (!q->flushing) {
+                if (q->batch_alloc == 0) {
                         /* Half full before the interval is over: write now rather than drop later. */
                         if (!q->kick) {
                                 q->kick = true;
@@ -367,7 +367,8 @@ static int usage_exec(UsageQueue *q, const char *sql) {
         return k == SQLITE_OK ? 0 : errno_from_sqlite(k);
 }
 
-/* Rows run from rows[0] to rows[n - 1], or in two runs where the array wraps (head + n > alloc). */
+/* n rows that lie one after the other in memory, USAGE_INSERT_ROWS per statement while that many are
+ * left. */
 static int usage_insert_run(UsageQueue *q, const UsageRecord *rows, size_t n) {
         for (size_t i = 0; i < n;) {
                 size_t m = n - i >= USAGE_INSERT_ROWS ? USAGE_INSERT_ROWS : 1;
@@ -442,7 +443,6 @@ static int usage_queue_flush_locked(UsageQueue *q) {
         q->batch_alloc = alloc;
         q->inflight_live = n;
         q->dropped_inflight = 0;
-        q->flushing = true;
         pthread_mutex_unlock(&q->lock);
 
         r = usage_write_batch(q, rows, alloc, head, n);
@@ -462,7 +462,6 @@ static int usage_queue_flush_locked(UsageQueue *q) {
         q->inflight_live = 0;
         q->dropped_inflight = 0;
         q->batch_alloc = 0;
-        q->flushing = false;
         /* The batch's array is the next spare: the ring and it are all the queue holds. */
         assert(!q->spare);
         q->spare = TAKE_PTR(rows);
@@ -703,7 +702,7 @@ QUEUE_GETTER(uint64_t, usage_queue_drops, q->drops)
 QUEUE_GETTER(uint64_t, usage_queue_written, q->written)
 QUEUE_GETTER(uint64_t, usage_queue_pruned, q->pruned)
 QUEUE_GETTER(int, usage_queue_last_error, q->last_error)
-QUEUE_GETTER(bool, usage_queue_flushing, q->flushing)
+QUEUE_GETTER(bool, usage_queue_flushing, q->batch_alloc > 0)
 QUEUE_GETTER(size_t, usage_queue_memory, (q->alloc + q->spare_alloc + q->batch_alloc) * sizeof(UsageRecord))
 
 Store *usage_queue_store(UsageQueue *q) {
