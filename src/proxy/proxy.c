@@ -324,10 +324,15 @@ static const char *call_header(const ProxyCall *c, HeaderKind k) {
         return NULL;
 }
 
-/* gate's own time so far: all of it that was not spent waiting on upstreams. */
-static usec_t call_overhead_now(ProxyCall *c) {
-        usec_t t = c->first_byte - c->request->start_usec;
-        return t > c->upstream_wait ? t - c->upstream_wait : 0;
+/* The answer's head goes to the client now: notes when, and gate's own time up to here (all of it that
+ * was not spent waiting on upstreams). */
+static void call_mark_started(ProxyCall *c) {
+        usec_t t;
+
+        c->started = true;
+        c->first_byte = now_mono();
+        t = c->first_byte - c->request->start_usec;
+        c->overhead = t > c->upstream_wait ? t - c->upstream_wait : 0;
 }
 
 static int call_start_response(ProxyCall *c, bool with_length) {
@@ -343,9 +348,7 @@ static int call_start_response(ProxyCall *c, bool with_length) {
         c->request->upstream_wait = c->upstream_wait;
         h[n++] = (HttpHeader){ "x-gate-provider", c->cands[c->idx].provider->name };
 
-        c->started = true;
-        c->first_byte = now_mono();
-        c->overhead = call_overhead_now(c);
+        call_mark_started(c);
         if (with_length)
                 r = request_reply(c->request, (unsigned) c->status, h, n, NULL, buf_data(&c->hold), buf_len(&c->hold));
         else
@@ -394,9 +397,7 @@ static int call_start_translated_stream(ProxyCall *c) {
         h[n++] = (HttpHeader){ "content-type", "text/event-stream; charset=utf-8" };
         h[n++] = (HttpHeader){ "cache-control", "no-cache" };
         c->request->upstream_wait = c->upstream_wait;
-        c->started = true;
-        c->first_byte = now_mono();
-        c->overhead = call_overhead_now(c);
+        call_mark_started(c);
         return request_start(c->request, (unsigned) c->status, h, n);
 }
 
@@ -624,9 +625,7 @@ static void call_reply_translated(ProxyCall *c) {
         }
         n = translated_headers(c, h);
         call_detach(c);
-        c->started = true;
-        c->first_byte = now_mono();
-        c->overhead = call_overhead_now(c);
+        call_mark_started(c);
         (void) request_reply(c->request, (unsigned) c->status, h, n, "application/json", out, len);
         call_free(c);
 }
