@@ -177,6 +177,14 @@ def fd_table_grown_before_serving():
             assert size >= want, (max_conn, size, want)
             if max_conn == 100:
                 assert size < 2 * 4096, size     # it follows the configuration
+                # A reload that raises the limit grows the table then, not in a later accept().
+                g.write_config("[server]\nbind = 127.0.0.1:%d\nmax_connections = 4096\n" % g.port)
+                n = len(g.notify.messages)
+                g.signal(signal.SIGHUP)
+                i = g.notify.wait_for("READY=1", after=n)
+                assert "generation 2" in g.notify.messages[i], g.notify.messages[i]
+                size = proc_status(g.proc.pid, "FDSize")
+                assert size >= min(open_files_limit(g.proc.pid), 2 * 4096 + 256), size
 
 
 @test
