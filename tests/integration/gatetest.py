@@ -1,5 +1,6 @@
 """gatetest: shared helpers for gate's integration tests: temp state, config, daemon start/stop, notify."""
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,39 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+class CertAuthority:
+    """A throwaway CA (openssl, P-256) in its own temp directory, issuing certificates for test servers.
+
+    ca = CertAuthority(); crt, key = ca.issue("a.test", "first"); ca.crt is the CA certificate."""
+
+    def __init__(self, subject="gate test CA"):
+        self.dir = tempfile.mkdtemp(prefix="gate-ca-")
+        self.crt = os.path.join(self.dir, "ca.crt")
+        self.key = os.path.join(self.dir, "ca.key")
+        _run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", self.key, "-out", self.crt, "-days", "2", "-subj", "/CN=" + subject)
+
+    def issue(self, name, tag):
+        """A certificate for DNS name `name` (organization `tag`) signed by this CA; returns (crt, key)."""
+        base = os.path.join(self.dir, "%s-%s" % (name, tag))
+        with open(base + ".ext", "w") as f:
+            f.write("subjectAltName=DNS:%s\n" % name)
+        _run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", base + ".key", "-out", base + ".csr", "-subj", "/CN=%s/O=%s" % (name, tag))
+        _run("openssl", "x509", "-req", "-in", base + ".csr", "-CA", self.crt, "-CAkey", self.key,
+             "-CAcreateserial", "-out", base + ".crt", "-days", "1", "-extfile", base + ".ext")
+        return base + ".crt", base + ".key"
+
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _run(*args):
+    p = subprocess.run(list(args), capture_output=True)
+    if p.returncode != 0:
+        raise AssertionError("%s failed (%d): %s" % (" ".join(args), p.returncode, p.stderr.decode(errors="replace")))
 
 
 class NotifySocket:
@@ -54,7 +88,7 @@ class NotifySocket:
 class Gate:
     """One gate daemon with its own state directory and config, on free loopback ports."""
 
-    def __init__(self, config="", port=None, env=None, activate=None, extra_args=None):
+    def __init__(self, config="", port=None, env=None, activate=None, extra_args=None, wrapper=None):
         self.dir = tempfile.mkdtemp(prefix="gate-test-")
         self.port = port or free_port()
         self.state = os.path.join(self.dir, "state")
@@ -73,6 +107,9 @@ class Gate:
         self.notify = NotifySocket(self.dir)
         self.env["NOTIFY_SOCKET"] = self.notify.path
         self.activate = activate
+        # A command that execs its arguments (e.g. unshare ... sh -c '...; exec "$@"'): gate runs under it
+        # with the same pid, so signals and waits still reach gate itself.
+        self.wrapper = list(wrapper or [])
         self.log_path = os.path.join(self.dir, "gate.log")
         self.proc = None
 
@@ -92,6 +129,7 @@ class Gate:
             for k in ["GATE_CONFIG", "STATE_DIRECTORY", "GATE_LOG", "NOTIFY_SOCKET"]:
                 passed += ["-E", k]
             cmd = ["systemd-socket-activate"] + self.activate + passed + cmd
+        cmd = self.wrapper + cmd
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
         if wait_ready:

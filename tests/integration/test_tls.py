@@ -4,37 +4,10 @@ import shutil
 import signal
 import socket
 import ssl
-import subprocess
-import tempfile
 
-from gatetest import Gate, curl, finish, free_port, test
+from gatetest import CertAuthority, Gate, curl, finish, free_port, test
 
-CA = tempfile.mkdtemp(prefix="gate-ca-")
-
-
-def sh(*args):
-    subprocess.run(list(args), check=True, capture_output=True)
-
-
-def make_ca():
-    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-       "-keyout", os.path.join(CA, "ca.key"), "-out", os.path.join(CA, "ca.crt"), "-days", "2",
-       "-subj", "/CN=gate test CA")
-
-
-def make_cert(name, tag):
-    """Issues a certificate for name signed by the test CA; returns (crt path, key path)."""
-    key = os.path.join(CA, "%s-%s.key" % (name, tag))
-    csr = os.path.join(CA, "%s-%s.csr" % (name, tag))
-    crt = os.path.join(CA, "%s-%s.crt" % (name, tag))
-    ext = os.path.join(CA, "%s-%s.ext" % (name, tag))
-    with open(ext, "w") as f:
-        f.write("subjectAltName=DNS:%s\n" % name)
-    sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
-       "-out", csr, "-subj", "/CN=%s/O=%s" % (name, tag))
-    sh("openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(CA, "ca.crt"), "-CAkey",
-       os.path.join(CA, "ca.key"), "-CAcreateserial", "-out", crt, "-days", "1", "-extfile", ext)
-    return crt, key
+CA = CertAuthority()
 
 
 def install(certdir, name, pair):
@@ -46,7 +19,7 @@ def install(certdir, name, pair):
 
 
 def peer_org(port, name, sock=None):
-    ctx = ssl.create_default_context(cafile=os.path.join(CA, "ca.crt"))
+    ctx = ssl.create_default_context(cafile=CA.crt)
     s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname=name)
     cert = s.getpeercert()
     s.close()
@@ -54,10 +27,9 @@ def peer_org(port, name, sock=None):
     return subject["organizationName"]
 
 
-make_ca()
-A1 = make_cert("a.test", "first")
-A2 = make_cert("a.test", "second")
-B1 = make_cert("b.test", "bee")
+A1 = CA.issue("a.test", "first")
+A2 = CA.issue("a.test", "second")
+B1 = CA.issue("b.test", "bee")
 
 tls_port = free_port()
 g = Gate(config="[tls]\nbind = 127.0.0.1:%d\ndefault_name = a.test\n" % tls_port)
@@ -65,7 +37,7 @@ certdir = os.path.join(g.state, "certs")
 install(certdir, "a.test", A1)
 install(certdir, "b.test", B1)
 g.start()
-CACERT = os.path.join(CA, "ca.crt")
+CACERT = CA.crt
 
 
 def https(name, *args):
@@ -161,5 +133,5 @@ def no_usable_pair_keeps_http_running():
 
 
 g.stop()
-shutil.rmtree(CA, ignore_errors=True)
+CA.remove()
 finish()

@@ -1,0 +1,513 @@
+"""gate to an https:// upstream over real TLS: nginx (HTTP/2 over TLS, certificates from a throwaway CA)
+in front of the mock upstream. Passthrough, streaming and translation over TLS, and the bad cases: a CA
+gate does not trust, a certificate for another name, https:// to a plain-HTTP port, and the TLS server
+dying mid-stream; after each, gate must go on serving.
+
+gate has no CA option: libcurl uses the system trust store. gate runs in a private mount namespace with
+a file holding the test CA bound over /etc/ssl/certs/ca-certificates.crt, so the real /etc is never
+touched. Debian's libcurl-gnutls (the flavour gate loads) is built with --with-ca-path=/etc/ssl/certs and
+no CA bundle file (curl-config --ca is empty): for each new connection GnuTLS reads every file of that
+directory (strace: 289 opens), the bound one included, so that one file is enough.
+
+nginx is a required peer (tools/install-deps test installs nginx-light): without it this test fails."""
+import atexit
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from gatetest import CertAuthority, Gate, finish, free_port, test
+from mocktest import Mock, sse_events
+
+NGINX = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+if not NGINX:
+    sys.stderr.write("test_upstream_tls needs nginx as its TLS server: install nginx-light "
+                     "(tools/install-deps test)\n")
+    sys.exit(1)
+
+SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+if not os.path.isfile(SYSTEM_BUNDLE):
+    sys.stderr.write("test_upstream_tls binds the test CA over %s, which is missing: install "
+                     "ca-certificates\n" % SYSTEM_BUNDLE)
+    sys.exit(1)
+
+UPSTREAM_KEY = "sk-tls-up"
+
+
+def wait_for(what, cond, timeout=10.0):
+    """Polls cond() until it returns something true; returns that."""
+    deadline = time.time() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting for %s" % what)
+        time.sleep(0.02)
+
+
+class Nginx:
+    """One nginx, unprivileged config, in the foreground without a master: a TLS (+h2) server per
+    (port, crt, key), each proxying to the mock with no buffering, as a provider's edge would."""
+
+    def __init__(self, upstream_port, servers):
+        self.dir = tempfile.mkdtemp(prefix="gate-nginx-")
+        self.servers = servers
+        self.ports = [p for p, _, _ in servers]
+        self.conf = os.path.join(self.dir, "nginx.conf")
+        self.access_log = os.path.join(self.dir, "access.log")
+        self.error_log = os.path.join(self.dir, "error.log")
+        blocks = ""
+        for port, crt, key in servers:
+            blocks += """
+    server {
+        listen 127.0.0.1:%d ssl http2;
+        ssl_certificate %s;
+        ssl_certificate_key %s;
+        location / {
+            proxy_pass http://127.0.0.1:%d;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }
+    }
+""" % (port, crt, key, upstream_port)
+        with open(self.conf, "w") as f:
+            f.write("""
+pid %(d)s/nginx.pid;
+error_log %(d)s/error.log info;
+events { worker_connections 256; }
+http {
+    log_format gate '$server_port $server_protocol $request_method $request_uri $status';
+    access_log %(d)s/access.log gate;
+    client_body_temp_path %(d)s/body;
+    proxy_temp_path %(d)s/proxy;
+    fastcgi_temp_path %(d)s/fastcgi;
+    uwsgi_temp_path %(d)s/uwsgi;
+    scgi_temp_path %(d)s/scgi;
+%(blocks)s}
+""" % {"d": self.dir, "blocks": blocks})
+        self.proc = None
+
+    def start(self):
+        err = open(os.path.join(self.dir, "stderr"), "ab")
+        self.proc = subprocess.Popen([NGINX, "-p", self.dir, "-c", self.conf, "-e", self.error_log,
+                                      "-g", "daemon off; master_process off;"],
+                                     stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+        err.close()
+        # Also when the test stops early (an assertion at module level): no nginx left behind.
+        atexit.register(self.stop)
+        for port in self.ports:
+            wait_for("nginx on port %d (%s)" % (port, self.errors()), lambda: self._listening(port))
+        return self
+
+    def _listening(self, port):
+        if self.proc.poll() is not None:
+            raise AssertionError("nginx exited with %d: %s" % (self.proc.returncode, self.errors()))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def errors(self):
+        out = ""
+        for name in ("stderr", "error.log"):
+            try:
+                with open(os.path.join(self.dir, name), errors="replace") as f:
+                    out += f.read()[-2000:]
+            except FileNotFoundError:
+                pass
+        return out
+
+    def access(self):
+        """The access log's lines, split: port, protocol, method, uri, status."""
+        try:
+            with open(self.access_log) as f:
+                return [line.split() for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def remove(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- the certificates: a trusted CA and a rogue one ----
+
+CA = CertAuthority("gate upstream test CA")
+ROGUE = CertAuthority("rogue CA")
+GOOD = CA.issue("localhost", "good")            # what base_url https://localhost:PORT expects
+OTHER = CA.issue("other.test", "other")         # trusted, but for another name
+UNTRUSTED = ROGUE.issue("localhost", "rogue")   # the right name, from a CA gate does not trust
+
+M = Mock(require_key=UPSTREAM_KEY).start()
+GOOD_PORT, OTHER_PORT, ROGUE_PORT, DYING_PORT = (free_port() for _ in range(4))
+N = Nginx(M.port, [(GOOD_PORT, *GOOD), (OTHER_PORT, *OTHER), (ROGUE_PORT, *UNTRUSTED)]).start()
+# A TLS server of its own for the one that gets killed mid-stream.
+N2 = Nginx(M.port, [(DYING_PORT, *GOOD)]).start()
+
+CONFIG = """
+[usage]
+flush_interval = 100ms
+[provider.tls]
+type = openai-compatible
+base_url = https://localhost:%(good)d/v1
+models = gpt-*
+api_key = %(key)s
+[provider.badca]
+type = openai-compatible
+base_url = https://localhost:%(rogue)d/v1
+models = badca-*
+api_key = %(key)s
+[provider.badname]
+type = openai-compatible
+base_url = https://localhost:%(other)d/v1
+models = badname-*
+api_key = %(key)s
+[provider.plain]
+type = openai-compatible
+base_url = https://localhost:%(mock)d/v1
+models = plain-*
+api_key = %(key)s
+[provider.dying]
+type = openai-compatible
+base_url = https://localhost:%(dying)d/v1
+models = dying-*
+api_key = %(key)s
+""" % {"good": GOOD_PORT, "rogue": ROGUE_PORT, "other": OTHER_PORT, "mock": M.port, "dying": DYING_PORT,
+       "key": UPSTREAM_KEY}
+
+# The trust store gate sees: the test CA alone, bound over the system bundle in gate's own mount namespace.
+TRUST = tempfile.mkdtemp(prefix="gate-trust-")
+BUNDLE = os.path.join(TRUST, "ca-certificates.crt")
+shutil.copy(CA.crt, BUNDLE)
+# Not root: a user namespace of its own makes the mount namespace (and the bind mount) allowed.
+IN_NAMESPACE = (["unshare"] + (["--map-root-user"] if os.geteuid() != 0 else []) +
+                ["--mount", "--propagation", "private", "sh", "-ec",
+                 'mount --bind "$0" %s; exec "$@"' % SYSTEM_BUNDLE, BUNDLE])
+
+g = Gate(config=CONFIG, wrapper=IN_NAMESPACE).start()
+
+
+def request(method, path, body=None, headers=None, port=None):
+    """One request to gate over HTTP/1.1; returns (status, headers with lowercase names, body bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port or g.port, timeout=20)
+    hdrs = {"content-type": "application/json"}
+    hdrs.update(headers or {})
+    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=hdrs)
+    resp = conn.getresponse()
+    data = resp.read()
+    h = {k.lower(): v for k, v in resp.getheaders()}
+    conn.close()
+    return resp.status, h, data
+
+
+def chat(model, stream=False, port=None, **extra):
+    body = {"model": model, "messages": [{"role": "user", "content": "hello over tls"}]}
+    if stream:
+        body.update(stream=True, stream_options={"include_usage": True})
+    body.update(extra)
+    return request("POST", "/v1/chat/completions", body, port=port)
+
+
+def usage_row(model, timeout=5.0):
+    """The one usage row for this (unique) client model, once it is written."""
+    db = os.path.join(g.state, "gate.db")
+
+    def find():
+        if not os.path.exists(db):
+            return None
+        p = subprocess.run(["sqlite3", "-json", db, "SELECT * FROM usage WHERE model_requested = '%s'" % model],
+                           capture_output=True)
+        out = p.stdout.decode().strip()
+        return json.loads(out) if out else None
+    rows = wait_for("the usage row of %s" % model, find, timeout)
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def mock_requests(model):
+    return [r for r in M.requests() if r.get("model") == model]
+
+
+def nginx_saw(server, port, uri, status):
+    """Waits for the access-log line of that request (written as the request ends): its protocol."""
+    line = wait_for("nginx's log of %s %s" % (uri, status),
+                    lambda: next((x for x in reversed(server.access())
+                                  if x[0] == str(port) and x[3] == uri and x[4] == str(status)), None))
+    return line[1]
+
+
+def text_of(n):
+    return "".join(("tok%d" if i == 0 else " tok%d") % i for i in range(n))
+
+
+def assert_still_serving(tag):
+    model = "gpt-after-" + tag
+    status, h, data = chat(model)
+    assert status == 200, (status, data)
+    assert json.loads(data)["choices"][0]["message"]["content"] == text_of(5), data
+
+
+def assert_upstream_error(status, h, data, provider):
+    """gate's own error for a provider that cannot be reached: 502, OpenAI format, code upstream_error."""
+    assert status == 502, (status, h, data)
+    assert h.get("content-type", "").startswith("application/json"), h
+    err = json.loads(data)["error"]
+    assert err["code"] == "upstream_error" and err["type"], err
+    assert "Upstream provider %s " % provider in err["message"], err
+    return err
+
+
+def upstream_errors(provider, kind):
+    """gate_upstream_errors_total for that provider and kind, from gate's /metrics."""
+    status, _, data = request("GET", "/metrics")
+    assert status == 200, (status, data)
+    want = 'gate_upstream_errors_total{provider="%s",kind="%s"} ' % (provider, kind)
+    for line in data.decode().splitlines():
+        if line.startswith(want):
+            return float(line[len(want):])
+    return 0.0
+
+
+def gate_log_for(h):
+    """gate's debug lines about this request (by its x-request-id)."""
+    rid = h.get("x-request-id")
+    assert rid, h
+    return [line for line in g.log().splitlines() if rid in line]
+
+
+# ---- over TLS, the good paths ----
+
+@test
+def trust_comes_from_the_bound_bundle():
+    # Without the bind mount, gate (libcurl) must refuse the test CA: the namespace is what makes it work,
+    # and certificates are checked at all.
+    with Gate(config=CONFIG) as plain:
+        plain.start()
+        status, h, data = chat("gpt-no-namespace", port=plain.port)
+        assert_upstream_error(status, h, data, "tls")
+    assert not mock_requests("gpt-no-namespace")
+
+
+@test
+def chat_completion_passthrough_over_https():
+    model = "gpt-plain"
+    body = {"model": model, "messages": [{"role": "user", "content": "hello over tls"}]}
+    status, h, data = request("POST", "/v1/chat/completions", body)
+    assert status == 200, (status, data)
+    assert h.get("content-type", "").startswith("application/json"), h
+    assert h.get("x-gate-provider") == "tls", h
+    # The upstream got the client's body unchanged, with the provider's key, through nginx over HTTP/2.
+    reqs = mock_requests(model)
+    assert len(reqs) == 1, reqs
+    assert reqs[0]["body"] == json.dumps(body), reqs[0]["body"]
+    assert reqs[0]["headers"]["authorization"] == "Bearer " + UPSTREAM_KEY, reqs[0]["headers"]
+    proto = nginx_saw(N, GOOD_PORT, "/v1/chat/completions", 200)
+    assert proto == "HTTP/2.0", proto
+    # The body is the mock's, byte for byte: the same request to the mock directly gives the same answer
+    # but for the request number in the id.
+    conn = http.client.HTTPConnection("127.0.0.1", M.port, timeout=10)
+    conn.request("POST", "/v1/chat/completions", body=json.dumps(body),
+                 headers={"content-type": "application/json", "authorization": "Bearer " + UPSTREAM_KEY})
+    direct = conn.getresponse().read()
+    conn.close()
+    n_gate, n_direct = reqs[0]["id"], mock_requests(model)[-1]["id"]
+    assert direct.replace(b"chatcmpl-mock-%d" % n_direct, b"chatcmpl-mock-%d" % n_gate) == data, (direct, data)
+    answer = json.loads(data)
+    assert answer["choices"][0]["message"]["content"] == text_of(5), answer
+    row = usage_row(model)
+    assert row["status"] == 200 and row["provider"] == "tls" and row["stream"] == 0, row
+    assert row["input_tokens"] == answer["usage"]["prompt_tokens"] > 0, (row, answer["usage"])
+    assert row["output_tokens"] == answer["usage"]["completion_tokens"] == 5, (row, answer["usage"])
+    assert row["bytes_out"] == len(data), (row, len(data))
+
+
+@test
+def streaming_over_https():
+    model = "gpt-stream+chunks=12"
+    status, h, data = chat(model, stream=True)
+    assert status == 200, (status, data)
+    assert h.get("content-type", "").startswith("text/event-stream"), h
+    events = sse_events(data)
+    assert events[-1] == (None, "[DONE]"), events[-3:]
+    chunks = [json.loads(d) for _, d in events[:-1]]
+    deltas = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
+    assert "".join(x for x in deltas if x) == text_of(12), deltas
+    assert len([x for x in deltas if x]) == 12, deltas
+    usage = chunks[-1]["usage"]
+    assert chunks[-1]["choices"] == [] and usage["completion_tokens"] == 12, chunks[-1]
+    proto = nginx_saw(N, GOOD_PORT, "/v1/chat/completions", 200)
+    assert proto == "HTTP/2.0", proto
+    row = usage_row(model)
+    assert row["status"] == 200 and row["stream"] == 1 and row["provider"] == "tls", row
+    assert row["output_tokens"] == 12 and row["input_tokens"] == usage["prompt_tokens"], (row, usage)
+
+
+@test
+def anthropic_client_translated_over_https():
+    model = "gpt-translated"
+    body = {"model": model, "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+    status, h, data = request("POST", "/v1/messages", body, {"anthropic-version": "2023-06-01"})
+    assert status == 200, (status, data)
+    msg = json.loads(data)
+    assert msg["type"] == "message" and msg["role"] == "assistant" and msg["model"] == model, msg
+    assert msg["content"] == [{"type": "text", "text": text_of(5)}], msg
+    assert msg["stop_reason"] == "end_turn" and msg["usage"]["output_tokens"] == 5, msg
+    reqs = mock_requests(model)
+    assert len(reqs) == 1 and reqs[0]["path"] == "/v1/chat/completions", reqs
+    row = usage_row(model)
+    assert row["status"] == 200 and row["dialect_in"] != row["dialect_out"] and row["output_tokens"] == 5, row
+
+
+@test
+def anthropic_client_translated_stream_over_https():
+    model = "gpt-translated-stream+chunks=7"
+    body = {"model": model, "max_tokens": 100, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    status, h, data = request("POST", "/v1/messages", body, {"anthropic-version": "2023-06-01"})
+    assert status == 200, (status, data)
+    events = sse_events(data)
+    names = [n for n, _ in events]
+    assert names[0] == "message_start" and names[-1] == "message_stop", names
+    text = "".join(json.loads(d)["delta"]["text"] for n, d in events
+                   if n == "content_block_delta" and json.loads(d)["delta"]["type"] == "text_delta")
+    assert text == text_of(7), text
+    delta = [json.loads(d) for n, d in events if n == "message_delta"]
+    assert len(delta) == 1 and delta[0]["delta"]["stop_reason"] == "end_turn", delta
+    assert delta[0]["usage"]["output_tokens"] == 7, delta
+
+
+# ---- the bad cases: a clear 502 to the client, and gate goes on ----
+
+@test
+def untrusted_ca_is_refused():
+    before = upstream_errors("badca", "transfer")
+    status, h, data = chat("badca-x")
+    assert_upstream_error(status, h, data, "badca")
+    assert not mock_requests("badca-x")     # nothing got past the handshake
+    assert any("Upstream badca failed" in line and "SSL peer certificate" in line for line in gate_log_for(h)), \
+        gate_log_for(h)
+    assert usage_row("badca-x")["status"] == 502
+    assert upstream_errors("badca", "transfer") == before + 1
+    assert_still_serving("badca")
+
+
+@test
+def certificate_for_another_name_is_refused():
+    before = upstream_errors("badname", "transfer")
+    status, h, data = chat("badname-x")
+    assert_upstream_error(status, h, data, "badname")
+    assert not mock_requests("badname-x")
+    assert any("Upstream badname failed" in line and "SSL peer certificate" in line for line in gate_log_for(h)), \
+        gate_log_for(h)
+    assert usage_row("badname-x")["status"] == 502
+    assert upstream_errors("badname", "transfer") == before + 1
+    assert_still_serving("badname")
+
+
+@test
+def https_to_a_plain_http_port_is_refused():
+    n = len(M.requests())
+    before = upstream_errors("plain", "transfer")
+    status, h, data = chat("plain-x")
+    assert_upstream_error(status, h, data, "plain")
+    # The mock got a TLS ClientHello where it expected HTTP: no request was ever made of it.
+    assert len(M.requests()) == n, M.requests()[n:]
+    assert any("Upstream plain failed" in line and "SSL connect error" in line for line in gate_log_for(h)), \
+        gate_log_for(h)
+    assert usage_row("plain-x")["status"] == 502
+    assert upstream_errors("plain", "transfer") == before + 1
+    assert_still_serving("plain")
+
+
+@test
+def tls_server_killed_mid_stream():
+    model = "dying-x+chunks=50+pace_ms=100"
+    before = upstream_errors("dying", "transfer")
+    conn = http.client.HTTPConnection("127.0.0.1", g.port, timeout=20)
+    conn.request("POST", "/v1/chat/completions",
+                 body=json.dumps({"model": model, "stream": True, "stream_options": {"include_usage": True},
+                                  "messages": [{"role": "user", "content": "hi"}]}),
+                 headers={"content-type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("content-type", "").startswith("text/event-stream")
+    got = b""
+    while got.count(b"\ndata: ") + got.startswith(b"data: ") < 3:
+        line = resp.readline()
+        assert line, got
+        got += line
+    t0 = time.time()
+    N2.kill()
+    error = None
+    # read(), not readline(): http.client's readline() takes a chunked body that breaks off for its end.
+    try:
+        got += resp.read()
+    except http.client.IncompleteRead as e:
+        got += e.partial
+        error = e
+    except ConnectionError as e:
+        error = e
+    elapsed = time.time() - t0
+    conn.close()
+    # Broken off at once (not at the 2-minute idle timeout), as a broken chunked body: never one that ends
+    # cleanly, and no [DONE].
+    assert elapsed < 2.0, elapsed
+    assert isinstance(error, http.client.IncompleteRead), (error, got[-300:])
+    assert b"[DONE]" not in got, got[-300:]
+    deltas = [json.loads(d)["choices"][0]["delta"].get("content") for _, d in sse_events(got)
+              if json.loads(d)["choices"]]
+    assert 3 <= len(deltas) < 50, deltas
+    # The mock's side: the stream was abandoned (nginx went away), not completed.
+    rid = mock_requests(model)[0]["id"]
+    assert M.wait_event(rid)["event"] == "aborted", M.events(rid)
+    # What gate records today: the status it sent (200), a stream, the bytes that went out, and no tokens
+    # (OpenAI puts usage in the last chunk, which never came).
+    row = usage_row(model)
+    assert row["status"] == 200 and row["stream"] == 1 and row["provider"] == "dying", row
+    assert row["output_tokens"] == 0 and row["input_tokens"] == 0, row
+    assert 0 < row["bytes_out"] <= len(got), (row, len(got))
+    # The break shows as a failed upstream transfer in the metrics, not in the usage row.
+    assert upstream_errors("dying", "transfer") == before + 1
+    assert_still_serving("killed")
+
+
+@test
+def provider_comes_back_after_its_tls_server_restarts():
+    # libcurl may hold the dead connection; a new nginx on the same port must be reached afresh.
+    status, h, data = chat("dying-down")
+    assert_upstream_error(status, h, data, "dying")
+    N2.start()
+    status, h, data = chat("dying-back")
+    assert status == 200, (status, data)
+    assert json.loads(data)["choices"][0]["message"]["content"] == text_of(5), data
+
+
+g.stop()
+N.remove()
+N2.remove()
+M.stop()
+CA.remove()
+ROGUE.remove()
+shutil.rmtree(TRUST, ignore_errors=True)
+finish()
