@@ -79,7 +79,7 @@ static void manager_apply_limits(Manager *m) {
         m->proxy.policy.passthrough = c->auth_passthrough;
         m->proxy.policy.max_pending = c->proxy_max_pending;
         m->proxy.policy.builtin_client = c->proxy_builtin_client;
-        h1_client_set_idle_max(m->proxy.h1, c->proxy_idle_connections);
+        proxy_set_idle_connections(&m->proxy, c->proxy_idle_connections);
         m->proxy.usage = m->usage;
         m->proxy.prices = m->prices;
         m->proxy.metrics = m->metrics;

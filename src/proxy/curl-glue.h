@@ -22,3 +22,9 @@ void curl_glue_remove(CurlGlue *g, CURL *easy);
 int curl_glue_unpause(CurlGlue *g, CURL *easy);
 
 unsigned curl_glue_active(const CurlGlue *g);
+
+/* The trust store for an easy handle's TLS: the system's CA bundle file where curl would read a whole
+ * directory for every new connection (see curl_glue_new()). */
+void curl_glue_set_trust(const CurlGlue *g, CURL *easy);
+/* Upstream connections kept open for reuse after their transfers end (CURLMOPT_MAXCONNECTS). */
+void curl_glue_set_max_idle(CurlGlue *g, unsigned n);

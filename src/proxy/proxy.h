@@ -37,11 +37,14 @@ typedef struct Proxy {
         unsigned n_calls;               /* ProxyCalls alive */
         usec_t last_call_end;           /* loop time the last one ended */
         sd_event_source *trim_timer;    /* gives the heap of a finished burst back to the kernel */
+        unsigned idle_connections;      /* [proxy] idle_connections, for H1Client and curl alike */
 } Proxy;
 
 /* Loads libcurl (dlopen_curl()) and sets up its multi handle on the loop, on the first call: before the
  * first transfer that needs curl. Fails the same way again if libcurl cannot be loaded. */
 int proxy_curl_open(Proxy *p);
+/* Idle upstream connections kept per address (gate's HTTP/1.1 client) and in curl's connection cache. */
+void proxy_set_idle_connections(Proxy *p, unsigned n);
 /* An easy handle with default options: from the pool (reset) or new. NULL on OOM. */
 CURL *proxy_easy_get(Proxy *p);
 /* Gives a handle (off the multi handle) back to the pool, or frees it when the pool is full. */

@@ -22,6 +22,7 @@ DLSYM_FUNCTION(curl_multi_init);
 DLSYM_FUNCTION(curl_multi_remove_handle);
 DLSYM_FUNCTION(curl_multi_setopt);
 DLSYM_FUNCTION(curl_multi_socket_action);
+DLSYM_FUNCTION(curl_version_info);
 
 static DlLibrary curl_library = {
         .soname = CURL_SONAME,
@@ -54,6 +55,7 @@ int dlopen_curl(void) {
                             DLSYM_ARG(curl_multi_remove_handle),
                             DLSYM_ARG(curl_multi_setopt),
                             DLSYM_ARG(curl_multi_socket_action),
+                            DLSYM_ARG(curl_version_info),
                             NULL);
         if (r < 0)
                 return r;

@@ -28,6 +28,7 @@ DLSYM_PROTOTYPE(curl_multi_init);
 DLSYM_PROTOTYPE(curl_multi_remove_handle);
 DLSYM_PROTOTYPE(curl_multi_setopt);
 DLSYM_PROTOTYPE(curl_multi_socket_action);
+DLSYM_PROTOTYPE(curl_version_info);
 
 /* curl.h's own three-argument forms of these call libcurl directly: ours replace them. */
 #undef curl_easy_getinfo
@@ -52,6 +53,7 @@ DLSYM_PROTOTYPE(curl_multi_socket_action);
 #define curl_multi_remove_handle(...) sym_curl_multi_remove_handle(__VA_ARGS__)
 #define curl_multi_setopt(...) sym_curl_multi_setopt(__VA_ARGS__)
 #define curl_multi_socket_action(...) sym_curl_multi_socket_action(__VA_ARGS__)
+#define curl_version_info(...) sym_curl_version_info(__VA_ARGS__)
 
 /* Header lists (struct curl_slist) are gate's own, built in arenas (proxy/header-list.h): gate's HTTP/1.1
  * client reads them without libcurl, and curl only reads the lists it is given. */
