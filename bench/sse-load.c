@@ -1,4 +1,4 @@
-/* sse-load: opens N concurrent SSE streams (HTTP/1.1, one connection each, or h2c, M per connection) and reports TTFT, gaps and stalls as JSON. */
+/* sse-load: opens N concurrent SSE streams (HTTP/1.1, or h2c with M per connection); reports TTFT, gaps, stalls as JSON. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -720,7 +720,8 @@ static int h2_on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame
                 c->goaway = true;
                 c->goaway_last_id = frame->goaway.last_stream_id;
                 if (c->error[0] == 0)
-                        snprintf(c->error, sizeof c->error, "GOAWAY %s", nghttp2_http2_strerror(frame->goaway.error_code));
+                        snprintf(c->error, sizeof c->error, "GOAWAY %s",
+                                 nghttp2_http2_strerror(frame->goaway.error_code));
                 break;
         case NGHTTP2_HEADERS:
                 s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
@@ -1315,8 +1316,8 @@ int main(int argc, char *argv[]) {
         }
         if (n > 1000000 || timeout_s == 0 || timeout_s > 86400 || ramp_ms > 3600000 || h2 > 1000000 ||
             stall_ms == 0 || stall_ms > 3600000) {
-                fprintf(stderr, "sse-load: --streams must be 1..1000000, --timeout 1..86400, --ramp-ms at most 3600000, "
-                                "--h2 at most 1000000, --stall-ms 1..3600000.\n");
+                fprintf(stderr, "sse-load: --streams must be 1..1000000, --timeout 1..86400, --ramp-ms at most "
+                                "3600000, --h2 at most 1000000, --stall-ms 1..3600000.\n");
                 return EXIT_FAILURE;
         }
         r = parse_url(url, &l, &host, &path);
