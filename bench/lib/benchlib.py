@@ -273,7 +273,9 @@ def write_gate_conf(d, tag, port, mock_port, keys=False, providers=None):
                      # the mock's accept queue, and lost SYNs are retried after 1, 3, 7, 15 s.
                      "connect_timeout = 60s\n" % (mock_port, KEY))
     with open(conf, "w") as f:
+        # h2_max_concurrent_streams: lane 3 multiplexes 100 streams on each h2c connection.
         f.write("[server]\nbind = 127.0.0.1:%d\nmax_connections_per_ip = 100000\nmax_connections = 100000\n"
+                "h2_max_concurrent_streams = 128\n"
                 "[proxy]\nmax_pending = 100000\n"
                 "[auth]\nloopback_without_key = %s\npassthrough = never\n%s"
                 % (port, "false" if keys else "true", providers))
@@ -311,6 +313,8 @@ events { worker_connections 30000; }
 http {
     access_log off;
     keepalive_requests 1000000;
+    # lane 3 multiplexes 100 streams on each h2c connection (nginx 1.22's default is 128)
+    http2_max_concurrent_streams 128;
     client_body_temp_path %(d)s; proxy_temp_path %(d)s; fastcgi_temp_path %(d)s;
     uwsgi_temp_path %(d)s; scgi_temp_path %(d)s;
 """

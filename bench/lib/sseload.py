@@ -1,6 +1,6 @@
 """N concurrent SSE streams against one URL: BUILD/bench/sse-load (the C client) when it is built, else an asyncio
 client in Python with the same JSON result, for machines without it (slower: above a few thousand streams the
-client itself adds to the gaps it measures)."""
+client itself adds to the gaps it measures; HTTP/1.1 only)."""
 import asyncio
 import json
 import os
@@ -16,26 +16,33 @@ def binary(build):
     return p if os.access(p, os.X_OK) else None
 
 
-def run(build, url, streams, body_file, headers, ramp_ms=0, timeout=120, force_python=False):
-    """Returns (result dict in sse-load's shape, the command, which client). Raises RuntimeError when the
-    C client fails outright (no JSON)."""
+def run(build, url, streams, body_file, headers, ramp_ms=0, timeout=120, force_python=False, h2=0, stall_ms=1000):
+    """Returns (result dict in sse-load's shape, the command, which client). h2: h2c with prior knowledge, that
+    many streams per connection (the C client only; 0: HTTP/1.1, a connection per stream). stall_ms: a gap
+    longer than this is a stall. Raises RuntimeError when the C client fails outright (no JSON) or h2c is
+    asked of the Python client."""
     exe = None if force_python else binary(build)
     if exe:
         cmd = pin(1) + [exe, "--url", url, "--streams", str(streams), "--body-file", body_file,
-                        "--ramp-ms", str(ramp_ms), "--timeout", str(timeout)]
+                        "--ramp-ms", str(ramp_ms), "--timeout", str(timeout), "--stall-ms", str(stall_ms)]
+        if h2:
+            cmd += ["--h2", str(h2)]
         for k, v in headers.items():
             cmd += ["--header", "%s: %s" % (k, v)]
         r = subprocess.run(cmd, capture_output=True, timeout=timeout + 120)
         try:
-            return json.loads(r.stdout.decode()), " ".join(cmd), "sse-load"
+            return json.loads(r.stdout.decode()), " ".join(cmd), "sse-load h2c x%d" % h2 if h2 else "sse-load"
         except ValueError:
             raise RuntimeError("sse-load exited %d without a result: %s" % (
                 r.returncode, r.stderr.decode(errors="replace").strip()[-300:]))
+    if h2:
+        raise RuntimeError("h2c (%d streams per connection) needs the C client, BUILD/bench/sse-load%s" % (
+            h2, " (left out with --python-sse)" if force_python else ""))
     with open(body_file, "rb") as f:
         body = f.read()
     t0 = time.monotonic()
     res = asyncio.run(_streams(url, streams, body, headers, ramp_ms, timeout))
-    out = _summarise(res, streams, time.monotonic() - t0)
+    out = _summarise(res, streams, time.monotonic() - t0, stall_ms * 1000)
     return out, "python asyncio client (bench/lib/sseload.py): %d streams to %s, ramp %d ms" % (
         streams, url, ramp_ms), "python"
 
@@ -97,7 +104,7 @@ async def _streams(url, n, body, headers, ramp_ms, timeout):
     return results
 
 
-def _summarise(res, n, elapsed):
+def _summarise(res, n, elapsed, stall_us):
     ttft, gaps, errors, stalls, chunks, ok = [], [], {}, 0, 0, 0
     for t0, times, err in res:
         if times:
@@ -105,7 +112,7 @@ def _summarise(res, n, elapsed):
             for a, b in zip(times, times[1:]):
                 g = (b - a) * 1e6
                 gaps.append(g)
-                stalls += g > 1e6
+                stalls += g > stall_us
             chunks += len(times)
         if err:
             errors[err] = errors.get(err, 0) + 1
@@ -115,4 +122,4 @@ def _summarise(res, n, elapsed):
     def q(v):
         return {"p50": percentile(v, 50), "p99": percentile(v, 99), "max": max(v) if v else None}
     return {"streams": n, "ok": ok, "failed": n - ok, "errors": errors, "ttft_us": q(ttft), "gap_us": q(gaps),
-            "stalls": stalls, "chunks": chunks, "elapsed_s": elapsed}
+            "stalls": stalls, "chunks": chunks, "elapsed_s": elapsed, "protocol": "http/1.1", "connections": n}
