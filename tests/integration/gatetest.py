@@ -22,6 +22,18 @@ def free_port():
     return port
 
 
+def wait_for(what, cond, timeout=10.0):
+    """Polls cond() until it returns something true, and returns that; fails naming what after timeout s."""
+    deadline = time.time() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting for %s" % what)
+        time.sleep(0.02)
+
+
 class CertAuthority:
     """A throwaway CA (openssl, P-256) in its own temp directory, issuing certificates for test servers.
 

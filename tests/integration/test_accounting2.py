@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 
-from gatetest import GATE, Gate, curl, finish, test
+from gatetest import GATE, Gate, curl, finish, test, wait_for
 from mocktest import Mock
 from sdktest import NODE_PROBLEM, node
 
@@ -110,16 +110,6 @@ def db_rows(g, where="1", db=None):
         return [dict(r) for r in c.execute("SELECT * FROM usage WHERE %s ORDER BY id" % where)]
     finally:
         c.close()
-
-
-def wait_for(what, cond, timeout=10):
-    deadline = time.time() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        assert time.time() < deadline, "timed out waiting for " + what
-        time.sleep(0.05)
 
 
 # ---- limits hit and recovered ----

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 
-from gatetest import CertAuthority, Gate, finish, free_port, test
+from gatetest import CertAuthority, Gate, finish, free_port, test, wait_for
 from mocktest import Mock, sse_events
 
 NGINX = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
@@ -40,18 +40,6 @@ if not os.path.isfile(SYSTEM_BUNDLE):
     sys.exit(1)
 
 UPSTREAM_KEY = "sk-tls-up"
-
-
-def wait_for(what, cond, timeout=10.0):
-    """Polls cond() until it returns something true; returns that."""
-    deadline = time.time() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError("timed out waiting for %s" % what)
-        time.sleep(0.02)
 
 
 class Nginx:
