@@ -80,6 +80,7 @@ typedef struct ProxyCall {
         bool in_curl;                   /* inside a curl callback: never free the easy handle here */
         bool client_gone;
         bool timed_out;
+        char curl_error[CURL_ERROR_SIZE]; /* curl's own account of a failure (which check, which name) */
 
         usec_t t_attempt;
         usec_t upstream_wait;           /* time spent waiting for upstreams (and their retry-after) */
@@ -643,8 +644,11 @@ static void on_done(ProxyCall *c, CURLcode result) {
                 int e = c->timed_out ? -ETIMEDOUT : errno_from_curl(result);
                 if (!c->head_done)
                         c->upstream_wait += now_mono() - c->t_attempt;
-                log_debug("Upstream %s failed for request %s: %s", p->name, request_id(c->request),
-                          curl_error_string(result));
+                /* The error code's text is generic ("SSL peer certificate or SSH remote key was not
+                 * OK"); curl's buffer says which check failed and for which name. */
+                log_debug("Upstream %s failed for request %s: %s%s%s%s", p->name, request_id(c->request),
+                          curl_error_string(result), c->curl_error[0] ? " (" : "", c->curl_error,
+                          c->curl_error[0] ? ")" : "");
                 if (c->proxy->metrics)
                         gate_metrics_upstream_error(c->proxy->metrics, p->name,
                                                     e == -ETIMEDOUT ? "timeout" :
@@ -1114,6 +1118,8 @@ static void call_try_next(ProxyCall *c) {
         curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYPEER, 1L);
         curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYHOST, 2L);
         curl_glue_set_trust(c->proxy->curl, c->easy);
+        c->curl_error[0] = 0;
+        curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, c->curl_error);
         /* A burst of calls to a provider not yet connected waits for the first connection to say whether
          * it multiplexes (HTTP/2) instead of opening one connection each: measured with bench/tls-upstream,
          * 64 new streams opened 64 TLS connections, each loading the trust store on the loop. */

@@ -496,6 +496,9 @@ def certificate_for_another_name_is_refused():
     assert not mock_requests("badname-x")
     assert any("Upstream badname failed" in line and "SSL peer certificate" in line for line in gate_log_for(h)), \
         gate_log_for(h)
+    # curl's own account says which name was wrong, not only that the certificate was.
+    assert any("(other.test) does not match target host name 'localhost'" in line for line in gate_log_for(h)), \
+        gate_log_for(h)
     assert usage_row("badname-x")["status"] == 502
     assert upstream_errors("badname", "transfer") == before + 1
     assert_still_serving("badname")
