@@ -232,6 +232,11 @@ int curl_glue_add(CurlGlue *g, CURL *easy, CurlDoneCallback on_done, void *userd
         t->on_done = on_done;
         t->userdata = userdata;
         (void) curl_easy_setopt(easy, CURLOPT_PRIVATE, t);
+        /* Every transfer's TLS trusts the same store (see pick_ca_file()). */
+        if (g->ca_file) {
+                (void) curl_easy_setopt(easy, CURLOPT_CAINFO, g->ca_file);
+                (void) curl_easy_setopt(easy, CURLOPT_CAPATH, NULL);
+        }
         if (curl_multi_add_handle(g->multi, easy) != CURLM_OK) {
                 (void) curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
                 free(t);
@@ -262,13 +267,6 @@ int curl_glue_unpause(CurlGlue *g, CURL *easy) {
 
 unsigned curl_glue_active(const CurlGlue *g) {
         return g->n_active;
-}
-
-void curl_glue_set_trust(const CurlGlue *g, CURL *easy) {
-        if (!g->ca_file)
-                return;
-        (void) curl_easy_setopt(easy, CURLOPT_CAINFO, g->ca_file);
-        (void) curl_easy_setopt(easy, CURLOPT_CAPATH, NULL);
 }
 
 void curl_glue_set_max_idle(CurlGlue *g, unsigned n) {

@@ -14,7 +14,9 @@ typedef void (*CurlDoneCallback)(CURL *easy, CURLcode result, void *userdata);
 int curl_glue_new(sd_event *event, CurlGlue **ret);
 CurlGlue *curl_glue_free(CurlGlue *g);
 
-/* Starts a transfer. on_done runs from the event loop, never from inside this call. */
+/* Starts a transfer, its TLS trusting the system's CA bundle file where curl would read a whole directory
+ * for every new connection (see curl_glue_new()). on_done runs from the event loop, never from inside this
+ * call. */
 int curl_glue_add(CurlGlue *g, CURL *easy, CurlDoneCallback on_done, void *userdata);
 /* Stops a transfer early (client went away); on_done is not called. */
 void curl_glue_remove(CurlGlue *g, CURL *easy);
@@ -23,8 +25,5 @@ int curl_glue_unpause(CurlGlue *g, CURL *easy);
 
 unsigned curl_glue_active(const CurlGlue *g);
 
-/* The trust store for an easy handle's TLS: the system's CA bundle file where curl would read a whole
- * directory for every new connection (see curl_glue_new()). */
-void curl_glue_set_trust(const CurlGlue *g, CURL *easy);
 /* Upstream connections kept open for reuse after their transfers end (CURLMOPT_MAXCONNECTS). */
 void curl_glue_set_max_idle(CurlGlue *g, unsigned n);

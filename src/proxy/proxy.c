@@ -1117,7 +1117,6 @@ static void call_try_next(ProxyCall *c) {
         curl_easy_setopt(c->easy, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYPEER, 1L);
         curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYHOST, 2L);
-        curl_glue_set_trust(c->proxy->curl, c->easy);
         c->curl_error[0] = 0;
         curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, c->curl_error);
         /* A burst of calls to a provider not yet connected waits for the first connection to say whether
