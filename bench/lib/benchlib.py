@@ -282,9 +282,10 @@ def write_gate_conf(d, tag, port, mock_port, keys=False, providers=None):
     return conf
 
 
-def start_gate(build, d, mock_port, tag="gate", keys=False, providers=None):
+def start_gate(build, d, mock_port, tag="gate", keys=False, providers=None, wrap=()):
     """keys=True: a gate that requires its own API keys (key check, limits, usage row, metrics); the key made
-    for the bench is server.key and goes into server.headers."""
+    for the bench is server.key and goes into server.headers. wrap: a command that execs its arguments, to
+    run gate under (e.g. in a mount namespace of its own)."""
     port = free_port()
     conf = write_gate_conf(d, tag, port, mock_port, keys, providers)
     env = gate_env(d, conf, tag)
@@ -295,7 +296,7 @@ def start_gate(build, d, mock_port, tag="gate", keys=False, providers=None):
                              check=True).stdout.decode()
         key = [w for w in out.split() if w.startswith("gk-")][0]
     log = os.path.join(d, tag + ".log")
-    cmd = pin(0) + [gate, "serve"]
+    cmd = pin(0) + list(wrap) + [gate, "serve"]
     with open(log, "wb") as lf:
         p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=lf)
     wait_port(port, proc=p, what="gate")
