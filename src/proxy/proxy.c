@@ -1071,6 +1071,9 @@ static void call_try_next(ProxyCall *c) {
         c->attempts++;
         c->t_attempt = now_mono();
         c->content_length = -1;
+        /* Per attempt: one through gate's own client after a failed one through curl must not be logged
+         * with curl's old message. */
+        c->curl_error[0] = 0;
         if (c->proxy->h1 && c->proxy->policy.builtin_client) {
                 H1Request req = {
                         .url = c->url,
@@ -1117,7 +1120,6 @@ static void call_try_next(ProxyCall *c) {
         curl_easy_setopt(c->easy, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYPEER, 1L);
         curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYHOST, 2L);
-        c->curl_error[0] = 0;
         curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, c->curl_error);
         /* A burst of calls to a provider not yet connected waits for the first connection to say whether
          * it multiplexes (HTTP/2) instead of opening one connection each: measured with bench/tls-upstream,
