@@ -503,6 +503,7 @@ int manager_reload(Manager *m, const char *reason, char **ret_error) {
                 if (manager_load_tls(m, &tls_error) < 0)
                         log_warning("TLS credentials not reloaded: %s", tls_error ? tls_error : "unknown error");
         }
+        proxy_reload_trust(&m->proxy);
 
         m->generation++;
         m->state = MANAGER_RUNNING;

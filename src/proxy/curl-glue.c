@@ -1,14 +1,34 @@
 /* CurlGlue: libcurl's multi interface driven by sd-event (socket and timer callbacks). */
+#include <stdio.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "proxy/curl-glue.h"
+#include "proxy/trust.h"
 #include "shared/errors.h"
 #include "shared/log.h"
 #include "shared/macro.h"
+#include "shared/util.h"
 
 /* Upstream sockets ready in one wakeup that are handed to curl before the loop sees other sources. */
 #define CURL_GLUE_BATCH 256
+
+/* A connection whose server passed gate's check: its addresses as curl's pre-request callback gives them
+ * (they name one live TCP connection) and its TLS session. An entry goes when a socket with its local port
+ * is closed, so a later connection with the same addresses is checked again (the session pointer too must
+ * match: memory is reused, but not while the entry lives). */
+typedef struct CheckedConnection {
+        struct CheckedConnection *next;
+        void *session;
+        int local_port, primary_port;
+        char local_ip[INET6_ADDRSTRLEN], primary_ip[INET6_ADDRSTRLEN];
+} CheckedConnection;
+
+#define CHECKED_BUCKETS 1024
 
 /* curl's sockets live in an epoll instance of our own, watched by sd-event as one fd. sd-event dispatches
  * one source per iteration and re-reads every ready fd from epoll each time, so thousands of upstream
@@ -22,11 +42,21 @@ struct CurlGlue {
         sd_event_source *epoll_source;
         unsigned n_active;
         const char *ca_file;            /* the system's CA bundle, or NULL: curl's own defaults */
+        /* That bundle parsed once, when curl's TLS is GnuTLS: gate checks each server's chain itself
+         * instead of curl loading the bundle for every new connection. NULL: curl checks. */
+        UpstreamTrust *trust;
+        /* The live connections whose server passed that check, by local port (see CheckedConnection). */
+        CheckedConnection **checked;
 };
 
 typedef struct CurlTransfer {
+        CurlGlue *glue;
+        CURL *easy;
         CurlDoneCallback on_done;
         void *userdata;
+        char *error;                    /* the caller's CURLOPT_ERRORBUFFER, or NULL */
+        bool refused;                   /* the server's certificate failed gate's check */
+        char reason[CURL_ERROR_SIZE];   /* ... and why */
 } CurlTransfer;
 
 /* Takes every finished transfer off the multi handle; curl_multi_info_read is drained until empty. */
@@ -50,6 +80,14 @@ static void curl_glue_check_done(CurlGlue *g) {
                 if (t) {
                         CurlDoneCallback cb = t->on_done;
                         void *ud = t->userdata;
+
+                        /* curl says only that a callback aborted (and wrote that into the buffer): the
+                         * caller gets what curl's own check would have said. */
+                        if (t->refused) {
+                                result = CURLE_PEER_FAILED_VERIFICATION;
+                                if (t->error)
+                                        memcpy(t->error, t->reason, sizeof t->reason);
+                        }
                         free(t);
                         cb(easy, result, ud);
                 }
@@ -157,6 +195,195 @@ static const char *pick_ca_file(void) {
         return NULL;
 }
 
+static CheckedConnection **checked_bucket(CurlGlue *g, int local_port) {
+        return &g->checked[(unsigned) local_port % CHECKED_BUCKETS];
+}
+
+static bool checked_matches(const CheckedConnection *c, void *session, const char *primary_ip, int primary_port,
+                            const char *local_ip, int local_port) {
+        return c->session == session && c->local_port == local_port && c->primary_port == primary_port &&
+                streq(c->primary_ip, primary_ip) && streq(c->local_ip, local_ip);
+}
+
+static bool checked_find(CurlGlue *g, void *session, const char *primary_ip, int primary_port,
+                         const char *local_ip, int local_port) {
+        if (!g->checked)
+                return false;
+        for (CheckedConnection *c = *checked_bucket(g, local_port); c; c = c->next)
+                if (checked_matches(c, session, primary_ip, primary_port, local_ip, local_port))
+                        return true;
+        return false;
+}
+
+static void checked_add(CurlGlue *g, void *session, const char *primary_ip, int primary_port,
+                        const char *local_ip, int local_port) {
+        CheckedConnection *c, **b;
+
+        if (strlen(primary_ip) >= sizeof c->primary_ip || strlen(local_ip) >= sizeof c->local_ip)
+                return;
+        if (!g->checked) {
+                g->checked = new0(CheckedConnection *, CHECKED_BUCKETS);
+                if (!g->checked)
+                        return;         /* checked again next time */
+        }
+        c = new0(CheckedConnection, 1);
+        if (!c)
+                return;
+        c->session = session;
+        c->local_port = local_port;
+        c->primary_port = primary_port;
+        strcpy(c->primary_ip, primary_ip);
+        strcpy(c->local_ip, local_ip);
+        b = checked_bucket(g, local_port);
+        c->next = *b;
+        *b = c;
+}
+
+/* Forgets every entry with the socket's local port; dropping one too many only costs a check. */
+static void checked_drop_port(CurlGlue *g, int local_port) {
+        if (!g->checked)
+                return;
+        for (CheckedConnection **p = checked_bucket(g, local_port); *p;) {
+                CheckedConnection *c = *p;
+
+                if (c->local_port == local_port) {
+                        *p = c->next;
+                        free(c);
+                } else
+                        p = &c->next;
+        }
+}
+
+static void checked_free_all(CurlGlue *g) {
+        if (!g->checked)
+                return;
+        for (size_t i = 0; i < CHECKED_BUCKETS; i++)
+                while (g->checked[i]) {
+                        CheckedConnection *c = g->checked[i];
+                        g->checked[i] = c->next;
+                        free(c);
+                }
+        g->checked = mfree(g->checked);
+}
+
+/* curl calls this instead of close() for every socket of a connection made by gate's transfers. */
+static int curl_glue_close_cb(void *userdata, curl_socket_t fd) {
+        CurlGlue *g = userdata;
+        struct sockaddr_storage a;
+        socklen_t n = sizeof a;
+
+        if (getsockname(fd, (struct sockaddr *) &a, &n) >= 0) {
+                if (a.ss_family == AF_INET)
+                        checked_drop_port(g, ntohs(((struct sockaddr_in *) &a)->sin_port));
+                else if (a.ss_family == AF_INET6)
+                        checked_drop_port(g, ntohs(((struct sockaddr_in6 *) &a)->sin6_port));
+        }
+        return close(fd) < 0 ? -1 : 0;
+}
+
+/* The host name curl connected to, as curl itself parsed it from the URL (the name it sent as SNI), without
+ * an IPv6 literal's brackets. */
+static int curl_glue_host(CURL *easy, char *host, size_t size) {
+        const char *url = NULL;
+        char *h = NULL;
+        CURLU *u;
+        int r = -EINVAL;
+
+        if (curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK || !url)
+                return -EINVAL;
+        u = curl_url();
+        if (!u)
+                return -ENOMEM;
+        if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK && h) {
+                const char *b = h;
+                size_t n = strlen(b);
+
+                if (n >= 2 && b[0] == '[' && b[n - 1] == ']') {
+                        b++;
+                        n -= 2;
+                }
+                if (n > 0 && n < size) {
+                        memcpy(host, b, n);
+                        host[n] = 0;
+                        r = 0;
+                }
+        }
+        curl_free(h);
+        curl_url_cleanup(u);
+        return r;
+}
+
+/* Runs once the connection is up (TLS handshake done), before the request goes out: the API key is never
+ * sent to a server that failed the check. A connection reused for more requests is checked once. */
+static int curl_glue_prereq_cb(void *userdata, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                               int conn_local_port) {
+        CurlTransfer *t = userdata;
+        CurlGlue *g = t->glue;
+        struct curl_tlssessioninfo *info = NULL;
+        const char *scheme = NULL;
+        CURL *easy = t->easy;
+        char host[256];
+
+        if (curl_easy_getinfo(easy, CURLINFO_SCHEME, &scheme) != CURLE_OK || !scheme) {
+                (void) snprintf(t->reason, sizeof t->reason, "SSL: cannot tell the connection's scheme");
+                goto refuse;
+        }
+        if (strcaseeq(scheme, "http"))
+                return CURL_PREREQFUNC_OK;
+        if (curl_easy_getinfo(easy, CURLINFO_TLS_SSL_PTR, &info) != CURLE_OK || !info ||
+            info->backend != CURLSSLBACKEND_GNUTLS || !info->internals) {
+                (void) snprintf(t->reason, sizeof t->reason, "SSL: no GnuTLS session to check");
+                goto refuse;
+        }
+        /* Not CURLINFO_ACTIVESOCKET: during a transfer it names the connection the handle used last. */
+        if (checked_find(g, info->internals, conn_primary_ip, conn_primary_port, conn_local_ip, conn_local_port))
+                return CURL_PREREQFUNC_OK;
+        if (curl_glue_host(easy, host, sizeof host) < 0) {
+                (void) snprintf(t->reason, sizeof t->reason, "SSL: cannot tell the host name to check");
+                goto refuse;
+        }
+        if (upstream_trust_verify(g->trust, info->internals, host, t->reason, sizeof t->reason) < 0)
+                goto refuse;
+        checked_add(g, info->internals, conn_primary_ip, conn_primary_port, conn_local_ip, conn_local_port);
+        return CURL_PREREQFUNC_OK;
+refuse:
+        t->refused = true;
+        return CURL_PREREQFUNC_ABORT;
+}
+
+/* Upstream trust by gate's own check, when curl's TLS is GnuTLS and the bundle parses; else curl keeps
+ * checking with the bundle (or its defaults). Again at every reload: a bundle that no longer parses
+ * leaves the CAs parsed before in service. */
+int curl_glue_load_trust(CurlGlue *g) {
+        const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+        UpstreamTrust *t = NULL;
+        int r;
+
+        if (!g->ca_file)
+                return 0;
+        if (!v || !v->ssl_version || !startswith(v->ssl_version, "GnuTLS")) {
+                log_debug("Upstream TLS trusts the CA bundle %s.", g->ca_file);
+                return 0;
+        }
+        r = upstream_trust_load(g->ca_file, &t);
+        if (r < 0) {
+                if (g->trust)
+                        return log_warning_errno(r, "Cannot parse the CA bundle %s, upstream TLS keeps the %u CAs "
+                                                 "parsed before: %m", g->ca_file, upstream_trust_count(g->trust));
+                log_warning_errno(r, "Cannot parse the CA bundle %s, libcurl checks upstream certificates: %m",
+                                  g->ca_file);
+                return r;
+        }
+        upstream_trust_free(g->trust);
+        g->trust = t;
+        /* Connections checked against the old CAs are checked again at their next request. */
+        checked_free_all(g);
+        log_debug("Upstream TLS trusts the CA bundle %s (%u CAs, parsed once).", g->ca_file,
+                  upstream_trust_count(g->trust));
+        return 0;
+}
+
 int curl_glue_new(sd_event *event, CurlGlue **ret) {
         CurlGlue *g;
         int r;
@@ -167,8 +394,7 @@ int curl_glue_new(sd_event *event, CurlGlue **ret) {
         g->epoll_fd = -EBADF;
         g->event = sd_event_ref(event);
         g->ca_file = pick_ca_file();
-        if (g->ca_file)
-                log_debug("Upstream TLS trusts the CA bundle %s.", g->ca_file);
+        (void) curl_glue_load_trust(g);
         g->multi = curl_multi_init();
         if (!g->multi) {
                 curl_glue_free(g);
@@ -219,21 +445,43 @@ CurlGlue *curl_glue_free(CurlGlue *g) {
         sd_event_source_disable_unref(g->epoll_source);
         safe_close(g->epoll_fd);
         sd_event_unref(g->event);
+        upstream_trust_free(g->trust);
+        checked_free_all(g);
         free(g);
         return NULL;
 }
 
-int curl_glue_add(CurlGlue *g, CURL *easy, CurlDoneCallback on_done, void *userdata) {
+int curl_glue_add(CurlGlue *g, CURL *easy, char *error, CurlDoneCallback on_done, void *userdata) {
         CurlTransfer *t;
 
         t = new0(CurlTransfer, 1);
         if (!t)
                 return -ENOMEM;
+        t->glue = g;
+        t->easy = easy;
         t->on_done = on_done;
         t->userdata = userdata;
+        t->error = error;
         (void) curl_easy_setopt(easy, CURLOPT_PRIVATE, t);
-        /* Every transfer's TLS trusts the same store (see pick_ca_file()). */
-        if (g->ca_file) {
+        (void) curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, error);
+        if (g->trust) {
+                /* libcurl-gnutls 7.88 parses the bundle again for every new connection (8 ms of the loop for
+                 * Debian's; there is no CA cache for GnuTLS before curl 8): curl checks nothing and gate
+                 * checks each new connection's chain against the bundle parsed once, in the pre-request
+                 * callback, before any byte of the request is sent. */
+                (void) curl_easy_setopt(easy, CURLOPT_CAINFO, NULL);
+                (void) curl_easy_setopt(easy, CURLOPT_CAPATH, NULL);
+                (void) curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
+                (void) curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
+                /* A resumed session may carry no certificate to check: every connection does a full
+                 * handshake (connections are kept for reuse, so this is once per connection). */
+                (void) curl_easy_setopt(easy, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+                (void) curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, curl_glue_close_cb);
+                (void) curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, g);
+                (void) curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, curl_glue_prereq_cb);
+                (void) curl_easy_setopt(easy, CURLOPT_PREREQDATA, t);
+        } else if (g->ca_file) {
+                /* Every transfer's TLS trusts the same store (see pick_ca_file()). */
                 (void) curl_easy_setopt(easy, CURLOPT_CAINFO, g->ca_file);
                 (void) curl_easy_setopt(easy, CURLOPT_CAPATH, NULL);
         }

@@ -108,7 +108,7 @@ int proxy_fetch(Proxy *p, const Provider *provider, const char *path, FetchCallb
         curl_easy_setopt(f->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) (provider->connect_timeout / USEC_PER_MSEC));
         curl_easy_setopt(f->easy, CURLOPT_TIMEOUT_MS, 10000L);
         curl_easy_setopt(f->easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
-        k = curl_glue_add(p->curl, f->easy, fetch_done, f);
+        k = curl_glue_add(p->curl, f->easy, NULL, fetch_done, f);
         if (k < 0) {
                 curl_easy_cleanup(f->easy);
                 f->easy = NULL;

@@ -1120,7 +1120,6 @@ static void call_try_next(ProxyCall *c) {
         curl_easy_setopt(c->easy, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYPEER, 1L);
         curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYHOST, 2L);
-        curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, c->curl_error);
         /* A burst of calls to a provider not yet connected waits for the first connection to say whether
          * it multiplexes (HTTP/2) instead of opening one connection each: measured with bench/tls-upstream,
          * 64 new streams opened 64 TLS connections, each loading the trust store on the loop. */
@@ -1131,7 +1130,7 @@ static void call_try_next(ProxyCall *c) {
         curl_easy_setopt(c->easy, CURLOPT_HTTP_CONTENT_DECODING, 0L);
         curl_easy_setopt(c->easy, CURLOPT_BUFFERSIZE, 16L * 1024);
 
-        k = curl_glue_add(c->proxy->curl, c->easy, on_curl_done, c);
+        k = curl_glue_add(c->proxy->curl, c->easy, c->curl_error, on_curl_done, c);
         if (k < 0) {
                 proxy_easy_put(c->proxy, c->easy);
                 c->easy = NULL;
@@ -1328,6 +1327,12 @@ int proxy_curl_open(Proxy *p) {
                 return r;
         curl_glue_set_max_idle(p->curl, p->idle_connections);
         return 0;
+}
+
+void proxy_reload_trust(Proxy *p) {
+        /* Before libcurl is loaded there is nothing to reload: the bundle is parsed when it is. */
+        if (p->curl)
+                (void) curl_glue_load_trust(p->curl);
 }
 
 void proxy_set_idle_connections(Proxy *p, unsigned n) {

@@ -45,6 +45,9 @@ typedef struct Proxy {
 int proxy_curl_open(Proxy *p);
 /* Idle upstream connections kept per address (gate's HTTP/1.1 client) and in curl's connection cache. */
 void proxy_set_idle_connections(Proxy *p, unsigned n);
+/* Parses the system's CA bundle again, for new upstream connections (a reload after
+ * update-ca-certificates). */
+void proxy_reload_trust(Proxy *p);
 /* An easy handle with default options: from the pool (reset) or new. NULL on OOM. */
 CURL *proxy_easy_get(Proxy *p);
 /* Gives a handle (off the multi handle) back to the pool, or frees it when the pool is full. */

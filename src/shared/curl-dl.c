@@ -13,6 +13,7 @@ DLSYM_FUNCTION(curl_easy_pause);
 DLSYM_FUNCTION(curl_easy_reset);
 DLSYM_FUNCTION(curl_easy_setopt);
 DLSYM_FUNCTION(curl_easy_strerror);
+DLSYM_FUNCTION(curl_free);
 DLSYM_FUNCTION(curl_global_init);
 DLSYM_FUNCTION(curl_multi_add_handle);
 DLSYM_FUNCTION(curl_multi_assign);
@@ -22,6 +23,10 @@ DLSYM_FUNCTION(curl_multi_init);
 DLSYM_FUNCTION(curl_multi_remove_handle);
 DLSYM_FUNCTION(curl_multi_setopt);
 DLSYM_FUNCTION(curl_multi_socket_action);
+DLSYM_FUNCTION(curl_url);
+DLSYM_FUNCTION(curl_url_cleanup);
+DLSYM_FUNCTION(curl_url_get);
+DLSYM_FUNCTION(curl_url_set);
 DLSYM_FUNCTION(curl_version_info);
 
 static DlLibrary curl_library = {
@@ -46,6 +51,7 @@ int dlopen_curl(void) {
                             DLSYM_ARG(curl_easy_reset),
                             DLSYM_ARG(curl_easy_setopt),
                             DLSYM_ARG(curl_easy_strerror),
+                            DLSYM_ARG(curl_free),
                             DLSYM_ARG(curl_global_init),
                             DLSYM_ARG(curl_multi_add_handle),
                             DLSYM_ARG(curl_multi_assign),
@@ -55,6 +61,10 @@ int dlopen_curl(void) {
                             DLSYM_ARG(curl_multi_remove_handle),
                             DLSYM_ARG(curl_multi_setopt),
                             DLSYM_ARG(curl_multi_socket_action),
+                            DLSYM_ARG(curl_url),
+                            DLSYM_ARG(curl_url_cleanup),
+                            DLSYM_ARG(curl_url_get),
+                            DLSYM_ARG(curl_url_set),
                             DLSYM_ARG(curl_version_info),
                             NULL);
         if (r < 0)

@@ -19,6 +19,7 @@ DLSYM_PROTOTYPE(curl_easy_pause);
 DLSYM_PROTOTYPE(curl_easy_reset);
 DLSYM_PROTOTYPE(curl_easy_setopt);
 DLSYM_PROTOTYPE(curl_easy_strerror);
+DLSYM_PROTOTYPE(curl_free);
 DLSYM_PROTOTYPE(curl_global_init);
 DLSYM_PROTOTYPE(curl_multi_add_handle);
 DLSYM_PROTOTYPE(curl_multi_assign);
@@ -28,6 +29,10 @@ DLSYM_PROTOTYPE(curl_multi_init);
 DLSYM_PROTOTYPE(curl_multi_remove_handle);
 DLSYM_PROTOTYPE(curl_multi_setopt);
 DLSYM_PROTOTYPE(curl_multi_socket_action);
+DLSYM_PROTOTYPE(curl_url);
+DLSYM_PROTOTYPE(curl_url_cleanup);
+DLSYM_PROTOTYPE(curl_url_get);
+DLSYM_PROTOTYPE(curl_url_set);
 DLSYM_PROTOTYPE(curl_version_info);
 
 /* curl.h's own three-argument forms of these call libcurl directly: ours replace them. */
@@ -44,6 +49,7 @@ DLSYM_PROTOTYPE(curl_version_info);
 #define curl_easy_reset(...) sym_curl_easy_reset(__VA_ARGS__)
 #define curl_easy_setopt(...) sym_curl_easy_setopt(__VA_ARGS__)
 #define curl_easy_strerror(...) sym_curl_easy_strerror(__VA_ARGS__)
+#define curl_free(...) sym_curl_free(__VA_ARGS__)
 #define curl_global_init(...) sym_curl_global_init(__VA_ARGS__)
 #define curl_multi_add_handle(...) sym_curl_multi_add_handle(__VA_ARGS__)
 #define curl_multi_assign(...) sym_curl_multi_assign(__VA_ARGS__)
@@ -53,6 +59,10 @@ DLSYM_PROTOTYPE(curl_version_info);
 #define curl_multi_remove_handle(...) sym_curl_multi_remove_handle(__VA_ARGS__)
 #define curl_multi_setopt(...) sym_curl_multi_setopt(__VA_ARGS__)
 #define curl_multi_socket_action(...) sym_curl_multi_socket_action(__VA_ARGS__)
+#define curl_url(...) sym_curl_url(__VA_ARGS__)
+#define curl_url_cleanup(...) sym_curl_url_cleanup(__VA_ARGS__)
+#define curl_url_get(...) sym_curl_url_get(__VA_ARGS__)
+#define curl_url_set(...) sym_curl_url_set(__VA_ARGS__)
 #define curl_version_info(...) sym_curl_version_info(__VA_ARGS__)
 
 /* Header lists (struct curl_slist) are gate's own, built in arenas (proxy/header-list.h): gate's HTTP/1.1

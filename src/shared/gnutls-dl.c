@@ -1,4 +1,4 @@
-/* gnutls-dl: GnuTLS, loaded when a TLS listener is configured; include this, never <gnutls/gnutls.h>. */
+/* gnutls-dl: GnuTLS, loaded for a TLS listener or to check upstream certificates; include this, never <gnutls/gnutls.h>. */
 #include "shared/gnutls-dl.h"
 
 DLSYM_FUNCTION(gnutls_alert_send);
@@ -8,8 +8,10 @@ DLSYM_FUNCTION(gnutls_alpn_set_protocols);
 DLSYM_FUNCTION(gnutls_bye);
 DLSYM_FUNCTION(gnutls_certificate_allocate_credentials);
 DLSYM_FUNCTION(gnutls_certificate_free_credentials);
+DLSYM_FUNCTION(gnutls_certificate_get_peers);
 DLSYM_FUNCTION(gnutls_certificate_server_set_request);
 DLSYM_FUNCTION(gnutls_certificate_set_retrieve_function2);
+DLSYM_FUNCTION(gnutls_certificate_verification_status_print);
 DLSYM_FUNCTION(gnutls_credentials_set);
 DLSYM_FUNCTION(gnutls_deinit);
 DLSYM_FUNCTION(gnutls_error_is_fatal);
@@ -44,8 +46,15 @@ DLSYM_FUNCTION(gnutls_transport_set_pull_timeout_function);
 DLSYM_FUNCTION(gnutls_transport_set_push_function);
 DLSYM_FUNCTION(gnutls_x509_crt_deinit);
 DLSYM_FUNCTION(gnutls_x509_crt_get_activation_time);
+DLSYM_FUNCTION(gnutls_x509_crt_get_dn2);
 DLSYM_FUNCTION(gnutls_x509_crt_get_expiration_time);
+DLSYM_FUNCTION(gnutls_x509_crt_import);
+DLSYM_FUNCTION(gnutls_x509_crt_init);
 DLSYM_FUNCTION(gnutls_x509_crt_list_import2);
+DLSYM_FUNCTION(gnutls_x509_trust_list_add_trust_file);
+DLSYM_FUNCTION(gnutls_x509_trust_list_deinit);
+DLSYM_FUNCTION(gnutls_x509_trust_list_init);
+DLSYM_FUNCTION(gnutls_x509_trust_list_verify_crt2);
 
 static DlLibrary gnutls_library = {
         .soname = GNUTLS_SONAME,
@@ -61,8 +70,10 @@ int dlopen_gnutls(void) {
                                DLSYM_ARG(gnutls_bye),
                                DLSYM_ARG(gnutls_certificate_allocate_credentials),
                                DLSYM_ARG(gnutls_certificate_free_credentials),
+                               DLSYM_ARG(gnutls_certificate_get_peers),
                                DLSYM_ARG(gnutls_certificate_server_set_request),
                                DLSYM_ARG(gnutls_certificate_set_retrieve_function2),
+                               DLSYM_ARG(gnutls_certificate_verification_status_print),
                                DLSYM_ARG(gnutls_credentials_set),
                                DLSYM_ARG(gnutls_deinit),
                                DLSYM_ARG(gnutls_error_is_fatal),
@@ -97,8 +108,15 @@ int dlopen_gnutls(void) {
                                DLSYM_ARG(gnutls_transport_set_push_function),
                                DLSYM_ARG(gnutls_x509_crt_deinit),
                                DLSYM_ARG(gnutls_x509_crt_get_activation_time),
+                               DLSYM_ARG(gnutls_x509_crt_get_dn2),
                                DLSYM_ARG(gnutls_x509_crt_get_expiration_time),
+                               DLSYM_ARG(gnutls_x509_crt_import),
+                               DLSYM_ARG(gnutls_x509_crt_init),
                                DLSYM_ARG(gnutls_x509_crt_list_import2),
+                               DLSYM_ARG(gnutls_x509_trust_list_add_trust_file),
+                               DLSYM_ARG(gnutls_x509_trust_list_deinit),
+                               DLSYM_ARG(gnutls_x509_trust_list_init),
+                               DLSYM_ARG(gnutls_x509_trust_list_verify_crt2),
                                NULL);
 }
 

@@ -1,4 +1,4 @@
-/* gnutls-dl: GnuTLS, loaded when a TLS listener is configured; include this, never <gnutls/gnutls.h>. */
+/* gnutls-dl: GnuTLS, loaded for a TLS listener or to check upstream certificates; include this, never <gnutls/gnutls.h>. */
 #pragma once
 
 #include <gnutls/abstract.h>
@@ -16,8 +16,10 @@ DLSYM_PROTOTYPE(gnutls_alpn_set_protocols);
 DLSYM_PROTOTYPE(gnutls_bye);
 DLSYM_PROTOTYPE(gnutls_certificate_allocate_credentials);
 DLSYM_PROTOTYPE(gnutls_certificate_free_credentials);
+DLSYM_PROTOTYPE(gnutls_certificate_get_peers);
 DLSYM_PROTOTYPE(gnutls_certificate_server_set_request);
 DLSYM_PROTOTYPE(gnutls_certificate_set_retrieve_function2);
+DLSYM_PROTOTYPE(gnutls_certificate_verification_status_print);
 DLSYM_PROTOTYPE(gnutls_credentials_set);
 DLSYM_PROTOTYPE(gnutls_deinit);
 DLSYM_PROTOTYPE(gnutls_error_is_fatal);
@@ -52,8 +54,15 @@ DLSYM_PROTOTYPE(gnutls_transport_set_pull_timeout_function);
 DLSYM_PROTOTYPE(gnutls_transport_set_push_function);
 DLSYM_PROTOTYPE(gnutls_x509_crt_deinit);
 DLSYM_PROTOTYPE(gnutls_x509_crt_get_activation_time);
+DLSYM_PROTOTYPE(gnutls_x509_crt_get_dn2);
 DLSYM_PROTOTYPE(gnutls_x509_crt_get_expiration_time);
+DLSYM_PROTOTYPE(gnutls_x509_crt_import);
+DLSYM_PROTOTYPE(gnutls_x509_crt_init);
 DLSYM_PROTOTYPE(gnutls_x509_crt_list_import2);
+DLSYM_PROTOTYPE(gnutls_x509_trust_list_add_trust_file);
+DLSYM_PROTOTYPE(gnutls_x509_trust_list_deinit);
+DLSYM_PROTOTYPE(gnutls_x509_trust_list_init);
+DLSYM_PROTOTYPE(gnutls_x509_trust_list_verify_crt2);
 
 /* Call sites read as plain GnuTLS. Function-like, so typeof(gnutls_x) above still names the real function,
  * and a use of a function as a value (not mapped) fails to link instead of pulling GnuTLS in. */
@@ -64,8 +73,10 @@ DLSYM_PROTOTYPE(gnutls_x509_crt_list_import2);
 #define gnutls_bye(...) sym_gnutls_bye(__VA_ARGS__)
 #define gnutls_certificate_allocate_credentials(...) sym_gnutls_certificate_allocate_credentials(__VA_ARGS__)
 #define gnutls_certificate_free_credentials(...) sym_gnutls_certificate_free_credentials(__VA_ARGS__)
+#define gnutls_certificate_get_peers(...) sym_gnutls_certificate_get_peers(__VA_ARGS__)
 #define gnutls_certificate_server_set_request(...) sym_gnutls_certificate_server_set_request(__VA_ARGS__)
 #define gnutls_certificate_set_retrieve_function2(...) sym_gnutls_certificate_set_retrieve_function2(__VA_ARGS__)
+#define gnutls_certificate_verification_status_print(...) sym_gnutls_certificate_verification_status_print(__VA_ARGS__)
 #define gnutls_credentials_set(...) sym_gnutls_credentials_set(__VA_ARGS__)
 #define gnutls_deinit(...) sym_gnutls_deinit(__VA_ARGS__)
 #define gnutls_error_is_fatal(...) sym_gnutls_error_is_fatal(__VA_ARGS__)
@@ -99,8 +110,15 @@ DLSYM_PROTOTYPE(gnutls_x509_crt_list_import2);
 #define gnutls_transport_set_push_function(...) sym_gnutls_transport_set_push_function(__VA_ARGS__)
 #define gnutls_x509_crt_deinit(...) sym_gnutls_x509_crt_deinit(__VA_ARGS__)
 #define gnutls_x509_crt_get_activation_time(...) sym_gnutls_x509_crt_get_activation_time(__VA_ARGS__)
+#define gnutls_x509_crt_get_dn2(...) sym_gnutls_x509_crt_get_dn2(__VA_ARGS__)
 #define gnutls_x509_crt_get_expiration_time(...) sym_gnutls_x509_crt_get_expiration_time(__VA_ARGS__)
+#define gnutls_x509_crt_import(...) sym_gnutls_x509_crt_import(__VA_ARGS__)
+#define gnutls_x509_crt_init(...) sym_gnutls_x509_crt_init(__VA_ARGS__)
 #define gnutls_x509_crt_list_import2(...) sym_gnutls_x509_crt_list_import2(__VA_ARGS__)
+#define gnutls_x509_trust_list_add_trust_file(...) sym_gnutls_x509_trust_list_add_trust_file(__VA_ARGS__)
+#define gnutls_x509_trust_list_deinit(...) sym_gnutls_x509_trust_list_deinit(__VA_ARGS__)
+#define gnutls_x509_trust_list_init(...) sym_gnutls_x509_trust_list_init(__VA_ARGS__)
+#define gnutls_x509_trust_list_verify_crt2(...) sym_gnutls_x509_trust_list_verify_crt2(__VA_ARGS__)
 /* gnutls_free is a variable (a pointer to GnuTLS' deallocator), and gnutls.h's macro of that name also
  * clears the pointer freed. */
 #undef gnutls_free

@@ -46,15 +46,16 @@ class CertAuthority:
         _run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
              "-keyout", self.key, "-out", self.crt, "-days", "2", "-subj", "/CN=" + subject)
 
-    def issue(self, name, tag):
-        """A certificate for DNS name `name` (organization `tag`) signed by this CA; returns (crt, key)."""
+    def issue(self, name, tag, days=1, san=None):
+        """A certificate for DNS name `name` (organization `tag`) signed by this CA; returns (crt, key).
+        san replaces the subjectAltName ("IP:127.0.0.1"); days=-1 makes one that expired a day ago."""
         base = os.path.join(self.dir, "%s-%s" % (name, tag))
         with open(base + ".ext", "w") as f:
-            f.write("subjectAltName=DNS:%s\n" % name)
+            f.write("subjectAltName=%s\n" % (san or "DNS:" + name))
         _run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
              "-keyout", base + ".key", "-out", base + ".csr", "-subj", "/CN=%s/O=%s" % (name, tag))
         _run("openssl", "x509", "-req", "-in", base + ".csr", "-CA", self.crt, "-CAkey", self.key,
-             "-CAcreateserial", "-out", base + ".crt", "-days", "1", "-extfile", base + ".ext")
+             "-CAcreateserial", "-out", base + ".crt", "-days", str(days), "-extfile", base + ".ext")
         return base + ".crt", base + ".key"
 
     def remove(self):

@@ -150,12 +150,15 @@ ROGUE = CertAuthority("rogue CA")
 GOOD = CA.issue("localhost", "good")            # what base_url https://localhost:PORT expects
 OTHER = CA.issue("other.test", "other")         # trusted, but for another name
 UNTRUSTED = ROGUE.issue("localhost", "rogue")   # the right name, from a CA gate does not trust
+EXPIRED = CA.issue("localhost", "expired", days=-1)
+FOR_IP = CA.issue("127.0.0.1", "ip", san="IP:127.0.0.1")   # for https://127.0.0.1:PORT
 
 M = Mock(require_key=UPSTREAM_KEY).start()
-GOOD_PORT, OTHER_PORT, ROGUE_PORT, DYING_PORT, BURST_PORT, H1_PORT = (free_port() for _ in range(6))
+GOOD_PORT, OTHER_PORT, ROGUE_PORT, DYING_PORT, BURST_PORT, H1_PORT, EXPIRED_PORT, IP_PORT = \
+    (free_port() for _ in range(8))
 # BURST_PORT (HTTP/2) and H1_PORT (HTTP/1.1 only) see no other traffic: their connections are counted.
 N = Nginx(M.port, [(GOOD_PORT, *GOOD), (OTHER_PORT, *OTHER), (ROGUE_PORT, *UNTRUSTED), (BURST_PORT, *GOOD),
-                   (H1_PORT, *GOOD, False)]).start()
+                   (H1_PORT, *GOOD, False), (EXPIRED_PORT, *EXPIRED), (IP_PORT, *FOR_IP)]).start()
 # A TLS server of its own for the one that gets killed mid-stream.
 N2 = Nginx(M.port, [(DYING_PORT, *GOOD)]).start()
 
@@ -197,7 +200,22 @@ type = openai-compatible
 base_url = https://localhost:%(h1)d/v1
 models = h1-*
 api_key = %(key)s
-""" % {"burst": BURST_PORT, "h1": H1_PORT, "good": GOOD_PORT, "rogue": ROGUE_PORT, "other": OTHER_PORT, "mock": M.port, "dying": DYING_PORT,
+[provider.expired]
+type = openai-compatible
+base_url = https://localhost:%(expired)d/v1
+models = expired-*
+api_key = %(key)s
+[provider.byip]
+type = openai-compatible
+base_url = https://127.0.0.1:%(ip)d/v1
+models = byip-*
+api_key = %(key)s
+[provider.ipname]
+type = openai-compatible
+base_url = https://127.0.0.1:%(good)d/v1
+models = ipname-*
+api_key = %(key)s
+""" % {"expired": EXPIRED_PORT, "ip": IP_PORT, "burst": BURST_PORT, "h1": H1_PORT, "good": GOOD_PORT, "rogue": ROGUE_PORT, "other": OTHER_PORT, "mock": M.port, "dying": DYING_PORT,
        "key": UPSTREAM_KEY}
 
 # The trust store gate sees: the test CA alone, bound over the system bundle in gate's own mount namespace.
@@ -449,6 +467,7 @@ def http1_upstream_connections_are_kept_after_a_burst():
     assert nginx_saw(N, H1_PORT, "/v1/chat/completions", 200) == "HTTP/1.1"
 
 
+
 @test
 def trust_is_the_bundle_file_not_the_loose_certificates():
     # gate trusts the system's CA bundle (what update-ca-certificates writes), not every file of
@@ -471,6 +490,74 @@ def trust_is_the_bundle_file_not_the_loose_certificates():
     finally:
         shutil.rmtree(certs, ignore_errors=True)
     assert not mock_requests("gpt-loose")
+
+
+@test
+def reload_parses_the_bundle_again():
+    # update-ca-certificates, then a reload: new and kept connections alike are checked against the new
+    # CAs. The bundle gate sees is a file of ours bound over the system's, rewritten in place.
+    trust = tempfile.mkdtemp(prefix="gate-reload-trust-")
+    bundle = os.path.join(trust, "ca-certificates.crt")
+    shutil.copy(ROGUE.crt, bundle)
+    wrap = (["unshare"] + (["--map-root-user"] if os.geteuid() != 0 else []) +
+            ["--mount", "--propagation", "private", "sh", "-ec",
+             'mount --bind "$0" %s; exec "$@"' % SYSTEM_BUNDLE, bundle])
+
+    def reload(gate):
+        n = len(gate.notify.messages)
+        gate.signal(signal.SIGHUP)
+        gate.notify.wait_for("READY=1", after=gate.notify.wait_for("RELOADING=1", after=n))
+
+    try:
+        with Gate(config=CONFIG, wrapper=wrap) as gr:
+            gr.start()
+            status, h, data = chat("gpt-reload-1", port=gr.port)
+            assert_upstream_error(status, h, data, "tls")
+            shutil.copy(CA.crt, bundle)
+            reload(gr)
+            status, h, data = chat("gpt-reload-2", port=gr.port)
+            assert status == 200, (status, data)
+            # The connection just used is kept; with the CA gone again it must not serve another request.
+            shutil.copy(ROGUE.crt, bundle)
+            reload(gr)
+            status, h, data = chat("gpt-reload-3", port=gr.port)
+            assert_upstream_error(status, h, data, "tls")
+            # A bundle that no longer parses keeps the CAs parsed before (the rogue one, here).
+            with open(bundle, "w") as f:
+                f.write("garbage\n")
+            reload(gr)
+            assert "upstream TLS keeps the 1 CAs parsed before" in gr.log(), gr.log()[-2000:]
+            status, h, data = chat("gpt-reload-4", port=gr.port)
+            assert_upstream_error(status, h, data, "tls")
+    finally:
+        shutil.rmtree(trust, ignore_errors=True)
+    assert [r["model"] for r in M.requests() if r.get("model", "").startswith("gpt-reload")] == ["gpt-reload-2"]
+
+
+@test
+def unparseable_bundle_leaves_the_check_to_curl_and_refuses():
+    # A bundle GnuTLS cannot parse: gate does not check servers itself, libcurl gets the file, fails to load
+    # it, and every https:// request gets a 502 with the reason in the log; nothing is sent upstream.
+    trust = tempfile.mkdtemp(prefix="gate-badbundle-")
+    bundle = os.path.join(trust, "ca-certificates.crt")
+    with open(bundle, "w") as f:
+        f.write("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    wrap = (["unshare"] + (["--map-root-user"] if os.geteuid() != 0 else []) +
+            ["--mount", "--propagation", "private", "sh", "-ec",
+             'mount --bind "$0" %s; exec "$@"' % SYSTEM_BUNDLE, bundle])
+    try:
+        with Gate(config=CONFIG, wrapper=wrap) as bad:
+            bad.start()
+            status, h, data = chat("gpt-badbundle", port=bad.port)
+            assert_upstream_error(status, h, data, "tls")
+            log = bad.log()
+            assert "Cannot parse the CA bundle /etc/ssl/certs/ca-certificates.crt" in log, log[-2000:]
+            assert "Upstream tls failed" in log and "CA cert" in log, log[-2000:]
+            status, _, data = request("GET", "/health", port=bad.port)
+            assert status == 200, (status, data)
+    finally:
+        shutil.rmtree(trust, ignore_errors=True)
+    assert not mock_requests("gpt-badbundle")
 
 
 # ---- the bad cases: a clear 502 to the client, and gate goes on ----
@@ -496,12 +583,35 @@ def certificate_for_another_name_is_refused():
     assert not mock_requests("badname-x")
     assert any("Upstream badname failed" in line and "SSL peer certificate" in line for line in gate_log_for(h)), \
         gate_log_for(h)
-    # curl's own account says which name was wrong, not only that the certificate was.
-    assert any("(other.test) does not match target host name 'localhost'" in line for line in gate_log_for(h)), \
-        gate_log_for(h)
+    # The log says which name was wrong, not only that the certificate was.
+    assert any("certificate for CN=other.test,O=other does not match host name 'localhost'" in line
+               for line in gate_log_for(h)), gate_log_for(h)
     assert usage_row("badname-x")["status"] == 502
     assert upstream_errors("badname", "transfer") == before + 1
     assert_still_serving("badname")
+
+
+@test
+def expired_certificate_is_refused():
+    status, h, data = chat("expired-x")
+    assert_upstream_error(status, h, data, "expired")
+    assert not mock_requests("expired-x")
+    assert any("Upstream expired failed" in line and "expired" in line.split("failed", 1)[1]
+               for line in gate_log_for(h)), gate_log_for(h)
+    assert_still_serving("expired")
+
+
+@test
+def ip_literal_upstream_is_checked_against_the_certificates_ip_names():
+    # https://127.0.0.1:PORT: the check matches the address against the certificate's IP names, never
+    # its DNS names.
+    status, h, data = chat("byip-x")
+    assert status == 200, (status, data)
+    assert json.loads(data)["choices"][0]["message"]["content"] == text_of(5), data
+    status, h, data = chat("ipname-x")
+    assert_upstream_error(status, h, data, "ipname")
+    assert not mock_requests("ipname-x")
+    assert any("does not match host name '127.0.0.1'" in line for line in gate_log_for(h)), gate_log_for(h)
 
 
 @test

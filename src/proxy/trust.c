@@ -1,0 +1,131 @@
+/* UpstreamTrust: the CA bundle that upstream TLS trusts, parsed once, and checks of a server's chain. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "proxy/trust.h"
+#include "shared/gnutls-dl.h"
+#include "shared/log.h"
+
+/* A longer chain than any public CA issues; more is refused rather than allocated. */
+#define CHAIN_MAX 16
+
+struct UpstreamTrust {
+        gnutls_x509_trust_list_t list;
+        unsigned n_cas;
+};
+
+int upstream_trust_load(const char *path, UpstreamTrust **ret) {
+        UpstreamTrust *t;
+        int r;
+
+        r = dlopen_gnutls();
+        if (r < 0)
+                return r;
+        t = new0(UpstreamTrust, 1);
+        if (!t)
+                return -ENOMEM;
+        r = gnutls_x509_trust_list_init(&t->list, 0);
+        if (r < 0) {
+                free(t);
+                return -ENOMEM;
+        }
+        r = gnutls_x509_trust_list_add_trust_file(t->list, path, NULL, GNUTLS_X509_FMT_PEM, 0, 0);
+        if (r <= 0) {
+                upstream_trust_free(t);
+                return r == 0 ? -ENOENT : -EBADMSG;
+        }
+        t->n_cas = (unsigned) r;
+        *ret = t;
+        return 0;
+}
+
+UpstreamTrust *upstream_trust_free(UpstreamTrust *t) {
+        if (!t)
+                return NULL;
+        if (t->list)
+                gnutls_x509_trust_list_deinit(t->list, 1);
+        free(t);
+        return NULL;
+}
+
+unsigned upstream_trust_count(const UpstreamTrust *t) {
+        return t ? t->n_cas : 0;
+}
+
+static void name_mismatch_reason(gnutls_x509_crt_t leaf, const char *host, char *reason, size_t reason_size) {
+        gnutls_datum_t dn = {};
+
+        if (gnutls_x509_crt_get_dn2(leaf, &dn) >= 0 && dn.data) {
+                (void) snprintf(reason, reason_size, "SSL: certificate for %.*s does not match host name '%s'",
+                                (int) dn.size, (const char *) dn.data, host);
+                gnutls_free(dn.data);
+        } else
+                (void) snprintf(reason, reason_size, "SSL: certificate does not match host name '%s'", host);
+}
+
+int upstream_trust_verify(const UpstreamTrust *t, void *session, const char *host, char *reason, size_t reason_size) {
+        gnutls_x509_crt_t chain[CHAIN_MAX] = {};
+        const gnutls_datum_t *peers;
+        unsigned n_peers = 0, n = 0, status = 0;
+        int r;
+
+        /* Also after a resumed handshake: GnuTLS keeps the server's chain in the session it resumes. */
+        peers = gnutls_certificate_get_peers(session, &n_peers);
+        if (!peers || n_peers == 0) {
+                (void) snprintf(reason, reason_size, "SSL: the server sent no certificate");
+                return -EPERM;
+        }
+        if (n_peers > CHAIN_MAX) {
+                (void) snprintf(reason, reason_size, "SSL: the server sent a chain of %u certificates (at most %u)",
+                                n_peers, CHAIN_MAX);
+                return -EPERM;
+        }
+        for (; n < n_peers; n++) {
+                if (gnutls_x509_crt_init(&chain[n]) < 0) {
+                        r = -ENOMEM;
+                        (void) snprintf(reason, reason_size, "SSL: out of memory checking the certificate");
+                        goto finish;
+                }
+                if (gnutls_x509_crt_import(chain[n], &peers[n], GNUTLS_X509_FMT_DER) < 0) {
+                        n++;
+                        r = -EPERM;
+                        (void) snprintf(reason, reason_size, "SSL: the server's certificate %u cannot be parsed", n);
+                        goto finish;
+                }
+        }
+
+        gnutls_typed_vdata_st data[] = {
+                { .type = GNUTLS_DT_DNS_HOSTNAME, .data = (unsigned char *) host },
+                { .type = GNUTLS_DT_KEY_PURPOSE_OID, .data = (unsigned char *) GNUTLS_KP_TLS_WWW_SERVER },
+        };
+        /* The flags libcurl gives its own check: a v1 CA certificate in the bundle still counts as a CA. */
+        r = gnutls_x509_trust_list_verify_crt2(t->list, chain, n, data, ELEMENTSOF(data),
+                                               GNUTLS_VERIFY_ALLOW_X509_V1_CA_CRT, &status, NULL);
+        if (r < 0) {
+                (void) snprintf(reason, reason_size, "SSL: certificate check failed: %s", gnutls_strerror(r));
+                r = -EPERM;
+        } else if (status & GNUTLS_CERT_UNEXPECTED_OWNER) {
+                name_mismatch_reason(chain[0], host, reason, reason_size);
+                r = -EPERM;
+        } else if (status != 0) {
+                gnutls_datum_t out = {};
+
+                if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) >= 0 && out.data) {
+                        int len = (int) out.size;
+
+                        /* GnuTLS ends each sentence with a space. */
+                        while (len > 0 && (out.data[len - 1] == ' ' || out.data[len - 1] == 0))
+                                len--;
+                        (void) snprintf(reason, reason_size, "SSL peer certificate not OK: %.*s", len,
+                                        (const char *) out.data);
+                        gnutls_free(out.data);
+                } else
+                        (void) snprintf(reason, reason_size, "SSL peer certificate not OK (status 0x%x)", status);
+                r = -EPERM;
+        } else
+                r = 0;
+finish:
+        for (unsigned i = 0; i < n; i++)
+                gnutls_x509_crt_deinit(chain[i]);
+        return r;
+}
