@@ -7,8 +7,10 @@ gate has no CA option: it trusts the system's CA bundle file. gate runs in a pri
 a file holding the test CA bound over /etc/ssl/certs/ca-certificates.crt, so the real /etc is never
 touched. Debian's libcurl-gnutls (the flavour gate loads) is built with --with-ca-path=/etc/ssl/certs and
 no CA bundle file (curl-config --ca is empty), and GnuTLS reads every file of that directory for each new
-connection (strace: 289 opens, 27 ms); gate points curl at the bundle file instead (8 ms), which
-trust_is_the_bundle_file_not_the_loose_certificates checks.
+connection (strace: 289 opens, 27 ms); gate reads the bundle file instead, which
+trust_is_the_bundle_file_not_the_loose_certificates checks. gate parses that bundle once and checks each new
+connection's certificate chain itself (src/proxy/trust.c), where libcurl would parse it again for every
+connection (8 ms): the bad-certificate cases below are what keep that check honest.
 
 nginx is a required peer (tools/install-deps test installs nginx-light): without it this test fails."""
 import atexit
