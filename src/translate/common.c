@@ -44,6 +44,14 @@ int json_dump_to_string(const json_t *j, char **ret, size_t *ret_len) {
         return 0;
 }
 
+char *json_dump_any(const json_t *j) {
+        _cleanup_(buf_done) Buf b = {};
+
+        if (json_write_any(j, &b) < 0)
+                return NULL;
+        return buf_steal_str(&b, NULL);
+}
+
 int64_t json_get_uint(const json_t *o, const char *key) {
         json_t *v = json_object_get(o, key);
 

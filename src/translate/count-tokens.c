@@ -39,6 +39,7 @@
  * context, not for billing.
  */
 #include "shared/util.h"
+#include "translate/json-scratch.h"
 #include "translate/translate-internal.h"
 
 /* See the table above; the measurements are repeated in the unit test that checks them. */
@@ -286,7 +287,7 @@ static uint64_t estimate_json_text(const json_t *v) {
                 return 0;
         if (json_is_string(v))
                 return estimate_text_tokens(json_string_value(v), json_string_length(v));
-        s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        s = json_dump_any(v);
         return s ? estimate_text_tokens(s, strlen(s)) : 0;
 }
 
@@ -369,7 +370,7 @@ uint64_t estimate_request_tokens(const json_t *req) {
         return n;
 }
 
-int translate_count_tokens_estimate(const char *body, size_t len, char **ret, size_t *ret_len) {
+static int translate_count_tokens_estimate_in_scope(const char *body, size_t len, char **ret, size_t *ret_len) {
         _cleanup_json_ json_t *in = NULL, *out = NULL;
         int r;
 
@@ -382,4 +383,13 @@ int translate_count_tokens_estimate(const char *body, size_t len, char **ret, si
         if (!out)
                 return -ENOMEM;
         return json_dump_to_string(out, ret, ret_len);
+}
+
+int translate_count_tokens_estimate(const char *body, size_t len, char **ret, size_t *ret_len) {
+        int r;
+
+        json_scratch_begin();
+        r = translate_count_tokens_estimate_in_scope(body, len, ret, ret_len);
+        json_scratch_end();
+        return r;
 }

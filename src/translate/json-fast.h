@@ -21,6 +21,8 @@ int json_read(const char *s, size_t n, size_t flags, json_t **ret);
  * left in b on failure. */
 #define JSON_WRITE_MAX_DEPTH 8192U
 int json_write_compact(const json_t *j, Buf *b);
+/* The same for any value, as JSON_COMPACT | JSON_ENCODE_ANY. */
+int json_write_any(const json_t *j, Buf *b);
 /* Appends the n bytes at s as a JSON string, quotes included, escaped as above. -EINVAL if they are not
  * UTF-8, -ENOMEM; nothing is left in b on failure. */
 int json_write_string(const char *s, size_t n, Buf *b);

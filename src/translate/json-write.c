@@ -215,6 +215,16 @@ int json_write_string(const char *s, size_t n, Buf *b) {
         return r;
 }
 
+int json_write_any(const json_t *j, Buf *b) {
+        size_t len = buf_len(b);
+        int r;
+
+        r = write_value(j, b, 0);
+        if (r < 0)
+                b->tail = b->head + len;
+        return r;
+}
+
 int json_write_compact(const json_t *j, Buf *b) {
         size_t len = buf_len(b);
         int r;

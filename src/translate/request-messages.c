@@ -357,7 +357,7 @@ static int assistant_message(Conv *v, const json_t *msg, size_t mi) {
                         else if (!input || json_is_null(input))
                                 args = strdup("{}");
                         else
-                                args = json_dumps(input, JSON_COMPACT | JSON_ENCODE_ANY);
+                                args = json_dump_any(input);
                         if (!args)
                                 return -ENOMEM;
                         r = tool_id_sanitize("toolu_", id, NULL, 0, &tid);

@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "shared/util.h"
+#include "translate/json-scratch.h"
 #include "translate/json-fast.h"
 #include "translate/translate-internal.h"
 
@@ -178,7 +179,7 @@ int reply_from_messages(const json_t *in, Reply *ret) {
 
                         if (!json_get_str(b, "name") || !json_get_str(b, "id"))
                                 return -EBADMSG;
-                        args = json_dumps(input ?: json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+                        args = json_dump_any(input ?: json_null());
                         if (!args)
                                 return -ENOMEM;
                         k = add_tool(&r, json_get_str(b, "id"), json_get_str(b, "name"),
@@ -425,8 +426,8 @@ static json_t *render_responses(const Reply *r, const char *model, const char *i
                                 &r->usage);
 }
 
-int translate_response(TranslateKind k, const char *body, size_t len, const char *client_model, char **ret,
-                       size_t *ret_len) {
+static int translate_response_in_scope(TranslateKind k, const char *body, size_t len, const char *client_model,
+                                      char **ret, size_t *ret_len) {
         _cleanup_(reply_done) Reply r = {};
         _cleanup_json_ json_t *in = NULL, *out = NULL;
         _cleanup_free_ char *id = NULL;
@@ -463,4 +464,14 @@ int translate_response(TranslateKind k, const char *body, size_t len, const char
         if (!out)
                 return -ENOMEM;
         return json_dump_to_string(out, ret, ret_len);
+}
+
+int translate_response(TranslateKind k, const char *body, size_t len, const char *client_model, char **ret,
+                       size_t *ret_len) {
+        int r;
+
+        json_scratch_begin();
+        r = translate_response_in_scope(k, body, len, client_model, ret, ret_len);
+        json_scratch_end();
+        return r;
 }

@@ -427,7 +427,7 @@ static int messages_block_start(StreamTranslator *t, const json_t *j) {
                 r = emit_block_start(t, BLOCK_TOOL_USE, id, name, NULL);
                 /* The API starts with input {} and streams it; a server that sends it whole here is read too. */
                 if (r >= 0 && input && !(json_is_object(input) && json_object_size(input) == 0)) {
-                        _cleanup_free_ char *dump = json_dumps(input, JSON_COMPACT | JSON_ENCODE_ANY);
+                        _cleanup_free_ char *dump = json_dump_any(input);
                         if (!dump)
                                 return -ENOMEM;
                         r = emit_block_delta(t, dump, strlen(dump));

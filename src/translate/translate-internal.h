@@ -18,6 +18,13 @@ int json_parse_object(const char *s, size_t n, json_t **ret);
 /* Compact dumps. */
 int json_dump_to_buf(const json_t *j, Buf *b);
 int json_dump_to_string(const json_t *j, char **ret, size_t *ret_len);
+/* json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY), in memory from malloc(): free() it. NULL on failure. */
+char *json_dump_any(const json_t *j);
+/* Not json_dumps(): inside a translation its string would come from the scratch arena (json-scratch.h), and
+ * free() on it would be wrong. (Tests that dump their own trees define TRANSLATE_ALLOW_JSON_DUMPS.) */
+#ifndef TRANSLATE_ALLOW_JSON_DUMPS
+#define json_dumps(...) json_dumps_is_not_for_translate(__VA_ARGS__)
+#endif
 
 static inline const char *json_get_str(const json_t *o, const char *key) {
         return json_string_value(json_object_get(o, key));

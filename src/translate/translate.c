@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "shared/util.h"
+#include "translate/json-scratch.h"
 #include "translate/translate-internal.h"
 
 static const char *const kind_table[_TRANSLATE_KIND_MAX] = {
@@ -39,8 +40,8 @@ void translated_request_done(TranslatedRequest *t) {
         *t = (TranslatedRequest){};
 }
 
-int translate_request(TranslateKind k, const char *body, size_t len, const char *upstream_model,
-                      TranslatedRequest *ret, char **ret_error) {
+static int translate_request_in_scope(TranslateKind k, const char *body, size_t len, const char *upstream_model,
+                                      TranslatedRequest *ret, char **ret_error) {
         _cleanup_(req_ctx_done) ReqCtx c = { .kind = k };
         _cleanup_json_ json_t *in = NULL, *out = NULL, *mid = NULL;
         _cleanup_free_ char *dropped = NULL, *s = NULL;
@@ -99,6 +100,16 @@ int translate_request(TranslateKind k, const char *body, size_t len, const char 
                 .input_tokens_estimate = estimate_request_tokens(k == TRANSLATE_MESSAGES_TO_CHAT ? in : out),
         };
         return 0;
+}
+
+int translate_request(TranslateKind k, const char *body, size_t len, const char *upstream_model,
+                      TranslatedRequest *ret, char **ret_error) {
+        int r;
+
+        json_scratch_begin();
+        r = translate_request_in_scope(k, body, len, upstream_model, ret, ret_error);
+        json_scratch_end();
+        return r;
 }
 
 /* ---- errors ---- */
@@ -188,8 +199,8 @@ static char *body_snippet(unsigned status, const char *body, size_t len) {
         return buf_steal_str(&b, NULL);
 }
 
-int translate_error(TranslateKind k, unsigned status, const char *body, size_t len, char **ret,
-                    size_t *ret_len) {
+static int translate_error_in_scope(TranslateKind k, unsigned status, const char *body, size_t len, char **ret,
+                                    size_t *ret_len) {
         _cleanup_json_ json_t *in = NULL, *out = NULL;
         _cleanup_free_ char *fallback = NULL, *code_buf = NULL;
         const char *message = NULL, *type = NULL, *param = NULL, *code = NULL;
@@ -241,6 +252,16 @@ int translate_error(TranslateKind k, unsigned status, const char *body, size_t l
         if (!out)
                 return -ENOMEM;
         return json_dump_to_string(out, ret, ret_len);
+}
+
+int translate_error(TranslateKind k, unsigned status, const char *body, size_t len, char **ret,
+                    size_t *ret_len) {
+        int r;
+
+        json_scratch_begin();
+        r = translate_error_in_scope(k, status, body, len, ret, ret_len);
+        json_scratch_end();
+        return r;
 }
 
 int translate_error_body(TranslateKind k, unsigned status, const char *message, char **ret, size_t *ret_len) {

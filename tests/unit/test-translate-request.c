@@ -1,4 +1,6 @@
 /* Unit tests for request translation: whole requests against hand-written expectations, each drop/refuse rule. */
+/* These tests dump their own trees, outside any translation (see translate-internal.h). */
+#define TRANSLATE_ALLOW_JSON_DUMPS 1
 #include "test-translate-util.h"
 
 typedef struct Out {

@@ -1,4 +1,6 @@
 /* Unit tests for whole-answer translation and upstream error bodies. */
+/* These tests dump their own trees, outside any translation (see translate-internal.h). */
+#define TRANSLATE_ALLOW_JSON_DUMPS 1
 #include "test-translate-util.h"
 
 static json_t *translate(TranslateKind k, const char *body, const char *model, int *ret) {

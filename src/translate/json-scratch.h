@@ -1,0 +1,17 @@
+/* JSON scratch: jansson's allocations inside one translation come from an arena dropped whole at its end. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Opens a scope on this thread: until the matching json_scratch_end(), jansson allocates from the thread's
+ * arena and freeing costs nothing. Every value made inside must be gone by the end: nothing kept, and no
+ * string from json_dumps() handed to free() (translate-internal.h forbids json_dumps() in src/translate).
+ * Scopes nest; the arena is reset when the outermost ends. Outside a scope, and in builds with
+ * AddressSanitizer, jansson uses malloc() as before. */
+void json_scratch_begin(void);
+void json_scratch_end(void);
+
+/* Bytes the calling thread's arena holds now, and whether scopes use it at all (for tests). */
+size_t json_scratch_held(void);
+bool json_scratch_enabled(void);
