@@ -1152,7 +1152,7 @@ int cli_usage(int argc, char *argv[]) {
                        (unsigned long long) u->unpriced);
         }
         if (usage_summary_incomplete(&total) > 0) {
-                /* TRANSLATORS: the words after the colon (upstream_error, ...) are the usage column's, kept. */
+                /* TRANSLATORS: INCOMPLETE is the column's heading, kept; lines with the outcomes follow. */
                 fputs(_("\nINCOMPLETE: requests that did not end normally: a stream cut off counts here with its "
                         "status 200.\n"), stdout);
                 for (UsageOutcome o = 1; o < _USAGE_OUTCOME_MAX; o++)
