@@ -299,19 +299,27 @@ int api_admin_usage(Request *r, Manager *m) {
         if (k < 0)
                 return k;
         data = json_array();
-        for (size_t i = 0; data && i < n; i++)
+        for (size_t i = 0; data && i < n; i++) {
+                /* By the words of the usage column "outcome", all of them, for a stable shape. */
+                json_t *outcomes = json_object();
+                for (UsageOutcome o = 1; outcomes && o < _USAGE_OUTCOME_MAX; o++)
+                        json_object_set_new(outcomes, usage_outcome_to_string(o),
+                                            json_integer((json_int_t) rows[i].outcomes[o]));
                 json_array_append_new(data, json_pack(
-                        "{s:I, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
+                        "{s:I, s:o, s:s, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:f}",
                         "key_id", (json_int_t) rows[i].key_id,
                         "key_name", rows[i].key_name ? json_string(rows[i].key_name) : json_null(),
                         "model", rows[i].model ? rows[i].model : "",
                         "requests", (json_int_t) rows[i].requests, "errors", (json_int_t) rows[i].errors,
+                        "incomplete", (json_int_t) usage_summary_incomplete(rows + i),
+                        "outcomes", outcomes,
                         "unpriced", (json_int_t) rows[i].unpriced,
                         "input_tokens", (json_int_t) rows[i].input_tokens,
                         "output_tokens", (json_int_t) rows[i].output_tokens,
                         "cache_read_tokens", (json_int_t) rows[i].cache_read_tokens,
                         "cache_write_tokens", (json_int_t) rows[i].cache_write_tokens,
                         "cost_usd", (double) rows[i].cost / 1e9));
+        }
         usage_summary_free_many(rows, n);
         return reply_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }

@@ -988,7 +988,8 @@ static void usage_help(FILE *f) {
         /* TRANSLATORS: keep the command and option names, and today and month. */
         fputs(_("Usage: gate usage [--since DATE] [--key KEY] [--json]\n"
                 "\n"
-                "Sums the usage rows in the database per key and model: requests, errors, tokens\n"
+                "Sums the usage rows in the database per key and model: requests, errors,\n"
+                "incomplete requests (cut off or never answered, by outcome with --json), tokens\n"
                 "(input excludes cache reads and writes) and cost in USD. KEY is a key's ID or\n"
                 "name. DATE is UTC: 2025-06-01, 2025-06-01T12:00, @UNIXTIME, today, month (its\n"
                 "first day), or a span back from now: 7d, 24h. Without --since, all rows.\n"), f);
@@ -997,6 +998,8 @@ static void usage_help(FILE *f) {
 static void summary_add(UsageSummary *total, const UsageSummary *u) {
         total->requests += u->requests;
         total->errors += u->errors;
+        for (UsageOutcome o = 0; o < _USAGE_OUTCOME_MAX; o++)
+                total->outcomes[o] += u->outcomes[o];
         total->unpriced += u->unpriced;
         total->input_tokens += u->input_tokens;
         total->output_tokens += u->output_tokens;
@@ -1005,10 +1008,21 @@ static void summary_add(UsageSummary *total, const UsageSummary *u) {
         total->cost += u->cost;
 }
 
+/* {"upstream_error": N, ...}: every word of the usage column "outcome", for a stable shape. */
+static json_t *usage_summary_outcomes_json(const UsageSummary *u) {
+        json_t *j = json_object();
+
+        for (UsageOutcome o = 1; j && o < _USAGE_OUTCOME_MAX; o++)
+                json_object_set_new(j, usage_outcome_to_string(o), json_integer((json_int_t) u->outcomes[o]));
+        return j;
+}
+
 static json_t *summary_json(const UsageSummary *u, bool with_key) {
-        json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I}",
+        json_t *j = json_pack("{s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:o, s:I}",
                               "requests", (json_int_t) u->requests,
                               "errors", (json_int_t) u->errors,
+                              "incomplete", (json_int_t) usage_summary_incomplete(u),
+                              "outcomes", usage_summary_outcomes_json(u),
                               "unpriced", (json_int_t) u->unpriced,
                               "input_tokens", (json_int_t) u->input_tokens,
                               "output_tokens", (json_int_t) u->output_tokens,
@@ -1115,8 +1129,8 @@ int cli_usage(int argc, char *argv[]) {
         }
         print_cell("KEY", wkey, false, false);
         print_cell("MODEL", wmodel, false, false);
-        printf("%8s  %6s  %12s  %12s  %12s  %12s  %14s  %8s\n", "REQUESTS", "ERRORS", "INPUT", "OUTPUT",
-               "CACHE READ", "CACHE WRITE", "COST (USD)", "UNPRICED");
+        printf("%8s  %6s  %10s  %12s  %12s  %12s  %12s  %14s  %8s\n", "REQUESTS", "ERRORS", "INCOMPLETE", "INPUT",
+               "OUTPUT", "CACHE READ", "CACHE WRITE", "COST (USD)", "UNPRICED");
         for (size_t i = 0; i <= n; i++) {
                 const UsageSummary *u = i < n ? l + i : &total;
                 char b[96], cost[USD_FORMAT_MAX];
@@ -1129,12 +1143,22 @@ int cli_usage(int argc, char *argv[]) {
                         snprintf(b, sizeof b, "-");
                 print_cell(b, wkey, false, false);
                 print_cell(i < n ? u->model : "", wmodel, false, false);
-                printf("%8llu  %6llu  %12llu  %12llu  %12llu  %12llu  %14s  %8llu\n",
+                printf("%8llu  %6llu  %10llu  %12llu  %12llu  %12llu  %12llu  %14s  %8llu\n",
                        (unsigned long long) u->requests, (unsigned long long) u->errors,
+                       (unsigned long long) usage_summary_incomplete(u),
                        (unsigned long long) u->input_tokens, (unsigned long long) u->output_tokens,
                        (unsigned long long) u->cache_read_tokens, (unsigned long long) u->cache_write_tokens,
                        usd_format(cost, sizeof cost, u->cost, COST_DECIMALS, 2),
                        (unsigned long long) u->unpriced);
+        }
+        if (usage_summary_incomplete(&total) > 0) {
+                /* TRANSLATORS: INCOMPLETE is the column's heading, kept; lines with the outcomes follow. */
+                fputs(_("\nINCOMPLETE: requests that did not end normally: a stream cut off counts here with its "
+                        "status 200.\n"), stdout);
+                for (UsageOutcome o = 1; o < _USAGE_OUTCOME_MAX; o++)
+                        if (total.outcomes[o] > 0)
+                                printf("  %-18s %llu\n", usage_outcome_to_string(o),
+                                       (unsigned long long) total.outcomes[o]);
         }
         if (total.unpriced > 0)
                 fputs(_("\nUNPRICED: requests with tokens whose model the price table does not know; they cost 0 "

@@ -49,8 +49,11 @@ void http_server_drain(HttpServer *s) {
 }
 
 void http_server_abort_all(HttpServer *s) {
+        /* Handlers told of an abort from here (usage rows) can tell it from a client that left. */
+        s->aborting = true;
         while (s->sessions)
                 s->sessions->ops->abort(s->sessions);
+        s->aborting = false;
 }
 
 /* The sniffer is the first upper of every connection: it waits for the first bytes (or the TLS handshake),

@@ -66,6 +66,7 @@ typedef struct HttpServer {
         HttpSession *sessions;
         unsigned n_sessions;
         bool draining;
+        bool aborting;                  /* http_server_abort_all() is closing every session */
 
         /* Counters (read by metrics/D-Bus). */
         uint64_t requests_total;

@@ -92,7 +92,10 @@ struct H1Transfer {
         void *userdata;
         Timer timer;                    /* connect timeout */
         sd_event_source *failed;        /* reports a connect that failed at once, from the loop */
+        int failed_error;               /* ... and its errno */
         usec_t connect_timeout;
+        char *error;                    /* the caller's H1Request.error, or NULL */
+        int send_error;                 /* errno of a failed send */
 
         Buf head;                       /* the request head */
         const uint8_t *body;
@@ -451,12 +454,27 @@ static bool transfer_retry_stale(H1Transfer *t) {
         if (!k || !k->reused || t->got_bytes || t->retried)
                 return false;
         t->retried = true;
+        if (t->error)
+                t->error[0] = 0;
         t->conn = NULL;
         k->transfer = NULL;
         conn_close(k);
         t->sent = 0;
         t->send_failed = false;
         return transfer_connect(t) >= 0;
+}
+
+/* A failure's own account for the caller (what curl writes to CURLOPT_ERRORBUFFER): what happened,
+ * with which address, and the system's error text when there is one. */
+static void transfer_explain(H1Transfer *t, const char *what, const char *to_or_by, int error) {
+        char addr[64] = "";
+
+        if (!t->error)
+                return;
+        (void) format_socket_address((const struct sockaddr *) &t->dest->addr, t->dest->addr_len, addr,
+                                     sizeof addr);
+        snprintf(t->error, CURL_ERROR_SIZE, "%s %s %s%s%s", what, to_or_by, addr, error != 0 ? ": " : "",
+                 error != 0 ? strerror(abs(error)) : "");
 }
 
 static void transfer_fail(H1Transfer *t, CURLcode result) {
@@ -469,6 +487,7 @@ static void transfer_on_timer(Timer *timer) {
         H1Transfer *t = container_of(timer, H1Transfer, timer);
 
         log_debug("Upstream connect timed out.");
+        transfer_explain(t, "Connection timed out", "to", 0);
         transfer_finish(t, CURLE_OPERATION_TIMEDOUT);
 }
 
@@ -479,6 +498,7 @@ static int transfer_send(H1Transfer *t);
 static void transfer_send_failed(H1Transfer *t, int r) {
         log_debug_errno(r, "Sending to upstream failed: %m");
         t->send_failed = true;
+        t->send_error = r;
 }
 
 static int transfer_bind(H1Transfer *t, H1Conn *k) {
@@ -852,10 +872,20 @@ static void transfer_eof(H1Transfer *t, int error) {
                 return;
         }
         if (!t->got_bytes) {
+                if (error == -ECONNREFUSED)
+                        transfer_explain(t, "Failed to connect", "to", error);
+                else if (t->send_failed)
+                        transfer_explain(t, "Send failure", "to", t->send_error);
+                else
+                        transfer_explain(t, "Connection closed", "by", error);
                 transfer_fail(t, error == -ECONNREFUSED ? CURLE_COULDNT_CONNECT :
                                  t->send_failed ? CURLE_SEND_ERROR : CURLE_GOT_NOTHING);
                 return;
         }
+        if (error != 0)
+                transfer_explain(t, "Receive failure", "from", error);
+        else
+                transfer_explain(t, "Connection closed before the end of the answer", "by", 0);
         transfer_finish(t, t->rs == RS_LENGTH || t->rs >= RS_CHUNK_SIZE ? CURLE_PARTIAL_FILE : CURLE_RECV_ERROR);
 }
 
@@ -881,6 +911,7 @@ static void conn_on_io(H1Conn *k, uint32_t revents) {
                         error = errno;
                 if (error != 0) {
                         log_debug_errno(error, "Upstream connect failed: %m");
+                        transfer_explain(t, "Failed to connect", "to", error);
                         transfer_finish(t, CURLE_COULDNT_CONNECT);
                         return;
                 }
@@ -937,7 +968,10 @@ static void conn_on_io(H1Conn *k, uint32_t revents) {
 }
 
 static int transfer_on_failed(sd_event_source *s, void *userdata) {
-        transfer_finish(userdata, CURLE_COULDNT_CONNECT);
+        H1Transfer *t = userdata;
+
+        transfer_explain(t, "Failed to connect", "to", t->failed_error);
+        transfer_finish(t, CURLE_COULDNT_CONNECT);
         return 0;
 }
 
@@ -962,6 +996,9 @@ int h1_transfer_start(H1Client *c, const H1Request *req, const H1Callbacks *cb, 
         t->body = req->body;
         t->body_len = req->body_len;
         t->connect_timeout = req->connect_timeout;
+        t->error = req->error;
+        if (t->error)
+                t->error[0] = 0;
         t->head_request = streq(req->method, "HEAD");
         t->dest = dest_get(c, &addr, addr_len);
         if (!t->dest) {
@@ -1021,6 +1058,7 @@ int h1_transfer_start(H1Client *c, const H1Request *req, const H1Callbacks *cb, 
                  * curl, through done(), not as a failure to start. */
                 if (r < 0 && r != -ENOMEM) {
                         log_debug_errno(r, "Upstream connect failed: %m");
+                        t->failed_error = r;
                         if (t->conn)
                                 conn_close(t->conn);
                         r = sd_event_add_defer(c->event, &t->failed, transfer_on_failed, t);

@@ -34,6 +34,10 @@ typedef struct H1Request {
         const void *body;                       /* kept valid by the caller until done() */
         size_t body_len;
         usec_t connect_timeout;                 /* 0: none */
+        /* As curl's CURLOPT_ERRORBUFFER: CURL_ERROR_SIZE bytes the transfer may write a failure's own
+         * account to before done() reports it ("Failed to connect to 127.0.0.1:8080: Connection refused");
+         * emptied at the start. NULL: none. */
+        char *error;
 } H1Request;
 
 int h1_client_new(sd_event *event, H1Client **ret);

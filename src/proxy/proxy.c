@@ -80,7 +80,11 @@ typedef struct ProxyCall {
         bool in_curl;                   /* inside a curl callback: never free the easy handle here */
         bool client_gone;
         bool timed_out;
-        char curl_error[CURL_ERROR_SIZE]; /* curl's own account of a failure (which check, which name) */
+        bool write_failed;              /* the client could not be written to: our callback ended the transfer */
+        const char *stop_reason;        /* why our callback ended the transfer otherwise (static), for the log */
+        UsageOutcome outcome;           /* how the call ended, for its usage row */
+        /* curl's own account of a failure (which check, which name); gate's client and timers write theirs */
+        char curl_error[CURL_ERROR_SIZE];
 
         usec_t t_attempt;
         usec_t upstream_wait;           /* time spent waiting for upstreams (and their retry-after) */
@@ -183,6 +187,7 @@ static void call_record_usage(ProxyCall *c) {
         u.stream = c->stream;
         u.bytes_in = buf_len(&r->body);
         u.bytes_out = r->bytes_out;
+        u.outcome = c->outcome;
         if (c->charged && c->proxy->limits) {
                 limits_settle(c->proxy->limits, &c->ticket, u.input_tokens + u.cache_read_tokens +
                               u.cache_write_tokens + u.output_tokens, u.cost);
@@ -459,6 +464,8 @@ static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata
                                 r = 0;
                         }
                         c->in_curl = false;
+                        if (r < 0)
+                                c->write_failed = true;
                         if (r < 0 || c->client_gone)
                                 return 0; /* aborts the transfer */
                 }
@@ -540,8 +547,10 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata) {
                 if (buf_len(&c->hold) + len <= (c->kind >= 0 ? TRANSLATE_BODY_MAX : HOLD_MAX))
                         return buf_append(&c->hold, data, len) < 0 ? 0 : len;
                 /* A body to translate must be whole: one this large is refused (502). */
-                if (c->kind >= 0)
+                if (c->kind >= 0) {
+                        c->stop_reason = "answer too large to translate";
                         return 0;
+                }
                 /* Too big to hold back: give up the retry and relay what we have. */
                 c->holding = false;
                 c->in_curl = true;
@@ -550,6 +559,8 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata) {
                         r = request_write(c->request, buf_data(&c->hold), buf_len(&c->hold));
                 c->in_curl = false;
                 buf_done(&c->hold);
+                if (r < 0)
+                        c->write_failed = true;
                 if (r < 0 || c->client_gone)
                         return 0;
         }
@@ -565,11 +576,16 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata) {
         if (c->translator) {
                 int t = stream_translator_feed(c->translator, data, len, &c->tout);
                 r = call_flush_translated(c);
+                if (r < 0)
+                        c->write_failed = true;
                 /* A malformed upstream stream: the client got its error event; end the transfer. */
-                if (t < 0)
+                if (t < 0) {
+                        c->stop_reason = t == -E2BIG ? "stream event too large to translate" :
+                                                       "malformed stream";
                         r = t;
-        } else
-                r = request_write(c->request, data, len);
+                }
+        } else if ((r = request_write(c->request, data, len)) < 0)
+                c->write_failed = true;
         c->in_curl = false;
         if (r < 0 || c->client_gone)
                 return 0;
@@ -586,6 +602,8 @@ static void call_detach(ProxyCall *c) {
 }
 
 static void call_fail(ProxyCall *c, unsigned status, const char *code, const char *provider) {
+        if (c->outcome == USAGE_OUTCOME_COMPLETE)
+                c->outcome = status == 504 ? USAGE_OUTCOME_UPSTREAM_TIMEOUT : USAGE_OUTCOME_UPSTREAM_ERROR;
         call_detach(c);
         if (c->started && c->translator) {
                 /* The client's dialect has an error event: send it before breaking the stream. */
@@ -605,6 +623,23 @@ static void call_fail(ProxyCall *c, unsigned status, const char *code, const cha
         call_free(c);
 }
 
+/* One failed attempt, in the log: at warning level, at most one line per provider per few seconds
+ * (UpstreamLog). The reason is curl's error code's text with curl's (or gate's client's) own account, or
+ * why gate itself stopped the transfer; the client only ever gets a generic message. Runs on failures
+ * only: the formatting costs the success path nothing. */
+static void call_log_failure(ProxyCall *c, CURLcode result) {
+        char reason[CURL_ERROR_SIZE + 256];
+
+        if (c->stop_reason)
+                snprintf(reason, sizeof reason, "%s", c->stop_reason);
+        else
+                snprintf(reason, sizeof reason, "%s%s%s%s%s%s", curl_error_string(result),
+                         c->curl_error[0] ? " (" : "", c->curl_error, c->curl_error[0] ? ")" : "",
+                         c->failure ? ": " : "", c->failure ? c->failure : "");
+        (void) upstream_log_failure(&c->proxy->upstream_log, now_mono(), c->cands[c->idx].provider->name,
+                                    request_id(c->request), reason);
+}
+
 /* A complete upstream answer (success or error) in the client's dialect. */
 static void call_reply_translated(ProxyCall *c) {
         _cleanup_free_ char *out = NULL;
@@ -619,8 +654,8 @@ static void call_reply_translated(ProxyCall *c) {
                 r = translate_error(c->kind, (unsigned) c->status, (const char *) buf_data(&c->hold),
                                     buf_len(&c->hold), &out, &len);
         if (r < 0) {
-                log_debug_errno(r, "Untranslatable answer from %s for request %s: %m",
-                                c->cands[c->idx].provider->name, request_id(c->request));
+                c->stop_reason = r == -ENOMEM ? "out of memory translating the answer" : "untranslatable answer";
+                call_log_failure(c, CURLE_OK);
                 call_fail(c, 502, "upstream_error", c->cands[c->idx].provider->name);
                 return;
         }
@@ -644,11 +679,16 @@ static void on_done(ProxyCall *c, CURLcode result) {
                 int e = c->timed_out ? -ETIMEDOUT : errno_from_curl(result);
                 if (!c->head_done)
                         c->upstream_wait += now_mono() - c->t_attempt;
+                if (c->write_failed) {
+                        /* Our callback ended the transfer because the client could not take the answer:
+                         * not the upstream's failure, and no other provider would do better. */
+                        c->outcome = USAGE_OUTCOME_CLIENT_CLOSED;
+                        call_fail(c, 502, "upstream_error", p->name);
+                        return;
+                }
                 /* The error code's text is generic ("SSL peer certificate or SSH remote key was not
                  * OK"); curl's buffer says which check failed and for which name. */
-                log_debug("Upstream %s failed for request %s: %s%s%s%s", p->name, request_id(c->request),
-                          curl_error_string(result), c->curl_error[0] ? " (" : "", c->curl_error,
-                          c->curl_error[0] ? ")" : "");
+                call_log_failure(c, result);
                 if (c->proxy->metrics)
                         gate_metrics_upstream_error(c->proxy->metrics, p->name,
                                                     e == -ETIMEDOUT ? "timeout" :
@@ -705,9 +745,14 @@ static void on_done(ProxyCall *c, CURLcode result) {
                 (void) call_flush_translated(c);
                 /* An upstream stream that ended before its final event (or turned out malformed at the
                  * end) must not look complete: the client has its error event, then the break. */
-                if (r < 0)
+                if (r < 0) {
+                        c->stop_reason = r == -EPIPE ? "stream ended before its final event" :
+                                         r == -ENOMEM ? "out of memory translating the stream" :
+                                                        "malformed stream";
+                        call_log_failure(c, CURLE_OK);
+                        c->outcome = USAGE_OUTCOME_UPSTREAM_ERROR;
                         request_reset(c->request);
-                else
+                } else
                         (void) request_finish(c->request);
                 call_free(c);
                 return;
@@ -768,17 +813,24 @@ static void on_timer(Timer *t) {
                         return;
         }
         /* First byte or idle timeout: end this attempt as a timeout. */
-        log_debug("Upstream %s timed out for request %s.", c->cands[c->idx].provider->name, request_id(c->request));
+        const Provider *p = c->cands[c->idx].provider;
+        char span[32];
         c->timed_out = true;
         if (c->h1) {
                 h1_transfer_cancel(c->h1);
                 c->h1 = NULL;
                 c->proxy->active--;
-                on_done(c, CURLE_OPERATION_TIMEDOUT);
-                return;
+        } else {
+                curl_glue_remove(c->proxy->curl, c->easy);
+                proxy_easy_put(c->proxy, c->easy);
+                c->easy = NULL;
+                c->proxy->active--;
         }
-        curl_glue_remove(c->proxy->curl, c->easy);
-        on_curl_done(c->easy, CURLE_OPERATION_TIMEDOUT, c);
+        /* The transfer is off curl now: the buffer is ours to say which timeout it was. */
+        (void) format_timespan(span, sizeof span, c->head_done ? p->idle_timeout : p->first_byte_timeout);
+        snprintf(c->curl_error, sizeof c->curl_error, c->head_done ? "no data for %s" : "no answer within %s",
+                 span);
+        on_done(c, CURLE_OPERATION_TIMEDOUT);
 }
 
 static void on_client_writable(Request *r, void *userdata) {
@@ -800,6 +852,8 @@ static void on_client_abort(Request *r, void *userdata) {
         ProxyCall *c = userdata;
 
         c->client_gone = true;
+        /* At the end of a drain the server closes what is left: gate's doing, not the client's. */
+        c->outcome = r->server && r->server->aborting ? USAGE_OUTCOME_SHUTDOWN : USAGE_OUTCOME_CLIENT_CLOSED;
         if (c->in_curl)
                 return; /* the curl callback returns an error, and on_done frees */
         /* The client went away: cancel the upstream transfer at once (closes or resets its stream). */
@@ -1082,6 +1136,7 @@ static void call_try_next(ProxyCall *c) {
                         .body = body,
                         .body_len = body_len,
                         .connect_timeout = p->connect_timeout,
+                        .error = c->curl_error,
                 };
 
                 /* Plain http:// on an IP literal or localhost; anything else goes to curl. */
@@ -1311,6 +1366,7 @@ int proxy_init(Proxy *p, sd_event *event) {
         r = timer_queue_new(event, "proxy-timeouts", &p->timers);
         if (r < 0)
                 return r;
+        upstream_log_init(&p->upstream_log, p->timers, UPSTREAM_LOG_INTERVAL);
         return h1_client_new(event, &p->h1);
 }
 
@@ -1365,6 +1421,7 @@ void proxy_easy_put(Proxy *p, CURL *easy) {
 void proxy_done(Proxy *p) {
         while (p->n_idle > 0)
                 curl_easy_cleanup(p->idle[--p->n_idle]);
+        upstream_log_done(&p->upstream_log);
         p->timers = timer_queue_free(p->timers);
         p->curl = curl_glue_free(p->curl);
         p->h1 = h1_client_free(p->h1);

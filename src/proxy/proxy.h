@@ -8,6 +8,7 @@
 #include "api/limits.h"
 #include "api/metrics.h"
 #include "proxy/provider.h"
+#include "proxy/upstream-log.h"
 #include "store/keys.h"
 #include "store/prices.h"
 #include "store/usage.h"
@@ -38,6 +39,7 @@ typedef struct Proxy {
         usec_t last_call_end;           /* loop time the last one ended */
         sd_event_source *trim_timer;    /* gives the heap of a finished burst back to the kernel */
         unsigned idle_connections;      /* [proxy] idle_connections, for H1Client and curl alike */
+        UpstreamLog upstream_log;       /* failed attempts at warning level, rate-limited per provider */
 } Proxy;
 
 /* Loads libcurl (dlopen_curl()) and sets up its multi handle on the loop, on the first call: before the

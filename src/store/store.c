@@ -63,6 +63,12 @@ static const char *const migrations[] = {
         ") STRICT;"
         "CREATE INDEX usage_time ON usage (time);"
         "CREATE INDEX usage_key_time ON usage (key_id, time);",
+
+        /* 4: why a request did not end normally (store/usage.h, UsageOutcome): 'upstream_error',
+         * 'upstream_timeout', 'client_closed', 'shutdown'; NULL when the answer went out whole. Older rows
+         * get NULL, as nothing recorded how they ended. No CHECK on the words: adding one later would need
+         * the whole table copied (SQLite cannot alter a constraint), and only gate writes rows. */
+        "ALTER TABLE usage ADD COLUMN outcome TEXT;",
 };
 
 int store_schema_version_latest(void) {

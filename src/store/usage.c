@@ -28,6 +28,29 @@
 /* With no backlog left, rows age by the second: looking once a minute is plenty. */
 #define USAGE_PRUNE_IDLE (60 * USEC_PER_SEC)
 
+static const char *const usage_outcome_table[_USAGE_OUTCOME_MAX] = {
+        [USAGE_OUTCOME_COMPLETE] = NULL,
+        [USAGE_OUTCOME_UPSTREAM_ERROR] = "upstream_error",
+        [USAGE_OUTCOME_UPSTREAM_TIMEOUT] = "upstream_timeout",
+        [USAGE_OUTCOME_CLIENT_CLOSED] = "client_closed",
+        [USAGE_OUTCOME_SHUTDOWN] = "shutdown",
+};
+
+const char *usage_outcome_to_string(UsageOutcome o) {
+        if (o < 0 || o >= _USAGE_OUTCOME_MAX)
+                return NULL;
+        return usage_outcome_table[o];
+}
+
+UsageOutcome usage_outcome_from_string(const char *s) {
+        if (!s)
+                return USAGE_OUTCOME_COMPLETE;
+        for (UsageOutcome o = 1; o < _USAGE_OUTCOME_MAX; o++)
+                if (streq(s, usage_outcome_table[o]))
+                        return o;
+        return _USAGE_OUTCOME_INVALID;
+}
+
 void usage_field_set(char *field, size_t n, const char *s) {
         size_t k;
 
@@ -89,12 +112,12 @@ struct UsageQueue {
 /* Rows go in USAGE_INSERT_ROWS per statement while a batch has that many: a statement's own cost
  * (step, halt, reset) was a sixth of a row's. */
 #define USAGE_INSERT_ROWS 16
-#define USAGE_COLUMNS 22
+#define USAGE_COLUMNS 23
 static const char insert_sql[] =
         "INSERT INTO usage (time, key_id, client, route, dialect_in, dialect_out, provider, model_requested, "
         "model_served, status, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
-        "cost_nanousd, priced, ttfb_us, total_us, overhead_us, stream, bytes_in, bytes_out) VALUES ";
-static const char insert_values_sql[] = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        "cost_nanousd, priced, ttfb_us, total_us, overhead_us, stream, bytes_in, bytes_out, outcome) VALUES ";
+static const char insert_values_sql[] = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 static int prepare_insert(sqlite3 *db, size_t rows, sqlite3_stmt **ret) {
         char sql[sizeof insert_sql + USAGE_INSERT_ROWS * sizeof insert_values_sql];
@@ -346,6 +369,7 @@ static void usage_bind(sqlite3_stmt *st, int base, const UsageRecord *u, char cl
         sqlite3_bind_int(st, base + 20, u->stream);
         bind_u64(st, base + 21, u->bytes_in);
         bind_u64(st, base + 22, u->bytes_out);
+        bind_text_or_null(st, base + 23, usage_outcome_to_string(u->outcome));
 }
 
 /* n rows (1 or USAGE_INSERT_ROWS) in one statement. */
@@ -754,6 +778,14 @@ int usage_last_used(Store *s, uint64_t key_id, usec_t *ret) {
         return 0;
 }
 
+uint64_t usage_summary_incomplete(const UsageSummary *u) {
+        uint64_t n = 0;
+
+        for (UsageOutcome o = 1; o < _USAGE_OUTCOME_MAX; o++)
+                n += u->outcomes[o];
+        return n;
+}
+
 void usage_summary_free_many(UsageSummary *l, size_t n) {
         for (size_t i = 0; l && i < n; i++) {
                 free(l[i].key_name);
@@ -777,7 +809,11 @@ int usage_summarize(Store *s, usec_t since, uint64_t key_id, UsageSummary **ret,
                                "  SUM(u.priced = 0 AND u.input_tokens + u.output_tokens + u.cache_read_tokens "
                                "      + u.cache_write_tokens > 0), "
                                "  SUM(u.input_tokens), SUM(u.output_tokens), SUM(u.cache_read_tokens), "
-                               "  SUM(u.cache_write_tokens), SUM(u.cost_nanousd) "
+                               "  SUM(u.cache_write_tokens), SUM(u.cost_nanousd), "
+                               /* In UsageOutcome's order, from USAGE_OUTCOME_UPSTREAM_ERROR on. */
+                               "  SUM(u.outcome = 'upstream_error'), SUM(u.outcome = 'upstream_timeout'), "
+                               "  SUM(u.outcome = 'client_closed'), SUM(u.outcome = 'shutdown'), "
+                               "  SUM(u.outcome IS NULL) "
                                "FROM usage u LEFT JOIN api_keys k ON k.id = u.key_id "
                                "WHERE u.time >= ?1 AND (?2 = 0 OR u.key_id IS ?3) "
                                "GROUP BY u.key_id, m "
@@ -816,6 +852,10 @@ int usage_summarize(Store *s, usec_t since, uint64_t key_id, UsageSummary **ret,
                         .cache_write_tokens = (uint64_t) MAX(sqlite3_column_int64(st, 9), 0),
                         .cost = (uint64_t) MAX(sqlite3_column_int64(st, 10), 0),
                 };
+                static_assert(_USAGE_OUTCOME_MAX == 5, "the query sums each outcome");
+                for (UsageOutcome o = 1; o < _USAGE_OUTCOME_MAX; o++)
+                        u->outcomes[o] = (uint64_t) MAX(sqlite3_column_int64(st, 10 + o), 0);
+                u->outcomes[USAGE_OUTCOME_COMPLETE] = (uint64_t) MAX(sqlite3_column_int64(st, 15), 0);
                 if ((name && !u->key_name) || !u->model) {
                         r = -ENOMEM;
                         goto fail;

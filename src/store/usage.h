@@ -11,6 +11,23 @@
 #define USAGE_PROVIDER_MAX 64
 #define USAGE_MODEL_MAX 128
 
+/* How a request ended, when not normally: the usage column "outcome" (NULL for USAGE_OUTCOME_COMPLETE).
+ * Complete means the client got the whole answer as the upstream ended it, an error status or an error
+ * event the upstream sent itself included (and gate's own refusals: 4xx, 503). */
+typedef enum UsageOutcome {
+        USAGE_OUTCOME_COMPLETE,
+        USAGE_OUTCOME_UPSTREAM_ERROR,   /* the upstream transfer failed: no answer (502) or one cut off */
+        USAGE_OUTCOME_UPSTREAM_TIMEOUT, /* no first byte, or a gap between chunks, in time (504 or cut off) */
+        USAGE_OUTCOME_CLIENT_CLOSED,    /* the client went away before the end (499 before the head) */
+        USAGE_OUTCOME_SHUTDOWN,         /* gate stopped and closed it at the end of its drain timeout */
+        _USAGE_OUTCOME_MAX,
+        _USAGE_OUTCOME_INVALID = -EINVAL,
+} UsageOutcome;
+
+/* The column's word; NULL for USAGE_OUTCOME_COMPLETE (and out of range). */
+const char *usage_outcome_to_string(UsageOutcome o);
+UsageOutcome usage_outcome_from_string(const char *s);
+
 /* Strings are held inline and cut (at a UTF-8 character boundary) to fit: a queued row owns no heap
  * memory, so the queue's memory is exactly its ring. */
 typedef struct UsageRecord {
@@ -42,6 +59,7 @@ typedef struct UsageRecord {
         bool stream;
         uint64_t bytes_in;
         uint64_t bytes_out;
+        UsageOutcome outcome;
 } UsageRecord;
 
 /* Copies a client address (IPv4, IPv6, or AF_UNIX as just the family) into the record. */
@@ -120,10 +138,15 @@ typedef struct UsageSummary {
         char *model;                            /* served, else requested */
         uint64_t requests;
         uint64_t errors;                        /* status >= 400 */
+        /* Requests by how they ended: [USAGE_OUTCOME_COMPLETE] those that ended normally. */
+        uint64_t outcomes[_USAGE_OUTCOME_MAX];
         uint64_t unpriced;                      /* rows whose model had no price */
         uint64_t input_tokens, output_tokens, cache_read_tokens, cache_write_tokens;
         uint64_t cost;                          /* nano-USD */
 } UsageSummary;
+
+/* Requests that did not end normally (all outcomes but USAGE_OUTCOME_COMPLETE). */
+uint64_t usage_summary_incomplete(const UsageSummary *u);
 
 #define USAGE_ANY_KEY UINT64_MAX
 

@@ -124,8 +124,14 @@ def broken_libcurl_fails_only_the_upstreams_that_need_it():
             status, _, body = post(g, "remote-2")
             assert status == 502 and "libcurl-gnutls.so.4 cannot be loaded" in body, (status, body)
             log = g.log()
-            lines = [line for line in log.splitlines() if "libcurl-gnutls.so.4 cannot be loaded" in line]
+            lines = [line for line in log.splitlines() if "libcurl-gnutls.so.4 cannot be loaded" in line
+                     and "Upstream remote failed" not in line]
             assert len(lines) == 1 and lines[0].startswith("<3>"), lines
+            # Each request it failed (remote-1, shared-1's first try, remote-2) is an upstream failure that
+            # says why: a warning, then, within 5 s for the same provider, at debug level only.
+            failed = [line for line in log.splitlines() if "Upstream remote failed" in line]
+            assert len(failed) == 3 and failed[0].startswith("<4>"), failed
+            assert all(line.startswith("<7>") and "cannot be loaded" in line for line in failed[1:]), failed
             assert g.proc.poll() is None
             assert not has(g.proc.pid, CURL_LIB)
     finally:

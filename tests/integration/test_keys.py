@@ -191,24 +191,28 @@ def usage_sums_per_key_and_model():
         run(d, "keys", "create", "--name", "ci", "--budget-usd", "1", "--budget-period", "day")
         db = sqlite3.connect(os.path.join(d, "gate.db"))
         now = int(time.time() * 1e6)
-        rows = [(now - 1000, 1, "claude-sonnet-4-5", 200, 100, 50, 10, 5, 2500000, 1),
-                (now - 2000, 1, "claude-sonnet-4-5", 200, 10, 5, 0, 0, 500000, 1),
-                (now - 3000, None, "llama", 200, 10, 5, 0, 0, 0, 0),
-                (now - 40 * 86400 * 10**6, 1, "gpt-4o", 529, 0, 0, 0, 0, 0, 1)]
+        # The second one a stream the upstream cut off: status 200, not an error, but incomplete.
+        rows = [(now - 1000, 1, "claude-sonnet-4-5", 200, 100, 50, 10, 5, 2500000, 1, None),
+                (now - 2000, 1, "claude-sonnet-4-5", 200, 10, 5, 0, 0, 500000, 1, "upstream_error"),
+                (now - 3000, None, "llama", 200, 10, 5, 0, 0, 0, 0, None),
+                (now - 40 * 86400 * 10**6, 1, "gpt-4o", 529, 0, 0, 0, 0, 0, 1, None)]
         db.executemany("INSERT INTO usage (time, key_id, model_served, status, input_tokens, output_tokens, "
-                       "cache_read_tokens, cache_write_tokens, cost_nanousd, priced) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                       rows)
+                       "cache_read_tokens, cache_write_tokens, cost_nanousd, priced, outcome) "
+                       "VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
         db.commit()
         db.close()
 
         rc, out, err = run(d, "usage")
         assert rc == 0, err
-        assert re.search(r"^1 ci\s+claude-sonnet-4-5\s+2\s+0\s+110\s+55\s+10\s+5\s+0\.003\s+0$", out, re.M), out
-        assert re.search(r"^-\s+llama\s+1\s+0\s+10\s+5\s+0\s+0\s+0\.00\s+1$", out, re.M), out
-        assert re.search(r"^TOTAL\s+4\s+1\s+120\s+60\s+10\s+5\s+0\.003\s+1$", out, re.M), out
+        assert re.search(r"^1 ci\s+claude-sonnet-4-5\s+2\s+0\s+1\s+110\s+55\s+10\s+5\s+0\.003\s+0$", out, re.M), out
+        assert re.search(r"^-\s+llama\s+1\s+0\s+0\s+10\s+5\s+0\s+0\s+0\.00\s+1$", out, re.M), out
+        assert re.search(r"^TOTAL\s+4\s+1\s+1\s+120\s+60\s+10\s+5\s+0\.003\s+1$", out, re.M), out
+        assert re.search(r"^INCOMPLETE: .*\n  upstream_error +1$", out, re.M), out
 
         j = json.loads(run(d, "usage", "--since", "7d", "--json")[1])
         assert j["total"]["requests"] == 3 and j["total"]["cost_nanousd"] == 3000000, j
+        assert j["total"]["incomplete"] == 1 and j["rows"][0]["outcomes"] == {
+            "upstream_error": 1, "upstream_timeout": 0, "client_closed": 0, "shutdown": 0}, j
         assert [(r["key_id"], r["model"]) for r in j["rows"]] == [(1, "claude-sonnet-4-5"), (None, "llama")], j
         j = json.loads(run(d, "usage", "--key", "ci", "--json")[1])
         assert j["total"]["requests"] == 3 and j["total"]["errors"] == 1, j

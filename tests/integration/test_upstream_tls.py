@@ -671,14 +671,19 @@ def tls_server_killed_mid_stream():
     # The mock's side: the stream was abandoned (nginx went away), not completed.
     rid = mock_requests(model)[0]["id"]
     assert M.wait_event(rid)["event"] == "aborted", M.events(rid)
-    # What gate records today: the status it sent (200), a stream, the bytes that went out, and no tokens
-    # (OpenAI puts usage in the last chunk, which never came).
+    # The row: the status the client got (200), a stream, the bytes that went out, no tokens (OpenAI puts
+    # usage in the last chunk, which never came), and the outcome that tells it from a complete answer.
     row = usage_row(model)
     assert row["status"] == 200 and row["stream"] == 1 and row["provider"] == "dying", row
+    assert row["outcome"] == "upstream_error", row
     assert row["output_tokens"] == 0 and row["input_tokens"] == 0, row
     assert 0 < row["bytes_out"] <= len(got), (row, len(got))
-    # The break shows as a failed upstream transfer in the metrics, not in the usage row.
+    # The break is a failed upstream transfer in the metrics, and a warning in the log (the provider's
+    # first failure, so not held back), with the request's id.
     assert upstream_errors("dying", "transfer") == before + 1
+    rid = resp.getheader("x-request-id")
+    assert any(line.startswith("<4>Upstream dying failed for request %s: " % rid) for line in g.log().splitlines()), \
+        [line for line in g.log().splitlines() if rid in line]
     assert_still_serving("killed")
 
 

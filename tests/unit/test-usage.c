@@ -84,6 +84,19 @@ static int64_t query_int(Store *s, const char *sql) {
         return v;
 }
 
+TEST(outcome_words) {
+        ASSERT_NULL(usage_outcome_to_string(USAGE_OUTCOME_COMPLETE));
+        ASSERT_STREQ(usage_outcome_to_string(USAGE_OUTCOME_UPSTREAM_ERROR), "upstream_error");
+        ASSERT_STREQ(usage_outcome_to_string(USAGE_OUTCOME_UPSTREAM_TIMEOUT), "upstream_timeout");
+        ASSERT_STREQ(usage_outcome_to_string(USAGE_OUTCOME_CLIENT_CLOSED), "client_closed");
+        ASSERT_STREQ(usage_outcome_to_string(USAGE_OUTCOME_SHUTDOWN), "shutdown");
+        ASSERT_NULL(usage_outcome_to_string(_USAGE_OUTCOME_MAX));
+        ASSERT_NULL(usage_outcome_to_string(_USAGE_OUTCOME_INVALID));
+        for (UsageOutcome o = 0; o < _USAGE_OUTCOME_MAX; o++)
+                ASSERT_EQ(usage_outcome_from_string(usage_outcome_to_string(o)), o);
+        ASSERT_EQ(usage_outcome_from_string("aborted"), _USAGE_OUTCOME_INVALID);
+}
+
 TEST(field_set_cuts_at_characters) {
         char f[6];
 
@@ -109,6 +122,7 @@ TEST(rows_are_written_whole) {
         ASSERT_EQ(usage_queue_push(q, &u), 0);
         u.key_id = 0;
         u.ttfb = 99;
+        u.outcome = USAGE_OUTCOME_CLIENT_CLOSED;
         USAGE_SET(&u, model_served, "");
         usage_set_client(&u, (const struct sockaddr *) &(struct sockaddr_in6) {
                 .sin6_family = AF_INET6, .sin6_port = htobe16(443), .sin6_addr = IN6ADDR_LOOPBACK_INIT });
@@ -126,7 +140,8 @@ TEST(rows_are_written_whole) {
                                      "SELECT time, key_id, client, route, dialect_in, dialect_out, provider, "
                                      "model_requested, model_served, status, input_tokens, output_tokens, "
                                      "cache_read_tokens, cache_write_tokens, cost_nanousd, priced, ttfb_us, "
-                                     "total_us, overhead_us, stream, bytes_in, bytes_out FROM usage ORDER BY id",
+                                     "total_us, overhead_us, stream, bytes_in, bytes_out, outcome "
+                                     "FROM usage ORDER BY id",
                                      -1, &st, NULL), SQLITE_OK);
         ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
         ASSERT_EQ(sqlite3_column_int64(st, 0), 1700000000 * USEC_PER_SEC + 7);
@@ -151,8 +166,10 @@ TEST(rows_are_written_whole) {
         ASSERT_EQ(sqlite3_column_int(st, 19), 1);
         ASSERT_EQ(sqlite3_column_int64(st, 20), 100);
         ASSERT_EQ(sqlite3_column_int64(st, 21), 200);
+        ASSERT_EQ(sqlite3_column_type(st, 22), SQLITE_NULL);      /* ended normally */
         ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
         ASSERT_EQ(sqlite3_column_type(st, 1), SQLITE_NULL);       /* no key */
+        ASSERT_STREQ((const char *) sqlite3_column_text(st, 22), "client_closed");
         ASSERT_EQ(sqlite3_column_type(st, 8), SQLITE_NULL);
         ASSERT_EQ(sqlite3_column_int64(st, 16), 99);
         /* The address is formatted by the writer. */
@@ -482,10 +499,16 @@ TEST(summaries) {
                 UsageRecord u = record(i);
                 u.key_id = i < 4 ? 1 : 0;
                 if (i == 3) {
-                        u.status = 529;
+                        u.status = 502;
                         u.priced = false;
+                        u.outcome = USAGE_OUTCOME_UPSTREAM_ERROR;
                         USAGE_SET(&u, model_served, "");
                 }
+                /* A stream cut off: its status stays 200, only the outcome tells. */
+                if (i == 2)
+                        u.outcome = USAGE_OUTCOME_UPSTREAM_TIMEOUT;
+                if (i == 4)
+                        u.outcome = USAGE_OUTCOME_CLIENT_CLOSED;
                 ASSERT_OK(usage_queue_push(q, &u));
         }
         ASSERT_EQ(usage_queue_flush(q), 6);
@@ -509,15 +532,26 @@ TEST(summaries) {
         ASSERT_EQ(l[0].errors, 1);
         ASSERT_EQ(l[0].unpriced, 1);
         ASSERT_EQ(l[0].cost, 3000);
+        ASSERT_EQ(l[0].outcomes[USAGE_OUTCOME_UPSTREAM_ERROR], 1);
+        ASSERT_EQ(l[0].outcomes[USAGE_OUTCOME_COMPLETE], 0);
+        ASSERT_EQ(usage_summary_incomplete(&l[0]), 1);
         ASSERT_STREQ(l[1].model, "claude-x-2025");
         ASSERT_EQ(l[1].requests, 3);
         ASSERT_EQ(l[1].input_tokens, 0 + 1 + 2);
         ASSERT_EQ(l[1].output_tokens, 2 * (0 + 1 + 2));
         ASSERT_EQ(l[1].cache_read_tokens, 9);
         ASSERT_EQ(l[1].cache_write_tokens, 12);
+        ASSERT_EQ(l[1].errors, 0);
+        ASSERT_EQ(l[1].outcomes[USAGE_OUTCOME_UPSTREAM_TIMEOUT], 1);
+        ASSERT_EQ(l[1].outcomes[USAGE_OUTCOME_UPSTREAM_ERROR], 0);
+        ASSERT_EQ(l[1].outcomes[USAGE_OUTCOME_COMPLETE], 2);
+        ASSERT_EQ(usage_summary_incomplete(&l[1]), 1);
         ASSERT_EQ(l[2].key_id, 0);
         ASSERT_NULL(l[2].key_name);
         ASSERT_EQ(l[2].requests, 2);
+        ASSERT_EQ(l[2].outcomes[USAGE_OUTCOME_CLIENT_CLOSED], 1);
+        ASSERT_EQ(l[2].outcomes[USAGE_OUTCOME_SHUTDOWN], 0);
+        ASSERT_EQ(l[2].outcomes[USAGE_OUTCOME_COMPLETE], 1);
         usage_summary_free_many(l, n);
 
         ASSERT_OK(usage_summarize(f.store, 0, 0, &l, &n));
