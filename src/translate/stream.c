@@ -20,6 +20,7 @@
 
 #include "shared/log.h"
 #include "shared/util.h"
+#include "translate/json-scratch.h"
 #include "translate/stream-internal.h"
 
 /* ---- lifecycle ---- */
@@ -561,18 +562,29 @@ static int fail_for(StreamTranslator *t, int r) {
         return r;
 }
 
+/* Whether a feed can run in a JSON scratch scope (json-scratch.h): each event's trees are made and dropped
+ * within it, except for a Responses client, whose finished output items (t->output) live across events. */
+static bool stream_scoped(const StreamTranslator *t) {
+        return t->kind != TRANSLATE_RESPONSES_TO_CHAT && t->kind != TRANSLATE_RESPONSES_TO_MESSAGES;
+}
+
 int stream_translator_feed(StreamTranslator *t, const void *p, size_t n, Buf *out) {
+        bool scoped = stream_scoped(t);
         int r;
 
         if (t->error)
                 return t->error;
         if (t->ended)
                 return 0;
+        if (scoped)
+                json_scratch_begin();
         t->out = out;
         r = sse_parser_feed(&t->sse, p, n, on_event, t);
         if (r < 0)
                 r = fail_for(t, r);
         t->out = NULL;
+        if (scoped)
+                json_scratch_end();
         return r;
 }
 
@@ -583,6 +595,8 @@ int stream_translator_finish(StreamTranslator *t, bool upstream_complete, Buf *o
                 return t->error;
         if (t->ended)
                 return 0;
+        if (stream_scoped(t))
+                json_scratch_begin();
         t->out = out;
         /* A last event without its blank line still counts; a half event is a cut, below. */
         if (upstream_complete)
@@ -600,5 +614,7 @@ int stream_translator_finish(StreamTranslator *t, bool upstream_complete, Buf *o
         else if (!t->ended)
                 r = fail(t, -EPIPE, "The upstream connection broke before the answer was complete.");
         t->out = NULL;
+        if (stream_scoped(t))
+                json_scratch_end();
         return r;
 }

@@ -1,4 +1,6 @@
 /* Unit tests for streaming translation: the SSE parser, each dialect's event grammar, splits, cuts, bounds. */
+/* These tests dump their own trees, outside any translation (see translate-internal.h). */
+#define TRANSLATE_ALLOW_JSON_DUMPS 1
 #include "test-translate-util.h"
 
 /* ---- the SSE parser ---- */
@@ -609,4 +611,86 @@ TEST(nothing_after_the_end) {
         ASSERT_EQ(buf_len(&out), len);
         ASSERT_OK(buf_append(&out, "", 1));
         ASSERT_TRUE(!strstr((const char *) buf_data(&out), "late"));
+}
+
+/* ---- deltas written directly ---- */
+
+/* Each data line of a translated stream is exactly what jansson dumps for the JSON it holds: the text,
+ * thinking and tool-input deltas are written as bytes (stream-emit.c, *_delta_direct()), the other events
+ * through jansson. */
+static void assert_lines_are_jansson_dumps(const char *out) {
+        for (const char *p = out; (p = strstr(p, "data: ")); ) {
+                const char *e = strstr(p, "\n\n");
+                _cleanup_free_ char *line = NULL, *again = NULL;
+                json_t *j;
+
+                ASSERT_NOT_NULL(e);
+                line = strndup(p + 6, (size_t) (e - p - 6));
+                ASSERT_NOT_NULL(line);
+                p = e;
+                /* [DONE], and the ping written as Anthropic's API writes it (with a space). */
+                if (streq(line, "[DONE]") || streq(line, "{\"type\": \"ping\"}"))
+                        continue;
+                j = json_loads(line, JSON_ALLOW_NUL, NULL);
+                if (!j)
+                        TEST_FAIL("not JSON: %s", line);
+                again = json_dumps(j, JSON_COMPACT);
+                json_decref(j);
+                if (!again || !streq(again, line))
+                        TEST_FAIL("written as\n  %s\njansson dumps\n  %s", line, again ?: "(nothing)");
+        }
+}
+
+#define TRICKY "q\\\"b\\\\s/\\n\\t\\r\\b\\f\\u0001\\u001f\\u007f \\u00e9\\u4e2d\\ud83d\\ude00 </script>"
+
+TEST(direct_deltas_are_byte_for_byte_what_jansson_writes) {
+        static const char chat[] =
+                "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":"
+                "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"reasoning_content\":\"th " TRICKY "\"},"
+                "\"finish_reason\":null}]}\n\n"
+                "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":"
+                "[{\"index\":0,\"delta\":{\"content\":\"" TRICKY "\"},\"finish_reason\":null}]}\n\n"
+                "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":"
+                "[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\","
+                "\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":\\\"" "x\\\\\\\"y" "\\\"}\"}}]},"
+                "\"finish_reason\":null}]}\n\n"
+                "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":"
+                "[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n"
+                "data: [DONE]\n\n";
+        static const char messages[] =
+                "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":"
+                "\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-x\",\"stop_reason\":null,"
+                "\"stop_sequence\":null,\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n"
+                "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
+                "{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n"
+                "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+                "{\"type\":\"thinking_delta\",\"thinking\":\"" TRICKY "\"}}\n\n"
+                "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
+                "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":"
+                "{\"type\":\"text\",\"text\":\"\"}}\n\n"
+                "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":"
+                "{\"type\":\"text_delta\",\"text\":\"" TRICKY "\"}}\n\n"
+                "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n"
+                "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\","
+                "\"stop_sequence\":null},\"usage\":{\"output_tokens\":9}}\n\n"
+                "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        StreamResult r = {};
+
+        /* An Anthropic client of an OpenAI upstream: thinking, text and tool-input deltas. */
+        ASSERT_OK(run_stream(TRANSLATE_MESSAGES_TO_CHAT, chat, strlen(chat), 0, false, true, &r));
+        ASSERT_CONTAINS(r.out, "\"type\":\"text_delta\",\"text\":\"q\\\"b\\\\s/\\n\\t\\r\\b\\f\\u0001\\u001F");
+        ASSERT_CONTAINS(r.out, "\"type\":\"thinking_delta\"");
+        ASSERT_CONTAINS(r.out, "\"type\":\"input_json_delta\"");
+        assert_lines_are_jansson_dumps(r.out);
+        stream_result_done(&r);
+
+        /* An OpenAI chat client of an Anthropic upstream, with and without include_usage. */
+        for (int usage = 0; usage <= 1; usage++) {
+                ASSERT_OK(run_stream(TRANSLATE_CHAT_TO_MESSAGES, messages, strlen(messages), 0, usage, true, &r));
+                ASSERT_CONTAINS(r.out, "\"delta\":{\"content\":\"q\\\"b\\\\s/");
+                ASSERT_CONTAINS(r.out, "\"delta\":{\"reasoning_content\":\"q\\\"b\\\\s/");
+                ASSERT_TRUE(!!strstr(r.out, "\"usage\":null") == !!usage);
+                assert_lines_are_jansson_dumps(r.out);
+                stream_result_done(&r);
+        }
 }
