@@ -19,7 +19,6 @@
  *   response.failed.
  */
 #include <assert.h>
-#include <inttypes.h>
 #include <stdio.h>
 
 #include "shared/util.h"
@@ -118,8 +117,20 @@ static int anthropic_delta_direct(StreamTranslator *t, const char *type, const c
         size_t len = buf_len(b);
         int r;
 
-        r = buf_printf(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":%i,"
-                       "\"delta\":{\"type\":\"%s\",\"%s\":", (int) t->n_blocks, type, field);
+        /* Not buf_printf(): vsnprintf() cost 4k instructions a delta here. */
+        r = buf_append_str(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":");
+        if (r >= 0)
+                r = buf_append_uint(b, t->n_blocks, 10);
+        if (r >= 0)
+                r = buf_append_str(b, ",\"delta\":{\"type\":\"");
+        if (r >= 0)
+                r = buf_append_str(b, type);
+        if (r >= 0)
+                r = buf_append_str(b, "\",\"");
+        if (r >= 0)
+                r = buf_append_str(b, field);
+        if (r >= 0)
+                r = buf_append_str(b, "\":");
         if (r >= 0)
                 r = json_write_string(s, n, b);
         if (r >= 0)
@@ -241,12 +252,20 @@ static int chat_delta_direct(StreamTranslator *t, const char *field, const char 
         if (r >= 0)
                 r = json_write_string(t->client_id, strlen(t->client_id), b);
         if (r >= 0)
-                r = buf_printf(b, ",\"object\":\"chat.completion.chunk\",\"created\":%" PRIi64 ",\"model\":",
-                               t->created);
+                r = buf_append_str(b, t->created < 0 ? ",\"object\":\"chat.completion.chunk\",\"created\":-" :
+                                                       ",\"object\":\"chat.completion.chunk\",\"created\":");
+        if (r >= 0)
+                r = buf_append_uint(b, t->created < 0 ? -(uint64_t) t->created : (uint64_t) t->created, 10);
+        if (r >= 0)
+                r = buf_append_str(b, ",\"model\":");
         if (r >= 0)
                 r = json_write_string(t->client_model, strlen(t->client_model), b);
         if (r >= 0)
-                r = buf_printf(b, ",\"choices\":[{\"index\":0,\"delta\":{\"%s\":", field);
+                r = buf_append_str(b, ",\"choices\":[{\"index\":0,\"delta\":{\"");
+        if (r >= 0)
+                r = buf_append_str(b, field);
+        if (r >= 0)
+                r = buf_append_str(b, "\":");
         if (r >= 0)
                 r = json_write_string(s, n, b);
         if (r >= 0)
