@@ -224,10 +224,17 @@ api_key = %(key)s
 TRUST = tempfile.mkdtemp(prefix="gate-trust-")
 BUNDLE = os.path.join(TRUST, "ca-certificates.crt")
 shutil.copy(CA.crt, BUNDLE)
-# Not root: a user namespace of its own makes the mount namespace (and the bind mount) allowed.
-IN_NAMESPACE = (["unshare"] + (["--map-root-user"] if os.geteuid() != 0 else []) +
-                ["--mount", "--propagation", "private", "sh", "-ec",
-                 'mount --bind "$0" %s; exec "$@"' % SYSTEM_BUNDLE, BUNDLE])
+
+
+def bound_over(source, target=SYSTEM_BUNDLE):
+    """A wrapper that runs gate in a mount namespace of its own with source bound over target. Not root: a
+    user namespace of its own makes the mount namespace (and the bind mount) allowed."""
+    return (["unshare"] + (["--map-root-user"] if os.geteuid() != 0 else []) +
+            ["--mount", "--propagation", "private", "sh", "-ec", 'mount --bind "$0" "$1"; shift; exec "$@"',
+             source, target])
+
+
+IN_NAMESPACE = bound_over(BUNDLE)
 
 g = Gate(config=CONFIG, wrapper=IN_NAMESPACE).start()
 
@@ -480,9 +487,7 @@ def trust_is_the_bundle_file_not_the_loose_certificates():
     shutil.copy(ROGUE.crt, os.path.join(certs, "ca-certificates.crt"))
     shutil.copy(CA.crt, os.path.join(certs, "gate-test-ca.pem"))
     subprocess.run(["openssl", "rehash", certs], capture_output=True, check=True)
-    wrap = (["unshare"] + (["--map-root-user"] if os.geteuid() != 0 else []) +
-            ["--mount", "--propagation", "private", "sh", "-ec",
-             'mount --bind "$0" /etc/ssl/certs; exec "$@"', certs])
+    wrap = bound_over(certs, "/etc/ssl/certs")
     try:
         with Gate(config=CONFIG, wrapper=wrap) as loose:
             loose.start()
@@ -501,9 +506,7 @@ def reload_parses_the_bundle_again():
     trust = tempfile.mkdtemp(prefix="gate-reload-trust-")
     bundle = os.path.join(trust, "ca-certificates.crt")
     shutil.copy(ROGUE.crt, bundle)
-    wrap = (["unshare"] + (["--map-root-user"] if os.geteuid() != 0 else []) +
-            ["--mount", "--propagation", "private", "sh", "-ec",
-             'mount --bind "$0" %s; exec "$@"' % SYSTEM_BUNDLE, bundle])
+    wrap = bound_over(bundle)
 
     def reload(gate):
         n = len(gate.notify.messages)
@@ -544,9 +547,7 @@ def unparseable_bundle_leaves_the_check_to_curl_and_refuses():
     bundle = os.path.join(trust, "ca-certificates.crt")
     with open(bundle, "w") as f:
         f.write("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
-    wrap = (["unshare"] + (["--map-root-user"] if os.geteuid() != 0 else []) +
-            ["--mount", "--propagation", "private", "sh", "-ec",
-             'mount --bind "$0" %s; exec "$@"' % SYSTEM_BUNDLE, bundle])
+    wrap = bound_over(bundle)
     try:
         with Gate(config=CONFIG, wrapper=wrap) as bad:
             bad.start()
