@@ -85,6 +85,7 @@ struct H2Session {
         usec_t drain_deadline;
 
         bool busy;              /* inside mem_recv or a send pass: no nested mem_send */
+        bool kicked;            /* the defer source is armed: another kick needs no sd-event call */
         bool need_pass;         /* output was queued while busy */
         bool closed;
         bool got_settings;
@@ -516,7 +517,11 @@ static void session_kick(H2Session *s) {
                 s->need_pass = true;
                 return;
         }
-        /* Called by handlers, possibly deep inside their own code: send from the loop, not from here. */
+        /* Called by handlers, possibly deep inside their own code: send from the loop, not from here.
+         * Every body write kicks; arming the defer source once per loop iteration is enough. */
+        if (s->kicked)
+                return;
+        s->kicked = true;
         (void) sd_event_source_set_enabled(s->defer, SD_EVENT_ONESHOT);
 }
 
@@ -910,6 +915,7 @@ static void session_process(H2Session *s) {
                 if (!s->need_pass)
                         break;
                 if (pass + 1 >= H2_MAX_PASSES) {
+                        s->kicked = true;
                         (void) sd_event_source_set_enabled(s->defer, SD_EVENT_ONESHOT);
                         break;
                 }
@@ -980,6 +986,7 @@ static int session_on_defer(sd_event_source *es, void *userdata) {
         H2Session *s = userdata;
         _unused_ _cleanup_(session_unrefp) H2Session *ref = session_ref(s);
 
+        s->kicked = false;      /* a ONESHOT source is off again once dispatched */
         session_process(s);
         return 0;
 }
