@@ -55,6 +55,7 @@ struct H2Stream {
         bool eof;               /* send_end() seen */
         bool reset_after_flush; /* reset() seen: send what is queued, then RST_STREAM, never END_STREAM */
         bool deferred;          /* h2_data_read() returned NGHTTP2_ERR_DEFERRED */
+        bool detached;          /* h2_data_read() ended its provider without END_STREAM */
         bool response_sent;     /* END_STREAM went out */
         bool notify;            /* fell below low water: wake the handler after this pass */
         bool queued;            /* output nghttp2 has not taken yet: counted in n_queued */
@@ -548,6 +549,13 @@ static ssize_t h2_data_read(nghttp2_session *h2, int32_t stream_id, uint8_t *buf
                 else if (n == 0) {
                         st->deferred = true;
                         return NGHTTP2_ERR_DEFERRED;
+                } else {
+                        /* All that is queued goes in this frame. Ending the provider here (without
+                         * END_STREAM) spares nghttp2 asking again only to be told DEFERRED, deferring
+                         * the stream and, on the next write, resuming it: the next write attaches a
+                         * new provider instead (h2_stream_resume()). The frames are the same. */
+                        *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+                        st->detached = true;
                 }
         }
         /* Not from here: the handler would queue and resume data from inside nghttp2's send path. */
@@ -654,6 +662,24 @@ static int h2_send_head(Request *r, unsigned status, const HttpHeader *headers, 
 }
 
 static void h2_stream_resume(H2Stream *st) {
+        if (st->detached) {
+                /* nghttp2 let go of the last provider before it reported that frame sent (so
+                 * before mem_send returned): no provider is attached now. */
+                nghttp2_data_provider provider = {
+                        .source.ptr = st,
+                        .read_callback = h2_data_read,
+                };
+                int k;
+
+                st->detached = false;
+                k = nghttp2_submit_data(st->session->h2, NGHTTP2_FLAG_END_STREAM, st->id, &provider);
+                if (k < 0) {
+                        log_debug("HTTP/2 stream %" PRIi32 ": failed to submit data, resetting: %s", st->id,
+                                  nghttp2_error_string(k));
+                        h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+                }
+                return;
+        }
         if (!st->deferred)
                 return;
         st->deferred = false;

@@ -21,6 +21,7 @@ typedef struct ClientStream {
         const uint8_t *req_body;        /* request body the client sends */
         size_t req_len, req_off;
         bool req_defer;                 /* never send the body (body timeout) */
+        unsigned n_data, n_data_empty;  /* DATA frames received, and of those without payload */
 } ClientStream;
 
 typedef struct Harness {
@@ -211,6 +212,13 @@ static int c_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void 
                 cs = cs_find(h, frame->hd.stream_id);
                 if (cs)
                         cs->got_rst = true;
+        } else if (frame->hd.type == NGHTTP2_DATA) {
+                cs = cs_find(h, frame->hd.stream_id);
+                if (cs) {
+                        cs->n_data++;
+                        if (frame->hd.length == 0)
+                                cs->n_data_empty++;
+                }
         }
         return 0;
 }
@@ -1189,4 +1197,61 @@ TEST(no_stall_when_answered) {
                 (void) sd_event_run(h.event, 10 * USEC_PER_MSEC);
         ASSERT_FALSE(h.ms.closed);
         ASSERT_EQ(h.server.n_sessions, 1);
+}
+
+/* A streamed response as frames: one DATA frame per pass with whatever was written since the last one,
+ * never an empty one but the last, which carries END_STREAM when the end comes after the last write. */
+TEST(stream_frames) {
+        _cleanup_(harness_done) Harness h;
+        ClientStream *cs;
+        char expect[256] = "a";
+
+        ASSERT_OK(harness_init(&h, NULL));
+        cs = submit(&h, "GET", "/stream", NULL, 0, NULL, 0);
+        ASSERT_NOT_NULL(cs);
+        pump(&h);
+        ASSERT_EQ(cs->n_data, 1);
+        for (unsigned i = 0; i < 20; i++) {
+                char d[8];
+
+                snprintf(d, sizeof d, "<%u>", i);
+                strcat(expect, d);
+                ASSERT_EQ(request_write(T.held, d, strlen(d)), 0);
+                pump(&h);
+                ASSERT_EQ(cs->n_data, 2 + i);
+                ASSERT_EQ(buf_len(&cs->body), strlen(expect));
+        }
+        /* Two writes in one loop iteration: one frame. */
+        ASSERT_EQ(request_write(T.held, "y", 1), 0);
+        ASSERT_EQ(request_write(T.held, "z", 1), 0);
+        strcat(expect, "yz");
+        pump(&h);
+        ASSERT_EQ(cs->n_data, 22);
+        ASSERT_FALSE(cs->closed);
+        ASSERT_EQ(cs->n_data_empty, 0);
+        ASSERT_OK(request_finish(T.held));
+        T.held = request_unref(T.held);
+        pump(&h);
+        ASSERT_TRUE(cs->closed);
+        ASSERT_EQ(cs->close_error, NGHTTP2_NO_ERROR);
+        ASSERT_EQ(cs->n_data, 23);
+        ASSERT_EQ(cs->n_data_empty, 1);
+        ASSERT_EQ(buf_len(&cs->body), strlen(expect));
+        ASSERT_TRUE(memcmp(buf_data(&cs->body), expect, strlen(expect)) == 0);
+        ASSERT_EQ(h.server.active_requests, 0);
+
+        /* A write and the end in one iteration: the last data and END_STREAM share a frame. */
+        cs = submit(&h, "GET", "/stream", NULL, 0, NULL, 0);
+        ASSERT_NOT_NULL(cs);
+        pump(&h);
+        ASSERT_EQ(request_write(T.held, "b", 1), 0);
+        ASSERT_OK(request_finish(T.held));
+        T.held = request_unref(T.held);
+        pump(&h);
+        ASSERT_TRUE(cs->closed);
+        ASSERT_EQ(cs->close_error, NGHTTP2_NO_ERROR);
+        ASSERT_EQ(cs->n_data, 2);
+        ASSERT_EQ(cs->n_data_empty, 0);
+        ASSERT_EQ(buf_len(&cs->body), 2);
+        ASSERT_EQ(h.server.active_requests, 0);
 }
