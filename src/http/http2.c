@@ -55,8 +55,10 @@ struct H2Stream {
         bool eof;               /* send_end() seen */
         bool reset_after_flush; /* reset() seen: send what is queued, then RST_STREAM, never END_STREAM */
         bool deferred;          /* h2_data_read() returned NGHTTP2_ERR_DEFERRED */
+        bool detached;          /* h2_data_read() ended its provider without END_STREAM */
         bool response_sent;     /* END_STREAM went out */
         bool notify;            /* fell below low water: wake the handler after this pass */
+        bool queued;            /* output nghttp2 has not taken yet: counted in n_queued */
 };
 
 struct H2Session {
@@ -67,6 +69,12 @@ struct H2Session {
         nghttp2_session *h2;
         H2Stream *streams;
         unsigned n_streams;
+        /* Each pass would otherwise walk every stream (three times) for what is nearly always none of
+         * them: with a hundred streams on a connection those walks cost more than the DATA frame the
+         * pass sends. These let a pass skip a walk that would find nothing. */
+        unsigned n_queued;      /* streams with queued output (h2_stream_update_queued()) */
+        unsigned n_deadlines;   /* streams whose deadline is not USEC_INFINITY */
+        bool notify_pending;    /* some stream has notify set */
         Buf wbuf;
 
         sd_event_source *timer;
@@ -78,6 +86,7 @@ struct H2Session {
         usec_t drain_deadline;
 
         bool busy;              /* inside mem_recv or a send pass: no nested mem_send */
+        bool kicked;            /* the defer source is armed: another kick needs no sd-event call */
         bool need_pass;         /* output was queued while busy */
         bool closed;
         bool got_settings;
@@ -103,6 +112,32 @@ static usec_t session_now(H2Session *s) {
         if (s->server->event && sd_event_now(s->server->event, CLOCK_MONOTONIC, &t) >= 0)
                 return t;
         return now_mono();
+}
+
+static void h2_stream_set_deadline(H2Stream *st, usec_t deadline) {
+        bool had = st->deadline != USEC_INFINITY, has = deadline != USEC_INFINITY;
+
+        st->deadline = deadline;
+        if (had != has) {
+                if (has)
+                        st->session->n_deadlines++;
+                else
+                        st->session->n_deadlines--;
+        }
+}
+
+/* Keeps st->queued (and the session's count) equal to what session_stalled() asks of a stream; called
+ * wherever one of its inputs changes. */
+static void h2_stream_update_queued(H2Stream *st) {
+        bool q = st->has_provider && !st->response_sent && (!buf_empty(&st->out) || st->eof);
+
+        if (q == st->queued)
+                return;
+        st->queued = q;
+        if (q)
+                st->session->n_queued++;
+        else
+                st->session->n_queued--;
 }
 
 static bool h2_name_eq(const uint8_t *name, size_t len, const char *s) {
@@ -143,7 +178,12 @@ static H2Stream *h2_stream_free(H2Stream *st) {
         if (s->n_streams > 0 && --s->n_streams == 0 && !s->closed)
                 s->idle_since = session_now(s);
 
+        /* After the detach: an aborted handler may still queue output on its way out. */
         h2_stream_detach(st);
+        if (st->queued)
+                s->n_queued--;
+        if (st->deadline != USEC_INFINITY)
+                s->n_deadlines--;
         buf_done(&st->out);
         free(st);
         return NULL;
@@ -174,8 +214,9 @@ static int h2_stream_new(H2Session *s, int32_t id, H2Stream **ret) {
         st->id = id;
         st->request = r;
         st->declared_length = UINT64_MAX;
-        st->deadline = timeout_enabled(l->header_timeout) ? usec_add(session_now(s), l->header_timeout)
-                                                          : USEC_INFINITY;
+        st->deadline = USEC_INFINITY;
+        h2_stream_set_deadline(st, timeout_enabled(l->header_timeout) ?
+                                   usec_add(session_now(s), l->header_timeout) : USEC_INFINITY);
         st->next = s->streams;
         if (s->streams)
                 s->streams->prev = st;
@@ -193,7 +234,7 @@ static void h2_stream_reject(H2Stream *st, unsigned status, const char *code, co
         if (st->rejected || !st->request)
                 return;
         st->rejected = true;
-        st->deadline = USEC_INFINITY;
+        h2_stream_set_deadline(st, USEC_INFINITY);
         buf_done(&st->request->body);
         if (st->request->head_sent)
                 k = -EBUSY;
@@ -208,7 +249,7 @@ static void h2_stream_reject(H2Stream *st, unsigned status, const char *code, co
 
 static void h2_stream_reset(H2Stream *st, uint32_t error_code) {
         st->rejected = true;
-        st->deadline = USEC_INFINITY;
+        h2_stream_set_deadline(st, USEC_INFINITY);
         (void) nghttp2_submit_rst_stream(st->session->h2, NGHTTP2_FLAG_NONE, st->id, error_code);
 }
 
@@ -300,7 +341,7 @@ static void h2_stream_headers_done(H2Stream *st, bool end_stream) {
         int k;
 
         st->headers_done = true;
-        st->deadline = USEC_INFINITY;
+        h2_stream_set_deadline(st, USEC_INFINITY);
         if (!r)
                 return;
         r->start_usec = now_mono();
@@ -331,12 +372,12 @@ static void h2_stream_headers_done(H2Stream *st, bool end_stream) {
         }
 
         if (!end_stream && timeout_enabled(l->body_timeout))
-                st->deadline = usec_add(session_now(s), l->body_timeout);
+                h2_stream_set_deadline(st, usec_add(session_now(s), l->body_timeout));
 }
 
 static void h2_stream_end_of_request(H2Stream *st) {
         st->remote_closed = true;
-        st->deadline = USEC_INFINITY;
+        h2_stream_set_deadline(st, USEC_INFINITY);
         if (st->rejected || st->dispatched || !st->request || !st->headers_done)
                 return;
         st->dispatched = true;
@@ -426,7 +467,7 @@ static int on_data_chunk_recv(nghttp2_session *h2, uint8_t flags, int32_t stream
                 return 0;
         }
         if (timeout_enabled(l->body_timeout))
-                st->deadline = usec_add(session_now(s), l->body_timeout);
+                h2_stream_set_deadline(st, usec_add(session_now(s), l->body_timeout));
         return 0;
 }
 
@@ -440,6 +481,7 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *
         if (!st)
                 return 0;
         st->response_sent = true;
+        h2_stream_update_queued(st);
         /* We answered before the request was complete (413, 431 ...): tell the client to stop
          * sending rather than keep receiving a body nobody reads (RFC 9113 8.1). */
         if (!st->remote_closed)
@@ -476,7 +518,11 @@ static void session_kick(H2Session *s) {
                 s->need_pass = true;
                 return;
         }
-        /* Called by handlers, possibly deep inside their own code: send from the loop, not from here. */
+        /* Called by handlers, possibly deep inside their own code: send from the loop, not from here.
+         * Every body write kicks; arming the defer source once per loop iteration is enough. */
+        if (s->kicked)
+                return;
+        s->kicked = true;
         (void) sd_event_source_set_enabled(s->defer, SD_EVENT_ONESHOT);
 }
 
@@ -489,6 +535,7 @@ static ssize_t h2_data_read(nghttp2_session *h2, int32_t stream_id, uint8_t *buf
         if (n > 0) {
                 memcpy(buf, buf_data(&st->out), n);
                 buf_consume(&st->out, n);
+                h2_stream_update_queued(st);
         }
         if (buf_empty(&st->out)) {
                 buf_shrink(&st->out, 16U << 10);
@@ -502,12 +549,20 @@ static ssize_t h2_data_read(nghttp2_session *h2, int32_t stream_id, uint8_t *buf
                 else if (n == 0) {
                         st->deferred = true;
                         return NGHTTP2_ERR_DEFERRED;
+                } else {
+                        /* All that is queued goes in this frame. Ending the provider here (without
+                         * END_STREAM) spares nghttp2 asking again only to be told DEFERRED, deferring
+                         * the stream and, on the next write, resuming it: the next write attaches a
+                         * new provider instead (h2_stream_resume()). The frames are the same. */
+                        *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+                        st->detached = true;
                 }
         }
         /* Not from here: the handler would queue and resume data from inside nghttp2's send path. */
         if (st->request && st->request->want_writable &&
             buf_len(&st->out) < s->server->limits.send_low_water) {
                 st->notify = true;
+                s->notify_pending = true;
                 s->need_pass = true;
         }
         return (ssize_t) n;
@@ -601,11 +656,30 @@ static int h2_send_head(Request *r, unsigned status, const HttpHeader *headers, 
         }
         st->no_body = no_body;
         st->has_provider = !no_body;
+        h2_stream_update_queued(st);
         session_kick(s);
         return 0;
 }
 
 static void h2_stream_resume(H2Stream *st) {
+        if (st->detached) {
+                /* nghttp2 let go of the last provider before it reported that frame sent (so
+                 * before mem_send returned): no provider is attached now. */
+                nghttp2_data_provider provider = {
+                        .source.ptr = st,
+                        .read_callback = h2_data_read,
+                };
+                int k;
+
+                st->detached = false;
+                k = nghttp2_submit_data(st->session->h2, NGHTTP2_FLAG_END_STREAM, st->id, &provider);
+                if (k < 0) {
+                        log_debug("HTTP/2 stream %" PRIi32 ": failed to submit data, resetting: %s", st->id,
+                                  nghttp2_error_string(k));
+                        h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+                }
+                return;
+        }
         if (!st->deferred)
                 return;
         st->deferred = false;
@@ -621,6 +695,7 @@ static int h2_send_body(Request *r, const void *p, size_t n) {
         k = buf_append(&st->out, p, n);
         if (k < 0)
                 return k;
+        h2_stream_update_queued(st);
         h2_stream_resume(st);
         session_kick(st->session);
         return 0;
@@ -630,6 +705,7 @@ static int h2_send_end(Request *r) {
         H2Stream *st = r->proto;
 
         st->eof = true;
+        h2_stream_update_queued(st);
         if (st->has_provider) {
                 h2_stream_resume(st);
                 session_kick(st->session);
@@ -771,6 +847,9 @@ static int session_send(H2Session *s) {
 }
 
 static void session_notify_writable(H2Session *s) {
+        if (!s->notify_pending)
+                return;
+        s->notify_pending = false;
         /* Streams are only freed from inside mem_recv/mem_send or by session_free(), neither of which
          * can run while we hold the session busy: the list is stable across the handler calls. */
         for (H2Stream *st = s->streams; st && !s->closed; st = st->next) {
@@ -787,11 +866,14 @@ static void session_notify_writable(H2Session *s) {
 static bool session_stalled(H2Session *s) {
         if (s->write_blocked)
                 return true;
+        if (s->n_queued == 0)
+                return false;
+        if (nghttp2_session_get_remote_window_size(s->h2) <= 0)
+                return true;
         for (H2Stream *st = s->streams; st; st = st->next) {
                 if (!st->has_provider || st->response_sent || (buf_empty(&st->out) && !st->eof))
                         continue;
-                if (nghttp2_session_get_stream_remote_window_size(s->h2, st->id) <= 0 ||
-                    nghttp2_session_get_remote_window_size(s->h2) <= 0)
+                if (nghttp2_session_get_stream_remote_window_size(s->h2, st->id) <= 0)
                         return true;
         }
         return false;
@@ -818,8 +900,9 @@ static void session_arm_timer(H2Session *s) {
 
         if (s->draining && !s->goaway_final)
                 deadline = MIN(deadline, s->drain_deadline);
-        for (H2Stream *st = s->streams; st; st = st->next)
-                deadline = MIN(deadline, st->deadline);
+        if (s->n_deadlines > 0)
+                for (H2Stream *st = s->streams; st; st = st->next)
+                        deadline = MIN(deadline, st->deadline);
 
         if (deadline == USEC_INFINITY) {
                 (void) sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
@@ -858,6 +941,7 @@ static void session_process(H2Session *s) {
                 if (!s->need_pass)
                         break;
                 if (pass + 1 >= H2_MAX_PASSES) {
+                        s->kicked = true;
                         (void) sd_event_source_set_enabled(s->defer, SD_EVENT_ONESHOT);
                         break;
                 }
@@ -928,6 +1012,7 @@ static int session_on_defer(sd_event_source *es, void *userdata) {
         H2Session *s = userdata;
         _unused_ _cleanup_(session_unrefp) H2Session *ref = session_ref(s);
 
+        s->kicked = false;      /* a ONESHOT source is off again once dispatched */
         session_process(s);
         return 0;
 }
@@ -958,7 +1043,7 @@ static int session_on_timer(sd_event_source *es, uint64_t usec, void *userdata) 
         for (H2Stream *st = s->streams; st; st = st->next) {
                 if (st->deadline > now)
                         continue;
-                st->deadline = USEC_INFINITY;
+                h2_stream_set_deadline(st, USEC_INFINITY);
                 if (!st->headers_done) {
                         /* Stuck inside a header block: nothing else can happen on this connection. */
                         log_debug("HTTP/2 stream %" PRIi32 ": headers timed out, closing.", st->id);

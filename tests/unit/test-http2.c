@@ -21,6 +21,7 @@ typedef struct ClientStream {
         const uint8_t *req_body;        /* request body the client sends */
         size_t req_len, req_off;
         bool req_defer;                 /* never send the body (body timeout) */
+        unsigned n_data, n_data_empty;  /* DATA frames received, and of those without payload */
 } ClientStream;
 
 typedef struct Harness {
@@ -211,6 +212,13 @@ static int c_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void 
                 cs = cs_find(h, frame->hd.stream_id);
                 if (cs)
                         cs->got_rst = true;
+        } else if (frame->hd.type == NGHTTP2_DATA) {
+                cs = cs_find(h, frame->hd.stream_id);
+                if (cs) {
+                        cs->n_data++;
+                        if (frame->hd.length == 0)
+                                cs->n_data_empty++;
+                }
         }
         return 0;
 }
@@ -1088,4 +1096,162 @@ TEST(handler_reset) {
         ASSERT_EQ(h.server.active_streams, 0);
         ASSERT_EQ(h.server.active_requests, 0);
         ASSERT_FALSE(h.ms.closed);
+}
+
+/* The loop alone (no client reading the output, which stays in h->ms.out) until cond or 2 s. */
+#define RUN_UNTIL(h, cond)                                                      \
+        do {                                                                    \
+                usec_t _end = now_mono() + 2 * USEC_PER_SEC;                    \
+                while (!(cond) && now_mono() < _end)                            \
+                        (void) sd_event_run((h)->event, 10 * USEC_PER_MSEC);    \
+        } while (0)
+
+/* HPACK without the dynamic table: GET, http, :path /hello or /slow, :authority localhost. */
+static const uint8_t hpack_get_hello[] = {
+        0x82, 0x86, 0x04, 0x06, '/', 'h', 'e', 'l', 'l', 'o', 0x01, 0x09, 'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't',
+};
+
+static const uint8_t hpack_get_slow[] = {
+        0x82, 0x86, 0x04, 0x05, '/', 's', 'l', 'o', 'w', 0x01, 0x09, 'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't',
+};
+
+/* A raw client that announces a stream window of initial_window and never sends WINDOW_UPDATE. */
+static void raw_client_start(Harness *h, uint32_t initial_window) {
+        const uint8_t settings[6] = {
+                0, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint8_t) (initial_window >> 24),
+                (uint8_t) (initial_window >> 16), (uint8_t) (initial_window >> 8), (uint8_t) initial_window,
+        };
+        Buf b = {};
+
+        (void) buf_append(&b, preface, sizeof preface - 1);
+        frame(&b, NGHTTP2_SETTINGS, 0, 0, settings, sizeof settings);
+        feed(h, buf_data(&b), buf_len(&b));
+        buf_done(&b);
+}
+
+static void raw_get(Harness *h, uint32_t sid, const uint8_t *block, size_t len) {
+        Buf b = {};
+
+        frame(&b, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, sid, block, len);
+        feed(h, buf_data(&b), buf_len(&b));
+        buf_done(&b);
+}
+
+/* Output held back by a stream's flow-control window (not by the transport) counts as the client not
+ * reading, also after other streams on the connection were answered in full. */
+TEST(send_timeout_stream_window) {
+        _cleanup_(harness_done) Harness h;
+        HttpLimits l = HTTP_LIMITS_DEFAULT;
+
+        l.send_timeout = 30 * USEC_PER_MSEC;
+        ASSERT_OK(harness_init(&h, &l));
+        raw_client_start(&h, 16);
+        raw_get(&h, 1, hpack_get_hello, sizeof hpack_get_hello);    /* 11 bytes: fits the window */
+        raw_get(&h, 3, hpack_get, sizeof hpack_get);                /* a 404 in JSON: does not */
+        raw_get(&h, 5, hpack_get_hello, sizeof hpack_get_hello);
+        ASSERT_EQ(T.n_dispatch, 3);
+        ASSERT_EQ(h.server.active_requests, 1);
+        RUN_UNTIL(&h, h.ms.closed);
+        ASSERT_TRUE(h.ms.closed);
+        ASSERT_FALSE(h.ms.close_flush);
+        ASSERT_EQ(h.server.n_sessions, 0);
+        ASSERT_EQ(h.server.active_requests, 0);
+}
+
+/* The same with the connection's window (65,535 bytes, only WINDOW_UPDATE raises it) used up. */
+TEST(send_timeout_connection_window) {
+        _cleanup_(harness_done) Harness h;
+        HttpLimits l = HTTP_LIMITS_DEFAULT;
+
+        l.send_timeout = 30 * USEC_PER_MSEC;
+        ASSERT_OK(harness_init(&h, &l));
+        raw_client_start(&h, 1U << 24);
+        raw_get(&h, 1, hpack_get_slow, sizeof hpack_get_slow);
+        ASSERT_EQ(T.n_dispatch, 1);
+        ASSERT_NOT_NULL(T.held);
+        RUN_UNTIL(&h, h.ms.closed);
+        ASSERT_TRUE(h.ms.closed);
+        ASSERT_FALSE(h.ms.close_flush);
+        ASSERT_EQ(T.n_abort, 1);
+        ASSERT_EQ(h.server.n_sessions, 0);
+        ASSERT_EQ(h.server.active_requests, 0);
+}
+
+/* Answers that fit the windows leave nothing queued: no stall, and the connection stays open past the
+ * send timeout. */
+TEST(no_stall_when_answered) {
+        _cleanup_(harness_done) Harness h;
+        HttpLimits l = HTTP_LIMITS_DEFAULT;
+        usec_t end;
+
+        l.send_timeout = 20 * USEC_PER_MSEC;
+        l.idle_timeout = 0;
+        ASSERT_OK(harness_init(&h, &l));
+        raw_client_start(&h, 16);
+        for (uint32_t sid = 1; sid < 40; sid += 2)
+                raw_get(&h, sid, hpack_get_hello, sizeof hpack_get_hello);
+        ASSERT_EQ(T.n_dispatch, 20);
+        ASSERT_EQ(h.server.active_requests, 0);
+        end = now_mono() + 100 * USEC_PER_MSEC;
+        while (now_mono() < end)
+                (void) sd_event_run(h.event, 10 * USEC_PER_MSEC);
+        ASSERT_FALSE(h.ms.closed);
+        ASSERT_EQ(h.server.n_sessions, 1);
+}
+
+/* A streamed response as frames: one DATA frame per pass with whatever was written since the last one,
+ * never an empty one but the last, which carries END_STREAM when the end comes after the last write. */
+TEST(stream_frames) {
+        _cleanup_(harness_done) Harness h;
+        ClientStream *cs;
+        char expect[256] = "a";
+
+        ASSERT_OK(harness_init(&h, NULL));
+        cs = submit(&h, "GET", "/stream", NULL, 0, NULL, 0);
+        ASSERT_NOT_NULL(cs);
+        pump(&h);
+        ASSERT_EQ(cs->n_data, 1);
+        for (unsigned i = 0; i < 20; i++) {
+                char d[8];
+
+                snprintf(d, sizeof d, "<%u>", i);
+                strcat(expect, d);
+                ASSERT_EQ(request_write(T.held, d, strlen(d)), 0);
+                pump(&h);
+                ASSERT_EQ(cs->n_data, 2 + i);
+                ASSERT_EQ(buf_len(&cs->body), strlen(expect));
+        }
+        /* Two writes in one loop iteration: one frame. */
+        ASSERT_EQ(request_write(T.held, "y", 1), 0);
+        ASSERT_EQ(request_write(T.held, "z", 1), 0);
+        strcat(expect, "yz");
+        pump(&h);
+        ASSERT_EQ(cs->n_data, 22);
+        ASSERT_FALSE(cs->closed);
+        ASSERT_EQ(cs->n_data_empty, 0);
+        ASSERT_OK(request_finish(T.held));
+        T.held = request_unref(T.held);
+        pump(&h);
+        ASSERT_TRUE(cs->closed);
+        ASSERT_EQ(cs->close_error, NGHTTP2_NO_ERROR);
+        ASSERT_EQ(cs->n_data, 23);
+        ASSERT_EQ(cs->n_data_empty, 1);
+        ASSERT_EQ(buf_len(&cs->body), strlen(expect));
+        ASSERT_TRUE(memcmp(buf_data(&cs->body), expect, strlen(expect)) == 0);
+        ASSERT_EQ(h.server.active_requests, 0);
+
+        /* A write and the end in one iteration: the last data and END_STREAM share a frame. */
+        cs = submit(&h, "GET", "/stream", NULL, 0, NULL, 0);
+        ASSERT_NOT_NULL(cs);
+        pump(&h);
+        ASSERT_EQ(request_write(T.held, "b", 1), 0);
+        ASSERT_OK(request_finish(T.held));
+        T.held = request_unref(T.held);
+        pump(&h);
+        ASSERT_TRUE(cs->closed);
+        ASSERT_EQ(cs->close_error, NGHTTP2_NO_ERROR);
+        ASSERT_EQ(cs->n_data, 2);
+        ASSERT_EQ(cs->n_data_empty, 0);
+        ASSERT_EQ(buf_len(&cs->body), 2);
+        ASSERT_EQ(h.server.active_requests, 0);
 }
