@@ -68,12 +68,12 @@ static void *scratch_malloc(size_t n) {
 static void scratch_free(void *p) {
         if (!p)
                 return;
-        /* Inside a scope, memory of the arena goes back with it; anything else (a value made before the
-         * scope, or on another thread) came from malloc(). */
-        if (depth > 0)
-                for (const Block *b = blocks; b; b = b->next)
-                        if (in_block(b, p))
-                                return;
+        /* Memory of the arena goes back with it; anything else (a value made before the scope, or while it
+         * was suspended, or on another thread) came from malloc(). Checked outside a scope too: the kept
+         * block is one range to compare. */
+        for (const Block *b = blocks; b; b = b->next)
+                if (in_block(b, p))
+                        return;
         free(p);
 }
 
@@ -105,6 +105,18 @@ void json_scratch_end(void) {
         if (blocks)
                 blocks->used = 0;
 #endif
+}
+
+unsigned json_scratch_suspend(void) {
+        unsigned saved = depth;
+
+        depth = 0;
+        return saved;
+}
+
+void json_scratch_resume(unsigned saved) {
+        assert(depth == 0);
+        depth = saved;
 }
 
 size_t json_scratch_held(void) {

@@ -12,6 +12,11 @@
 void json_scratch_begin(void);
 void json_scratch_end(void);
 
+/* For a value that must outlive the scope: from suspend to resume jansson allocates with malloc() again
+ * (and frees of the arena's memory stay no-ops). */
+unsigned json_scratch_suspend(void);
+void json_scratch_resume(unsigned saved);
+
 /* Bytes the calling thread's arena holds now, and whether scopes use it at all (for tests). */
 size_t json_scratch_held(void);
 bool json_scratch_enabled(void);

@@ -23,6 +23,7 @@
 
 #include "shared/util.h"
 #include "translate/json-fast.h"
+#include "translate/json-scratch.h"
 #include "translate/stream-internal.h"
 
 typedef enum ClientDialect {
@@ -324,6 +325,17 @@ static int chat_finish(StreamTranslator *t) {
 
 /* ---- Responses ---- */
 
+/* t->output, the finished items, lives across events, outside the feed's JSON scratch scope
+ * (json-scratch.h): an item goes in as a copy, made and appended with jansson on malloc(). */
+static int resp_output_append(StreamTranslator *t, const json_t *item) {
+        unsigned saved = json_scratch_suspend();
+        int r;
+
+        r = json_append(t->output, json_deep_copy(item));
+        json_scratch_resume(saved);
+        return r;
+}
+
 /* {"type": TYPE, FIELDS..., "sequence_number": N}; consumes fields. */
 static int resp_event(StreamTranslator *t, const char *type, json_t *fields) {
         json_t *j;
@@ -521,9 +533,8 @@ static int responses_block_stop(StreamTranslator *t) {
         r = resp_event(t, "response.output_item.done",
                        json_pack("{s:i, s:O}", "output_index", idx, "item", item));
         if (r >= 0)
-                r = json_append(t->output, item);
-        else
-                json_decref(item);
+                r = resp_output_append(t, item);
+        json_decref(item);
         return r;
 }
 

@@ -562,29 +562,23 @@ static int fail_for(StreamTranslator *t, int r) {
         return r;
 }
 
-/* Whether a feed can run in a JSON scratch scope (json-scratch.h): each event's trees are made and dropped
- * within it, except for a Responses client, whose finished output items (t->output) live across events. */
-static bool stream_scoped(const StreamTranslator *t) {
-        return t->kind != TRANSLATE_RESPONSES_TO_CHAT && t->kind != TRANSLATE_RESPONSES_TO_MESSAGES;
-}
-
+/* feed() and finish() run in a JSON scratch scope (json-scratch.h): each event's trees are made and dropped
+ * within it. What lives across events holds no jansson memory of the scope (strings are strdup()ed; the
+ * Responses output items are copied out, resp_output_append()). */
 int stream_translator_feed(StreamTranslator *t, const void *p, size_t n, Buf *out) {
-        bool scoped = stream_scoped(t);
         int r;
 
         if (t->error)
                 return t->error;
         if (t->ended)
                 return 0;
-        if (scoped)
-                json_scratch_begin();
+        json_scratch_begin();
         t->out = out;
         r = sse_parser_feed(&t->sse, p, n, on_event, t);
         if (r < 0)
                 r = fail_for(t, r);
         t->out = NULL;
-        if (scoped)
-                json_scratch_end();
+        json_scratch_end();
         return r;
 }
 
@@ -595,8 +589,7 @@ int stream_translator_finish(StreamTranslator *t, bool upstream_complete, Buf *o
                 return t->error;
         if (t->ended)
                 return 0;
-        if (stream_scoped(t))
-                json_scratch_begin();
+        json_scratch_begin();
         t->out = out;
         /* A last event without its blank line still counts; a half event is a cut, below. */
         if (upstream_complete)
@@ -614,7 +607,6 @@ int stream_translator_finish(StreamTranslator *t, bool upstream_complete, Buf *o
         else if (!t->ended)
                 r = fail(t, -EPIPE, "The upstream connection broke before the answer was complete.");
         t->out = NULL;
-        if (stream_scoped(t))
-                json_scratch_end();
+        json_scratch_end();
         return r;
 }

@@ -109,3 +109,25 @@ TEST(translation_runs_in_a_scope_and_its_result_outlives_it) {
         ASSERT_CONTAINS(x.t.body, "\"content\":\"Say hi.\"");
         translated_request_done(&x.t);
 }
+
+TEST(a_value_made_while_suspended_outlives_the_scope) {
+        json_t *kept, *inside;
+        unsigned saved;
+
+        json_scratch_begin();
+        inside = json_pack("{s:[s, s]}", "a", "b", "c");
+        ASSERT_NOT_NULL(inside);
+        saved = json_scratch_suspend();
+        kept = json_deep_copy(inside);
+        json_scratch_resume(saved);
+        ASSERT_NOT_NULL(kept);
+        json_decref(inside);
+        json_scratch_end();
+        /* The arena was reset; the copy came from malloc() and is intact (valgrind would see otherwise). */
+        json_scratch_begin();
+        inside = json_pack("{s:s}", "overwrite", "the arena's first bytes");
+        json_decref(inside);
+        json_scratch_end();
+        ASSERT_STREQ(json_string_value(json_array_get(json_object_get(kept, "a"), 1)), "c");
+        json_decref(kept);
+}
