@@ -155,12 +155,34 @@ UNTRUSTED = ROGUE.issue("localhost", "rogue")   # the right name, from a CA gate
 EXPIRED = CA.issue("localhost", "expired", days=-1)
 FOR_IP = CA.issue("127.0.0.1", "ip", san="IP:127.0.0.1")   # for https://127.0.0.1:PORT
 
+
+def issue_with_subject(ca, subject_lines, tag, san):
+    """A certificate from ca whose subject is written as openssl config lines: unlike -subj, a value there can
+    hold a control character ("\\n" is a newline). Returns (crt, key)."""
+    base = os.path.join(ca.dir, tag)
+    with open(base + ".cnf", "w") as f:
+        f.write("[req]\nprompt = no\ndistinguished_name = dn\n[dn]\n%s\n" % subject_lines)
+    with open(base + ".ext", "w") as f:
+        f.write("subjectAltName=%s\n" % san)
+    for args in (["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                  base + ".key", "-out", base + ".csr", "-config", base + ".cnf"],
+                 ["x509", "-req", "-in", base + ".csr", "-CA", ca.crt, "-CAkey", ca.key, "-CAcreateserial",
+                  "-out", base + ".crt", "-days", "1", "-extfile", base + ".ext"]):
+        subprocess.run(["openssl"] + args, capture_output=True, check=True)
+    return base + ".crt", base + ".key"
+
+
+# Trusted, for another name, with a newline in its subject (which gate's log quotes when the name is wrong).
+FORGED_LINE = "Upstream tls failed: a forged line"
+NEWLINE_DN = issue_with_subject(CA, "CN = evil\\n%s\nO = newline" % FORGED_LINE, "newline-dn", "DNS:other.test")
+
 M = Mock(require_key=UPSTREAM_KEY).start()
-GOOD_PORT, OTHER_PORT, ROGUE_PORT, DYING_PORT, BURST_PORT, H1_PORT, EXPIRED_PORT, IP_PORT = \
-    (free_port() for _ in range(8))
+GOOD_PORT, OTHER_PORT, ROGUE_PORT, DYING_PORT, BURST_PORT, H1_PORT, EXPIRED_PORT, IP_PORT, NEWLINE_PORT = \
+    (free_port() for _ in range(9))
 # BURST_PORT (HTTP/2) and H1_PORT (HTTP/1.1 only) see no other traffic: their connections are counted.
 N = Nginx(M.port, [(GOOD_PORT, *GOOD), (OTHER_PORT, *OTHER), (ROGUE_PORT, *UNTRUSTED), (BURST_PORT, *GOOD),
-                   (H1_PORT, *GOOD, False), (EXPIRED_PORT, *EXPIRED), (IP_PORT, *FOR_IP)]).start()
+                   (H1_PORT, *GOOD, False), (EXPIRED_PORT, *EXPIRED), (IP_PORT, *FOR_IP),
+                   (NEWLINE_PORT, *NEWLINE_DN)]).start()
 # A TLS server of its own for the one that gets killed mid-stream.
 N2 = Nginx(M.port, [(DYING_PORT, *GOOD)]).start()
 
@@ -217,7 +239,12 @@ type = openai-compatible
 base_url = https://127.0.0.1:%(good)d/v1
 models = ipname-*
 api_key = %(key)s
-""" % {"expired": EXPIRED_PORT, "ip": IP_PORT, "burst": BURST_PORT, "h1": H1_PORT, "good": GOOD_PORT, "rogue": ROGUE_PORT, "other": OTHER_PORT, "mock": M.port, "dying": DYING_PORT,
+[provider.newline]
+type = openai-compatible
+base_url = https://localhost:%(newline)d/v1
+models = newline-*
+api_key = %(key)s
+""" % {"newline": NEWLINE_PORT, "expired": EXPIRED_PORT, "ip": IP_PORT, "burst": BURST_PORT, "h1": H1_PORT, "good": GOOD_PORT, "rogue": ROGUE_PORT, "other": OTHER_PORT, "mock": M.port, "dying": DYING_PORT,
        "key": UPSTREAM_KEY}
 
 # The trust store gate sees: the test CA alone, bound over the system bundle in gate's own mount namespace.
@@ -615,6 +642,21 @@ def ip_literal_upstream_is_checked_against_the_certificates_ip_names():
     assert_upstream_error(status, h, data, "ipname")
     assert not mock_requests("ipname-x")
     assert any("does not match host name '127.0.0.1'" in line for line in gate_log_for(h)), gate_log_for(h)
+
+
+@test
+def a_newline_in_the_certificate_subject_stays_inside_its_log_line():
+    # The log quotes the subject of a certificate for the wrong name, and the server chooses that subject
+    # (here signed by the trusted CA; an untrusted one is quoted the same way): a newline in it must not
+    # start a line of the server's making.
+    status, h, data = chat("newline-x")
+    assert_upstream_error(status, h, data, "newline")
+    assert not mock_requests("newline-x")
+    log = g.log().splitlines()
+    assert not any(line.lstrip("<>0123456789").startswith(FORGED_LINE) for line in log), \
+        [line for line in log if FORGED_LINE in line]
+    assert any(("certificate for CN=evil?%s,O=newline does not match host name 'localhost'" % FORGED_LINE) in line
+               for line in gate_log_for(h)), gate_log_for(h)
 
 
 @test
