@@ -1,7 +1,8 @@
 """gate to an https:// upstream over real TLS: nginx (HTTP/2 over TLS, certificates from a throwaway CA)
 in front of the mock upstream. Passthrough, streaming and translation over TLS, and the bad cases: a CA
 gate does not trust, a certificate for another name, https:// to a plain-HTTP port, and the TLS server
-dying mid-stream; after each, gate must go on serving.
+dying mid-stream; after each, gate must go on serving. Also through an https_proxy from the environment,
+honest and in the middle.
 
 gate has no CA option: it trusts the system's CA bundle file. gate runs in a private mount namespace with
 a file holding the test CA bound over /etc/ssl/certs/ca-certificates.crt, so the real /etc is never
@@ -588,6 +589,105 @@ def unparseable_bundle_leaves_the_check_to_curl_and_refuses():
     finally:
         shutil.rmtree(trust, ignore_errors=True)
     assert not mock_requests("gpt-badbundle")
+
+
+class ConnectProxy:
+    """An HTTP proxy that only tunnels (CONNECT), as https_proxy names; to=PORT sends every tunnel to
+    127.0.0.1:PORT whatever was asked, as a proxy in the middle would."""
+
+    def __init__(self, to=None):
+        self.to = to
+        self.asked = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = client.recv(4096)
+            if not data:
+                client.close()
+                return
+            head += data
+        method, target = head.split(b"\r\n")[0].decode().split(" ")[:2]
+        self.asked.append((method, target))
+        if method != "CONNECT":
+            client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
+            client.close()
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.to or int(target.rsplit(":", 1)[1])))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pump(src, dst):
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    dst.sendall(data)
+            except OSError:
+                pass
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+        pump(upstream, client)
+
+    def close(self):
+        self.sock.close()
+
+
+def through_proxy(proxy):
+    """The environment that makes curl tunnel every https:// upstream through proxy (localhost too)."""
+    return {"https_proxy": "http://127.0.0.1:%d" % proxy.port, "HTTPS_PROXY": "", "no_proxy": "", "NO_PROXY": ""}
+
+
+@test
+def https_proxy_from_the_environment_tunnels_to_the_checked_upstream():
+    # curl honours https_proxy for gate's transfers. The first request on a new tunnel gets the upstream's
+    # answer whole: the proxy's "200 Connection established" is not the upstream's head.
+    proxy = ConnectProxy()
+    try:
+        with Gate(config=CONFIG, wrapper=IN_NAMESPACE, env=through_proxy(proxy)) as gp:
+            gp.start()
+            status, h, data = chat("gpt-via-proxy", port=gp.port)
+            assert status == 200, (status, data)
+            assert json.loads(data)["choices"][0]["message"]["content"] == text_of(5), data
+    finally:
+        proxy.close()
+    assert proxy.asked == [("CONNECT", "localhost:%d" % GOOD_PORT)], proxy.asked
+    assert len(mock_requests("gpt-via-proxy")) == 1
+
+
+@test
+def https_proxy_in_the_middle_is_refused():
+    # A proxy that tunnels to another server (one with the right name from a CA gate does not trust): the
+    # check is of the server at the end of the tunnel, for the upstream's name, and the client gets gate's
+    # 502, not the proxy's 200 and a broken body.
+    proxy = ConnectProxy(to=ROGUE_PORT)
+    try:
+        with Gate(config=CONFIG, wrapper=IN_NAMESPACE, env=through_proxy(proxy)) as gp:
+            gp.start()
+            status, h, data = chat("gpt-via-rogue-proxy", port=gp.port)
+            assert_upstream_error(status, h, data, "tls")
+            assert "certificate issuer is unknown" in gp.log(), gp.log()[-2000:]
+    finally:
+        proxy.close()
+    assert proxy.asked and proxy.asked[0] == ("CONNECT", "localhost:%d" % GOOD_PORT), proxy.asked
+    assert not mock_requests("gpt-via-rogue-proxy")
 
 
 # ---- the bad cases: a clear 502 to the client, and gate goes on ----
