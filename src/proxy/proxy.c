@@ -1167,6 +1167,10 @@ static void call_try_next(ProxyCall *c) {
         curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
         curl_easy_setopt(c->easy, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(c->easy, CURLOPT_HEADERDATA, c);
+        /* Through a proxy from the environment (https_proxy, which curl honours), the proxy's answer to
+         * CONNECT ("200 Connection established") would reach on_header() as if it were the upstream's head:
+         * the client's response started before the TLS handshake, then broke when the real head came. */
+        curl_easy_setopt(c->easy, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
         curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, on_write);
         curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
         curl_easy_setopt(c->easy, CURLOPT_NOSIGNAL, 1L);

@@ -56,6 +56,11 @@ static void name_mismatch_reason(gnutls_x509_crt_t leaf, const char *host, char 
         gnutls_datum_t dn = {};
 
         if (gnutls_x509_crt_get_dn2(leaf, &dn) >= 0 && dn.data) {
+                /* The subject is the server's to choose, trusted or not, and GnuTLS leaves control characters
+                 * in it as they are: a newline would start a log line of the server's making. */
+                for (unsigned i = 0; i < dn.size; i++)
+                        if (dn.data[i] < 0x20 || dn.data[i] == 0x7f)
+                                dn.data[i] = '?';
                 (void) snprintf(reason, reason_size, "SSL: certificate for %.*s does not match host name '%s'",
                                 (int) dn.size, (const char *) dn.data, host);
                 gnutls_free(dn.data);

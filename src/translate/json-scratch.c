@@ -46,6 +46,9 @@ static void *scratch_malloc(size_t n) {
 
         if (depth == 0)
                 return malloc(n);
+        /* Rounding up, or the block header added below, would wrap around: refused, as malloc() would. */
+        if (n > SIZE_MAX / 2)
+                return NULL;
         n = n == 0 ? SCRATCH_ALIGN : (n + SCRATCH_ALIGN - 1) & ~(size_t) (SCRATCH_ALIGN - 1);
         if (!b || b->size - b->used < n) {
                 size_t size = b ? MIN(b->size * 2, (size_t) SCRATCH_BLOCK_MAX) : SCRATCH_BLOCK_FIRST;

@@ -1,7 +1,8 @@
 """gate to an https:// upstream over real TLS: nginx (HTTP/2 over TLS, certificates from a throwaway CA)
 in front of the mock upstream. Passthrough, streaming and translation over TLS, and the bad cases: a CA
 gate does not trust, a certificate for another name, https:// to a plain-HTTP port, and the TLS server
-dying mid-stream; after each, gate must go on serving.
+dying mid-stream; after each, gate must go on serving. Also through an https_proxy from the environment,
+honest and in the middle.
 
 gate has no CA option: it trusts the system's CA bundle file. gate runs in a private mount namespace with
 a file holding the test CA bound over /etc/ssl/certs/ca-certificates.crt, so the real /etc is never
@@ -155,12 +156,34 @@ UNTRUSTED = ROGUE.issue("localhost", "rogue")   # the right name, from a CA gate
 EXPIRED = CA.issue("localhost", "expired", days=-1)
 FOR_IP = CA.issue("127.0.0.1", "ip", san="IP:127.0.0.1")   # for https://127.0.0.1:PORT
 
+
+def issue_with_subject(ca, subject_lines, tag, san):
+    """A certificate from ca whose subject is written as openssl config lines: unlike -subj, a value there can
+    hold a control character ("\\n" is a newline). Returns (crt, key)."""
+    base = os.path.join(ca.dir, tag)
+    with open(base + ".cnf", "w") as f:
+        f.write("[req]\nprompt = no\ndistinguished_name = dn\n[dn]\n%s\n" % subject_lines)
+    with open(base + ".ext", "w") as f:
+        f.write("subjectAltName=%s\n" % san)
+    for args in (["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                  base + ".key", "-out", base + ".csr", "-config", base + ".cnf"],
+                 ["x509", "-req", "-in", base + ".csr", "-CA", ca.crt, "-CAkey", ca.key, "-CAcreateserial",
+                  "-out", base + ".crt", "-days", "1", "-extfile", base + ".ext"]):
+        subprocess.run(["openssl"] + args, capture_output=True, check=True)
+    return base + ".crt", base + ".key"
+
+
+# Trusted, for another name, with a newline in its subject (which gate's log quotes when the name is wrong).
+FORGED_LINE = "Upstream tls failed: a forged line"
+NEWLINE_DN = issue_with_subject(CA, "CN = evil\\n%s\nO = newline" % FORGED_LINE, "newline-dn", "DNS:other.test")
+
 M = Mock(require_key=UPSTREAM_KEY).start()
-GOOD_PORT, OTHER_PORT, ROGUE_PORT, DYING_PORT, BURST_PORT, H1_PORT, EXPIRED_PORT, IP_PORT = \
-    (free_port() for _ in range(8))
+GOOD_PORT, OTHER_PORT, ROGUE_PORT, DYING_PORT, BURST_PORT, H1_PORT, EXPIRED_PORT, IP_PORT, NEWLINE_PORT = \
+    (free_port() for _ in range(9))
 # BURST_PORT (HTTP/2) and H1_PORT (HTTP/1.1 only) see no other traffic: their connections are counted.
 N = Nginx(M.port, [(GOOD_PORT, *GOOD), (OTHER_PORT, *OTHER), (ROGUE_PORT, *UNTRUSTED), (BURST_PORT, *GOOD),
-                   (H1_PORT, *GOOD, False), (EXPIRED_PORT, *EXPIRED), (IP_PORT, *FOR_IP)]).start()
+                   (H1_PORT, *GOOD, False), (EXPIRED_PORT, *EXPIRED), (IP_PORT, *FOR_IP),
+                   (NEWLINE_PORT, *NEWLINE_DN)]).start()
 # A TLS server of its own for the one that gets killed mid-stream.
 N2 = Nginx(M.port, [(DYING_PORT, *GOOD)]).start()
 
@@ -217,7 +240,12 @@ type = openai-compatible
 base_url = https://127.0.0.1:%(good)d/v1
 models = ipname-*
 api_key = %(key)s
-""" % {"expired": EXPIRED_PORT, "ip": IP_PORT, "burst": BURST_PORT, "h1": H1_PORT, "good": GOOD_PORT, "rogue": ROGUE_PORT, "other": OTHER_PORT, "mock": M.port, "dying": DYING_PORT,
+[provider.newline]
+type = openai-compatible
+base_url = https://localhost:%(newline)d/v1
+models = newline-*
+api_key = %(key)s
+""" % {"newline": NEWLINE_PORT, "expired": EXPIRED_PORT, "ip": IP_PORT, "burst": BURST_PORT, "h1": H1_PORT, "good": GOOD_PORT, "rogue": ROGUE_PORT, "other": OTHER_PORT, "mock": M.port, "dying": DYING_PORT,
        "key": UPSTREAM_KEY}
 
 # The trust store gate sees: the test CA alone, bound over the system bundle in gate's own mount namespace.
@@ -563,6 +591,105 @@ def unparseable_bundle_leaves_the_check_to_curl_and_refuses():
     assert not mock_requests("gpt-badbundle")
 
 
+class ConnectProxy:
+    """An HTTP proxy that only tunnels (CONNECT), as https_proxy names; to=PORT sends every tunnel to
+    127.0.0.1:PORT whatever was asked, as a proxy in the middle would."""
+
+    def __init__(self, to=None):
+        self.to = to
+        self.asked = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = client.recv(4096)
+            if not data:
+                client.close()
+                return
+            head += data
+        method, target = head.split(b"\r\n")[0].decode().split(" ")[:2]
+        self.asked.append((method, target))
+        if method != "CONNECT":
+            client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
+            client.close()
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.to or int(target.rsplit(":", 1)[1])))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pump(src, dst):
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    dst.sendall(data)
+            except OSError:
+                pass
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+        pump(upstream, client)
+
+    def close(self):
+        self.sock.close()
+
+
+def through_proxy(proxy):
+    """The environment that makes curl tunnel every https:// upstream through proxy (localhost too)."""
+    return {"https_proxy": "http://127.0.0.1:%d" % proxy.port, "HTTPS_PROXY": "", "no_proxy": "", "NO_PROXY": ""}
+
+
+@test
+def https_proxy_from_the_environment_tunnels_to_the_checked_upstream():
+    # curl honours https_proxy for gate's transfers. The first request on a new tunnel gets the upstream's
+    # answer whole: the proxy's "200 Connection established" is not the upstream's head.
+    proxy = ConnectProxy()
+    try:
+        with Gate(config=CONFIG, wrapper=IN_NAMESPACE, env=through_proxy(proxy)) as gp:
+            gp.start()
+            status, h, data = chat("gpt-via-proxy", port=gp.port)
+            assert status == 200, (status, data)
+            assert json.loads(data)["choices"][0]["message"]["content"] == text_of(5), data
+    finally:
+        proxy.close()
+    assert proxy.asked == [("CONNECT", "localhost:%d" % GOOD_PORT)], proxy.asked
+    assert len(mock_requests("gpt-via-proxy")) == 1
+
+
+@test
+def https_proxy_in_the_middle_is_refused():
+    # A proxy that tunnels to another server (one with the right name from a CA gate does not trust): the
+    # check is of the server at the end of the tunnel, for the upstream's name, and the client gets gate's
+    # 502, not the proxy's 200 and a broken body.
+    proxy = ConnectProxy(to=ROGUE_PORT)
+    try:
+        with Gate(config=CONFIG, wrapper=IN_NAMESPACE, env=through_proxy(proxy)) as gp:
+            gp.start()
+            status, h, data = chat("gpt-via-rogue-proxy", port=gp.port)
+            assert_upstream_error(status, h, data, "tls")
+            assert "certificate issuer is unknown" in gp.log(), gp.log()[-2000:]
+    finally:
+        proxy.close()
+    assert proxy.asked and proxy.asked[0] == ("CONNECT", "localhost:%d" % GOOD_PORT), proxy.asked
+    assert not mock_requests("gpt-via-rogue-proxy")
+
+
 # ---- the bad cases: a clear 502 to the client, and gate goes on ----
 
 @test
@@ -615,6 +742,21 @@ def ip_literal_upstream_is_checked_against_the_certificates_ip_names():
     assert_upstream_error(status, h, data, "ipname")
     assert not mock_requests("ipname-x")
     assert any("does not match host name '127.0.0.1'" in line for line in gate_log_for(h)), gate_log_for(h)
+
+
+@test
+def a_newline_in_the_certificate_subject_stays_inside_its_log_line():
+    # The log quotes the subject of a certificate for the wrong name, and the server chooses that subject
+    # (here signed by the trusted CA; an untrusted one is quoted the same way): a newline in it must not
+    # start a line of the server's making.
+    status, h, data = chat("newline-x")
+    assert_upstream_error(status, h, data, "newline")
+    assert not mock_requests("newline-x")
+    log = g.log().splitlines()
+    assert not any(line.lstrip("<>0123456789").startswith(FORGED_LINE) for line in log), \
+        [line for line in log if FORGED_LINE in line]
+    assert any(("certificate for CN=evil?%s,O=newline does not match host name 'localhost'" % FORGED_LINE) in line
+               for line in gate_log_for(h)), gate_log_for(h)
 
 
 @test

@@ -1,6 +1,7 @@
 /* Unit tests for the JSON scratch arena (json-scratch.c): what jansson allocates in a scope, and after it. */
 #include <jansson.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "tests.h"
@@ -58,6 +59,19 @@ TEST(a_large_value_gets_a_block_of_its_own_and_it_goes) {
         if (json_scratch_enabled())
                 ASSERT_EQ(json_scratch_held(), FIRST_BLOCK);
         free(big);
+}
+
+TEST(a_size_that_cannot_be_rounded_up_is_refused) {
+        json_malloc_t m;
+        json_free_t f;
+
+        /* Rounded to the arena's alignment, SIZE_MAX and its neighbours wrap around to a few bytes: the
+         * caller would get a pointer to almost nothing for what it asked. malloc() refuses them too. */
+        json_scratch_begin();
+        json_get_alloc_funcs(&m, &f);
+        ASSERT_NULL(m(SIZE_MAX));
+        ASSERT_NULL(m(SIZE_MAX - 8));
+        json_scratch_end();
 }
 
 TEST(scopes_nest_and_only_the_outermost_resets) {
