@@ -19,6 +19,14 @@ DLSYM_FUNCTION(gnutls_free);
 DLSYM_FUNCTION(gnutls_handshake);
 DLSYM_FUNCTION(gnutls_handshake_set_timeout);
 DLSYM_FUNCTION(gnutls_init);
+DLSYM_FUNCTION(gnutls_ocsp_resp_check_crt);
+DLSYM_FUNCTION(gnutls_ocsp_resp_deinit);
+DLSYM_FUNCTION(gnutls_ocsp_resp_get_single);
+DLSYM_FUNCTION(gnutls_ocsp_resp_import);
+DLSYM_FUNCTION(gnutls_ocsp_resp_init);
+DLSYM_FUNCTION(gnutls_ocsp_resp_verify);
+DLSYM_FUNCTION(gnutls_ocsp_resp_verify_direct);
+DLSYM_FUNCTION(gnutls_ocsp_status_request_get2);
 DLSYM_FUNCTION(gnutls_pcert_deinit);
 DLSYM_FUNCTION(gnutls_pcert_import_x509_list);
 DLSYM_FUNCTION(gnutls_priority_deinit);
@@ -48,9 +56,13 @@ DLSYM_FUNCTION(gnutls_x509_crt_deinit);
 DLSYM_FUNCTION(gnutls_x509_crt_get_activation_time);
 DLSYM_FUNCTION(gnutls_x509_crt_get_dn2);
 DLSYM_FUNCTION(gnutls_x509_crt_get_expiration_time);
+DLSYM_FUNCTION(gnutls_x509_crt_get_tlsfeatures);
 DLSYM_FUNCTION(gnutls_x509_crt_import);
 DLSYM_FUNCTION(gnutls_x509_crt_init);
 DLSYM_FUNCTION(gnutls_x509_crt_list_import2);
+DLSYM_FUNCTION(gnutls_x509_tlsfeatures_deinit);
+DLSYM_FUNCTION(gnutls_x509_tlsfeatures_get);
+DLSYM_FUNCTION(gnutls_x509_tlsfeatures_init);
 DLSYM_FUNCTION(gnutls_x509_trust_list_add_trust_file);
 DLSYM_FUNCTION(gnutls_x509_trust_list_deinit);
 DLSYM_FUNCTION(gnutls_x509_trust_list_init);
@@ -81,6 +93,14 @@ int dlopen_gnutls(void) {
                                DLSYM_ARG(gnutls_handshake),
                                DLSYM_ARG(gnutls_handshake_set_timeout),
                                DLSYM_ARG(gnutls_init),
+                               DLSYM_ARG(gnutls_ocsp_resp_check_crt),
+                               DLSYM_ARG(gnutls_ocsp_resp_deinit),
+                               DLSYM_ARG(gnutls_ocsp_resp_get_single),
+                               DLSYM_ARG(gnutls_ocsp_resp_import),
+                               DLSYM_ARG(gnutls_ocsp_resp_init),
+                               DLSYM_ARG(gnutls_ocsp_resp_verify),
+                               DLSYM_ARG(gnutls_ocsp_resp_verify_direct),
+                               DLSYM_ARG(gnutls_ocsp_status_request_get2),
                                DLSYM_ARG(gnutls_pcert_deinit),
                                DLSYM_ARG(gnutls_pcert_import_x509_list),
                                DLSYM_ARG(gnutls_priority_deinit),
@@ -110,9 +130,13 @@ int dlopen_gnutls(void) {
                                DLSYM_ARG(gnutls_x509_crt_get_activation_time),
                                DLSYM_ARG(gnutls_x509_crt_get_dn2),
                                DLSYM_ARG(gnutls_x509_crt_get_expiration_time),
+                               DLSYM_ARG(gnutls_x509_crt_get_tlsfeatures),
                                DLSYM_ARG(gnutls_x509_crt_import),
                                DLSYM_ARG(gnutls_x509_crt_init),
                                DLSYM_ARG(gnutls_x509_crt_list_import2),
+                               DLSYM_ARG(gnutls_x509_tlsfeatures_deinit),
+                               DLSYM_ARG(gnutls_x509_tlsfeatures_get),
+                               DLSYM_ARG(gnutls_x509_tlsfeatures_init),
                                DLSYM_ARG(gnutls_x509_trust_list_add_trust_file),
                                DLSYM_ARG(gnutls_x509_trust_list_deinit),
                                DLSYM_ARG(gnutls_x509_trust_list_init),

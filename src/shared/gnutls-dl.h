@@ -3,6 +3,7 @@
 
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/ocsp.h>
 #include <gnutls/x509.h>
 
 #include "shared/dlopen-util.h"
@@ -27,6 +28,14 @@ DLSYM_PROTOTYPE(gnutls_free);
 DLSYM_PROTOTYPE(gnutls_handshake);
 DLSYM_PROTOTYPE(gnutls_handshake_set_timeout);
 DLSYM_PROTOTYPE(gnutls_init);
+DLSYM_PROTOTYPE(gnutls_ocsp_resp_check_crt);
+DLSYM_PROTOTYPE(gnutls_ocsp_resp_deinit);
+DLSYM_PROTOTYPE(gnutls_ocsp_resp_get_single);
+DLSYM_PROTOTYPE(gnutls_ocsp_resp_import);
+DLSYM_PROTOTYPE(gnutls_ocsp_resp_init);
+DLSYM_PROTOTYPE(gnutls_ocsp_resp_verify);
+DLSYM_PROTOTYPE(gnutls_ocsp_resp_verify_direct);
+DLSYM_PROTOTYPE(gnutls_ocsp_status_request_get2);
 DLSYM_PROTOTYPE(gnutls_pcert_deinit);
 DLSYM_PROTOTYPE(gnutls_pcert_import_x509_list);
 DLSYM_PROTOTYPE(gnutls_priority_deinit);
@@ -56,9 +65,13 @@ DLSYM_PROTOTYPE(gnutls_x509_crt_deinit);
 DLSYM_PROTOTYPE(gnutls_x509_crt_get_activation_time);
 DLSYM_PROTOTYPE(gnutls_x509_crt_get_dn2);
 DLSYM_PROTOTYPE(gnutls_x509_crt_get_expiration_time);
+DLSYM_PROTOTYPE(gnutls_x509_crt_get_tlsfeatures);
 DLSYM_PROTOTYPE(gnutls_x509_crt_import);
 DLSYM_PROTOTYPE(gnutls_x509_crt_init);
 DLSYM_PROTOTYPE(gnutls_x509_crt_list_import2);
+DLSYM_PROTOTYPE(gnutls_x509_tlsfeatures_deinit);
+DLSYM_PROTOTYPE(gnutls_x509_tlsfeatures_get);
+DLSYM_PROTOTYPE(gnutls_x509_tlsfeatures_init);
 DLSYM_PROTOTYPE(gnutls_x509_trust_list_add_trust_file);
 DLSYM_PROTOTYPE(gnutls_x509_trust_list_deinit);
 DLSYM_PROTOTYPE(gnutls_x509_trust_list_init);
@@ -83,6 +96,14 @@ DLSYM_PROTOTYPE(gnutls_x509_trust_list_verify_crt2);
 #define gnutls_handshake(...) sym_gnutls_handshake(__VA_ARGS__)
 #define gnutls_handshake_set_timeout(...) sym_gnutls_handshake_set_timeout(__VA_ARGS__)
 #define gnutls_init(...) sym_gnutls_init(__VA_ARGS__)
+#define gnutls_ocsp_resp_check_crt(...) sym_gnutls_ocsp_resp_check_crt(__VA_ARGS__)
+#define gnutls_ocsp_resp_deinit(...) sym_gnutls_ocsp_resp_deinit(__VA_ARGS__)
+#define gnutls_ocsp_resp_get_single(...) sym_gnutls_ocsp_resp_get_single(__VA_ARGS__)
+#define gnutls_ocsp_resp_import(...) sym_gnutls_ocsp_resp_import(__VA_ARGS__)
+#define gnutls_ocsp_resp_init(...) sym_gnutls_ocsp_resp_init(__VA_ARGS__)
+#define gnutls_ocsp_resp_verify(...) sym_gnutls_ocsp_resp_verify(__VA_ARGS__)
+#define gnutls_ocsp_resp_verify_direct(...) sym_gnutls_ocsp_resp_verify_direct(__VA_ARGS__)
+#define gnutls_ocsp_status_request_get2(...) sym_gnutls_ocsp_status_request_get2(__VA_ARGS__)
 #define gnutls_pcert_deinit(...) sym_gnutls_pcert_deinit(__VA_ARGS__)
 #define gnutls_pcert_import_x509_list(...) sym_gnutls_pcert_import_x509_list(__VA_ARGS__)
 #define gnutls_priority_deinit(...) sym_gnutls_priority_deinit(__VA_ARGS__)
@@ -112,9 +133,13 @@ DLSYM_PROTOTYPE(gnutls_x509_trust_list_verify_crt2);
 #define gnutls_x509_crt_get_activation_time(...) sym_gnutls_x509_crt_get_activation_time(__VA_ARGS__)
 #define gnutls_x509_crt_get_dn2(...) sym_gnutls_x509_crt_get_dn2(__VA_ARGS__)
 #define gnutls_x509_crt_get_expiration_time(...) sym_gnutls_x509_crt_get_expiration_time(__VA_ARGS__)
+#define gnutls_x509_crt_get_tlsfeatures(...) sym_gnutls_x509_crt_get_tlsfeatures(__VA_ARGS__)
 #define gnutls_x509_crt_import(...) sym_gnutls_x509_crt_import(__VA_ARGS__)
 #define gnutls_x509_crt_init(...) sym_gnutls_x509_crt_init(__VA_ARGS__)
 #define gnutls_x509_crt_list_import2(...) sym_gnutls_x509_crt_list_import2(__VA_ARGS__)
+#define gnutls_x509_tlsfeatures_deinit(...) sym_gnutls_x509_tlsfeatures_deinit(__VA_ARGS__)
+#define gnutls_x509_tlsfeatures_get(...) sym_gnutls_x509_tlsfeatures_get(__VA_ARGS__)
+#define gnutls_x509_tlsfeatures_init(...) sym_gnutls_x509_tlsfeatures_init(__VA_ARGS__)
 #define gnutls_x509_trust_list_add_trust_file(...) sym_gnutls_x509_trust_list_add_trust_file(__VA_ARGS__)
 #define gnutls_x509_trust_list_deinit(...) sym_gnutls_x509_trust_list_deinit(__VA_ARGS__)
 #define gnutls_x509_trust_list_init(...) sym_gnutls_x509_trust_list_init(__VA_ARGS__)

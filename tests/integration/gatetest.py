@@ -46,17 +46,35 @@ class CertAuthority:
         _run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
              "-keyout", self.key, "-out", self.crt, "-days", "2", "-subj", "/CN=" + subject)
 
-    def issue(self, name, tag, days=1, san=None):
+    def issue(self, name, tag, days=1, san=None, ext=""):
         """A certificate for DNS name `name` (organization `tag`) signed by this CA; returns (crt, key).
-        san replaces the subjectAltName ("IP:127.0.0.1"); days=-1 makes one that expired a day ago."""
+        san replaces the subjectAltName ("IP:127.0.0.1"); days=-1 makes one that expired a day ago; ext adds
+        extension lines ("tlsfeature=status_request\n")."""
         base = os.path.join(self.dir, "%s-%s" % (name, tag))
         with open(base + ".ext", "w") as f:
-            f.write("subjectAltName=%s\n" % (san or "DNS:" + name))
+            f.write("subjectAltName=%s\n%s" % (san or "DNS:" + name, ext))
         _run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
              "-keyout", base + ".key", "-out", base + ".csr", "-subj", "/CN=%s/O=%s" % (name, tag))
         _run("openssl", "x509", "-req", "-in", base + ".csr", "-CA", self.crt, "-CAkey", self.key,
              "-CAcreateserial", "-out", base + ".crt", "-days", str(days), "-extfile", base + ".ext")
         return base + ".crt", base + ".key"
+
+    def ocsp(self, crt, revoked):
+        """An OCSP response (DER) about crt, signed by this CA as its own responder, saying it is revoked or
+        good, current for a day; returns its path (for nginx's ssl_stapling_file)."""
+        out = subprocess.run(["openssl", "x509", "-in", crt, "-noout", "-serial", "-enddate"],
+                             capture_output=True, check=True).stdout.decode().split("\n")
+        serial = out[0].split("=", 1)[1].strip()
+        end = time.strftime("%y%m%d%H%M%SZ", time.strptime(out[1].split("=", 1)[1].strip(), "%b %d %H:%M:%S %Y %Z"))
+        now = time.strftime("%y%m%d%H%M%SZ", time.gmtime())
+        base = crt[:-len(".crt")] + ("-revoked" if revoked else "-good")
+        with open(base + ".index", "w") as f:
+            f.write("%s\t%s\t%s\t%s\tunknown\t/CN=x\n" % ("R" if revoked else "V", end, now if revoked else "",
+                                                           serial))
+        _run("openssl", "ocsp", "-issuer", self.crt, "-cert", crt, "-no_nonce", "-reqout", base + ".req")
+        _run("openssl", "ocsp", "-index", base + ".index", "-rsigner", self.crt, "-rkey", self.key, "-CA", self.crt,
+             "-reqin", base + ".req", "-respout", base + ".ocsp", "-ndays", "1")
+        return base + ".ocsp"
 
     def remove(self):
         shutil.rmtree(self.dir, ignore_errors=True)

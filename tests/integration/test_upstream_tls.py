@@ -57,12 +57,15 @@ class Nginx:
         self.access_log = os.path.join(self.dir, "access.log")
         self.error_log = os.path.join(self.dir, "error.log")
         blocks = ""
-        for port, crt, key, *h2 in servers:
+        for port, crt, key, *rest in servers:
+            h2 = rest[0] if rest else True
+            extra = rest[1] if len(rest) > 1 else ""
             blocks += """
     server {
         listen 127.0.0.1:%d ssl%s;
         ssl_certificate %s;
         ssl_certificate_key %s;
+        %s
         location / {
             proxy_pass http://127.0.0.1:%d;
             proxy_http_version 1.1;
@@ -71,7 +74,7 @@ class Nginx:
             proxy_request_buffering off;
         }
     }
-""" % (port, " http2" if not h2 or h2[0] else "", crt, key, upstream_port)
+""" % (port, " http2" if h2 else "", crt, key, extra, upstream_port)
         with open(self.conf, "w") as f:
             f.write("""
 pid %(d)s/nginx.pid;
@@ -155,6 +158,14 @@ OTHER = CA.issue("other.test", "other")         # trusted, but for another name
 UNTRUSTED = ROGUE.issue("localhost", "rogue")   # the right name, from a CA gate does not trust
 EXPIRED = CA.issue("localhost", "expired", days=-1)
 FOR_IP = CA.issue("127.0.0.1", "ip", san="IP:127.0.0.1")   # for https://127.0.0.1:PORT
+# Stapled OCSP responses (nginx serves a file of them): revoked, good, and a certificate that demands one.
+REVOKED = CA.issue("localhost", "revoked")
+STAPLED = CA.issue("localhost", "stapled")
+MUST_STAPLE = CA.issue("localhost", "muststaple", ext="tlsfeature=status_request\n")
+
+
+def stapling(response):
+    return "ssl_stapling on; ssl_stapling_file %s;" % response
 
 
 def issue_with_subject(ca, subject_lines, tag, san):
@@ -178,12 +189,15 @@ FORGED_LINE = "Upstream tls failed: a forged line"
 NEWLINE_DN = issue_with_subject(CA, "CN = evil\\n%s\nO = newline" % FORGED_LINE, "newline-dn", "DNS:other.test")
 
 M = Mock(require_key=UPSTREAM_KEY).start()
-GOOD_PORT, OTHER_PORT, ROGUE_PORT, DYING_PORT, BURST_PORT, H1_PORT, EXPIRED_PORT, IP_PORT, NEWLINE_PORT = \
-    (free_port() for _ in range(9))
+(GOOD_PORT, OTHER_PORT, ROGUE_PORT, DYING_PORT, BURST_PORT, H1_PORT, EXPIRED_PORT, IP_PORT, NEWLINE_PORT,
+ REVOKED_PORT, STAPLED_PORT, MUST_STAPLE_PORT) = (free_port() for _ in range(12))
 # BURST_PORT (HTTP/2) and H1_PORT (HTTP/1.1 only) see no other traffic: their connections are counted.
 N = Nginx(M.port, [(GOOD_PORT, *GOOD), (OTHER_PORT, *OTHER), (ROGUE_PORT, *UNTRUSTED), (BURST_PORT, *GOOD),
                    (H1_PORT, *GOOD, False), (EXPIRED_PORT, *EXPIRED), (IP_PORT, *FOR_IP),
-                   (NEWLINE_PORT, *NEWLINE_DN)]).start()
+                   (NEWLINE_PORT, *NEWLINE_DN),
+                   (REVOKED_PORT, *REVOKED, True, stapling(CA.ocsp(REVOKED[0], revoked=True))),
+                   (STAPLED_PORT, *STAPLED, True, stapling(CA.ocsp(STAPLED[0], revoked=False))),
+                   (MUST_STAPLE_PORT, *MUST_STAPLE)]).start()
 # A TLS server of its own for the one that gets killed mid-stream.
 N2 = Nginx(M.port, [(DYING_PORT, *GOOD)]).start()
 
@@ -225,6 +239,21 @@ type = openai-compatible
 base_url = https://localhost:%(h1)d/v1
 models = h1-*
 api_key = %(key)s
+[provider.revoked]
+type = openai-compatible
+base_url = https://localhost:%(revoked)d/v1
+models = revoked-*
+api_key = %(key)s
+[provider.stapled]
+type = openai-compatible
+base_url = https://localhost:%(stapled)d/v1
+models = stapled-*
+api_key = %(key)s
+[provider.muststaple]
+type = openai-compatible
+base_url = https://localhost:%(muststaple)d/v1
+models = muststaple-*
+api_key = %(key)s
 [provider.expired]
 type = openai-compatible
 base_url = https://localhost:%(expired)d/v1
@@ -245,7 +274,8 @@ type = openai-compatible
 base_url = https://localhost:%(newline)d/v1
 models = newline-*
 api_key = %(key)s
-""" % {"newline": NEWLINE_PORT, "expired": EXPIRED_PORT, "ip": IP_PORT, "burst": BURST_PORT, "h1": H1_PORT, "good": GOOD_PORT, "rogue": ROGUE_PORT, "other": OTHER_PORT, "mock": M.port, "dying": DYING_PORT,
+""" % {"revoked": REVOKED_PORT, "stapled": STAPLED_PORT, "muststaple": MUST_STAPLE_PORT,
+       "newline": NEWLINE_PORT, "expired": EXPIRED_PORT, "ip": IP_PORT, "burst": BURST_PORT, "h1": H1_PORT, "good": GOOD_PORT, "rogue": ROGUE_PORT, "other": OTHER_PORT, "mock": M.port, "dying": DYING_PORT,
        "key": UPSTREAM_KEY}
 
 # The trust store gate sees: the test CA alone, bound over the system bundle in gate's own mount namespace.
@@ -729,6 +759,25 @@ def expired_certificate_is_refused():
     assert any("Upstream expired failed" in line and "expired" in line.split("failed", 1)[1]
                for line in gate_log_for(h)), gate_log_for(h)
     assert_still_serving("expired")
+
+
+@test
+def stapled_ocsp_responses_are_checked():
+    # What GnuTLS's own peer check did when libcurl ran it: a stapled "revoked" refuses the server, a stapled
+    # "good" is fine, and a certificate that demands stapling (TLS feature status_request) without a staple
+    # is refused.
+    status, h, data = chat("stapled-x")
+    assert status == 200, (status, data)
+    status, h, data = chat("revoked-x")
+    assert_upstream_error(status, h, data, "revoked")
+    assert any("Upstream revoked failed" in line and "revoked" in line.split("failed", 1)[1]
+               for line in gate_log_for(h)), gate_log_for(h)
+    status, h, data = chat("muststaple-x")
+    assert_upstream_error(status, h, data, "muststaple")
+    assert any("Upstream muststaple failed" in line and "OCSP" in line for line in gate_log_for(h)), \
+        gate_log_for(h)
+    assert not mock_requests("revoked-x") and not mock_requests("muststaple-x")
+    assert_still_serving("ocsp")
 
 
 @test
