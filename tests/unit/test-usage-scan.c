@@ -1,4 +1,4 @@
-/* Unit tests for usage scanning: the mock upstream's bodies and streams in both dialects, split anywhere. */
+/* Unit tests for usage scanning: both dialects' bodies and streams, split anywhere, prefiltered or not. */
 #include <dirent.h>
 #include <stdio.h>
 
