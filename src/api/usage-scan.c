@@ -994,6 +994,96 @@ static void sse_byte(UsageScanner *s, char c) {
         }
 }
 
+/* The prefilter's candidates among the 16 positions from p (p + 20 must be readable): bit b is set where
+ * one of its needles may start at p + b, judged by its first byte and its fifth: "usage", "model", and a
+ * backslash four before a '6' or a '7' ("\u006x", "\u007x": the only escapes that spell a lowercase
+ * letter). Every real start is set; the others are sorted out by prefilter_hit(). */
+static inline unsigned prefilter_candidates(const char *p) {
+#ifdef __SSE2__
+        __m128i lo = _mm_loadu_si128((const __m128i *) p), hi = _mm_loadu_si128((const __m128i *) (p + 4));
+        __m128i u = _mm_and_si128(_mm_cmpeq_epi8(lo, _mm_set1_epi8('u')), _mm_cmpeq_epi8(hi, _mm_set1_epi8('e'))),
+                m = _mm_and_si128(_mm_cmpeq_epi8(lo, _mm_set1_epi8('m')), _mm_cmpeq_epi8(hi, _mm_set1_epi8('l'))),
+                b = _mm_and_si128(_mm_cmpeq_epi8(lo, _mm_set1_epi8('\\')),
+                                  _mm_cmpeq_epi8(_mm_or_si128(hi, _mm_set1_epi8(1)), _mm_set1_epi8('7')));
+
+        return (unsigned) _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(u, m), b));
+#else
+        unsigned bits = 0;
+
+        for (unsigned b = 0; b < 16; b++) {
+                char x = p[b], y = p[b + 4];
+
+                if ((x == 'u' && y == 'e') || (x == 'm' && y == 'l') || (x == '\\' && (y | 1) == '7'))
+                        bits |= 1u << b;
+        }
+        return bits;
+#endif
+}
+
+/* Whether the candidate at c (at least five bytes before end, the line's end) may be something the full
+ * scan takes. Without a letter spelt by an escape (the backslash candidate), a key that reads "usage" or
+ * "model" is exactly those bytes between quotes; a closing quote right after them is a real one (not
+ * escaped: a letter precedes it), so without it they are not such a key. */
+static bool prefilter_hit(const UsageScanner *s, const char *c, const char *end) {
+        switch (*c) {
+        case 'u':
+                if (memcmp(c, "usage", 5) != 0 || end - c < 6 || c[5] != '"')
+                        return false;
+                /* "usage": null (in every OpenAI chunk that asked for usage) holds no count. Anything else
+                 * after it, a CR too (it ends the line, and the value may follow on the next), may. */
+                for (c += 6; c < end && (*c == ' ' || *c == '\t'); c++)
+                        ;
+                if (c >= end || *c != ':')
+                        return true;
+                for (c++; c < end && (*c == ' ' || *c == '\t'); c++)
+                        ;
+                return end - c < 4 || memcmp(c, "null", 4) != 0;
+        case 'm':
+                /* The first model counts: once there is one, later ones change nothing. */
+                return !s->model[0] && memcmp(c, "model", 5) == 0 && end - c >= 6 && c[5] == '"';
+        case '\\':
+                return c[1] == 'u' && c[2] == '0' && c[3] == '0';
+        default:
+                return false;
+        }
+}
+
+/* The prefilter, at the start of an event's JSON document in a data line at p (n bytes in the buffer):
+ * almost no line of a stream holds anything the scan looks for (content deltas; OpenAI's later chunks,
+ * whose model comes after the first and whose usage is null), and a few byte compares tell so for a
+ * fraction of the full scan's cost. When the line's end is in the buffer and a blank line follows it,
+ * the document ends with the event: what the line leaves it in matters to nothing after, and a line
+ * without the bytes of a key the scan could match (see prefilter_hit()) adds nothing to the results.
+ * Returns the length of such a line, to be passed over up to its LF; 0 when the full scan must judge:
+ * a line cut by the buffer's end or an event that goes on, a possible key, a short line. A bare CR before
+ * the LF (a line end too) is no matter: all the lines up to the blank one are free of those bytes, and
+ * their documents all end there. */
+static size_t prefilter(const UsageScanner *s, const char *p, size_t n) {
+        const char *nl = memchr(p, '\n', n);
+        size_t e, starts;
+
+        if (!nl)
+                return 0;
+        e = nl - p;
+        if (e + 1 >= n || (p[e + 1] != '\n' && p[e + 1] != '\r') || n < 20)
+                return 0;
+
+        /* Needles are five bytes: they start before e - 4. The last block is moved back to end in the
+         * buffer (p + 20 <= p + n), checking some positions twice. */
+        starts = e < 4 ? 0 : e - 4;
+        for (size_t k = 0; k < starts; k += 16) {
+                size_t b = MIN(k, n - 20);
+                unsigned bits = prefilter_candidates(p + b);
+
+                if (starts - b < 16)
+                        bits &= (1u << (starts - b)) - 1;
+                for (; bits; bits &= bits - 1)
+                        if (prefilter_hit(s, p + b + __builtin_ctz(bits), p + e))
+                                return 0;
+        }
+        return e;
+}
+
 void usage_scanner_feed(UsageScanner *s, const void *p, size_t n) {
         const char *c = p;
 
@@ -1029,6 +1119,17 @@ void usage_scanner_feed(UsageScanner *s, const void *p, size_t n) {
                                 i++;
                         continue;
                 case LINE_DATA:
+                        /* A document not yet begun may be one the prefilter can pass over; it stops at
+                         * the line end, like json_feed(). */
+                        if (s->state == JSON_VALUE && s->depth == 0 && !s->no_prefilter) {
+                                size_t k = prefilter(s, c + i, n - i);
+
+                                if (k > 0) {
+                                        i += k;
+                                        s->prefiltered++;
+                                        break;
+                                }
+                        }
                         /* The rest of a data line is JSON, up to the line end, which is sse_byte()'s. */
                         i += json_feed(s, c + i, n - i);
                         break;

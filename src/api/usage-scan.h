@@ -42,6 +42,8 @@ typedef enum UsageField {
 typedef struct UsageScanner {
         Dialect dialect;
         bool sse;
+        bool no_prefilter;              /* tests only: every data line through the full scan */
+        uint32_t prefiltered;           /* data lines the prefilter passed over (tests check it works) */
 
         /* SSE lines */
         uint8_t line;                   /* LINE_* */

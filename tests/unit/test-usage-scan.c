@@ -1,4 +1,5 @@
-/* Unit tests for usage scanning: the mock upstream's bodies and streams in both dialects, split anywhere. */
+/* Unit tests for usage scanning: both dialects' bodies and streams, split anywhere, prefiltered or not. */
+#include <dirent.h>
 #include <stdio.h>
 
 #include "api/usage-scan.h"
@@ -493,4 +494,176 @@ TEST(sse_fields_and_lines) {
         };
 
         check_split_cases(cases, ELEMENTSOF(cases));
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
+
+/* The scanner fed p in pieces of stride bytes, with or without the SSE line prefilter. */
+static void scan_stride(Dialect d, bool sse, bool prefilter, const char *p, size_t n, size_t stride,
+                        UsageScanner *ret) {
+        usage_scanner_init(ret, d, sse);
+        ret->no_prefilter = !prefilter;
+        for (size_t i = 0; i < n; i += stride)
+                usage_scanner_feed(ret, p + i, MIN(stride, n - i));
+}
+
+/* The scanner fed p in two pieces, cut at split. */
+static void scan_cut(Dialect d, bool sse, bool prefilter, const char *p, size_t n, size_t split,
+                     UsageScanner *ret) {
+        usage_scanner_init(ret, d, sse);
+        ret->no_prefilter = !prefilter;
+        usage_scanner_feed(ret, p, split);
+        usage_scanner_feed(ret, p + split, n - split);
+}
+
+/* Every result: the raw counts and which were seen, the model's bytes, and the normalised Usage. */
+static bool same_results(const UsageScanner *a, const UsageScanner *b) {
+        Usage ua, ub;
+
+        usage_scanner_result(a, &ua);
+        usage_scanner_result(b, &ub);
+        return memcmp(a->values, b->values, sizeof a->values) == 0 && a->seen == b->seen &&
+                memcmp(a->model, b->model, sizeof a->model) == 0 &&
+                ua.input_tokens == ub.input_tokens && ua.output_tokens == ub.output_tokens &&
+                ua.cache_read_tokens == ub.cache_read_tokens && ua.cache_write_tokens == ub.cache_write_tokens &&
+                ua.found == ub.found && memcmp(ua.model, ub.model, sizeof ua.model) == 0;
+}
+
+/* One body scanned with the prefilter, at several strides and cut in two anywhere, gives what the full
+ * scan of the whole gives. Adds to *skipped how many lines the prefilter passed over in the whole. */
+static void check_prefilter(const char *name, Dialect d, bool sse, const char *p, size_t n, unsigned *skipped) {
+        static const size_t strides[] = { 1, 2, 3, 5, 7, 16, 19, 20, 21, 33, 64, 100, 257, 4096 };
+        UsageScanner full, s;
+
+        scan_stride(d, sse, false, p, n, SIZE_MAX, &full);
+        scan_stride(d, sse, true, p, n, SIZE_MAX, &s);
+        if (!same_results(&full, &s))
+                TEST_FAIL("%s (dialect %d, sse %d): the prefilter changes the result", name, d, sse);
+        *skipped += s.prefiltered;
+
+        for (size_t i = 0; i < ELEMENTSOF(strides); i++)
+                for (int prefilter = 0; prefilter <= 1; prefilter++) {
+                        UsageScanner t;
+
+                        scan_stride(d, sse, prefilter, p, n, strides[i], &t);
+                        if (!same_results(&full, &t))
+                                TEST_FAIL("%s (dialect %d, sse %d): stride %zu, prefilter %d differs", name, d,
+                                          sse, strides[i], prefilter);
+                }
+        for (size_t split = 0; split <= n; split++) {
+                UsageScanner t;
+
+                scan_cut(d, sse, true, p, n, split, &t);
+                if (!same_results(&full, &t))
+                        TEST_FAIL("%s (dialect %d, sse %d): cut at %zu differs with the prefilter", name, d,
+                                  sse, split);
+        }
+}
+
+/* The files of dir (under SRCDIR) whose names end in suffix, through check_prefilter(): with mode, the
+ * first byte is the fuzzer's mode byte (bit 0 Anthropic, bit 1 SSE); else each is an SSE stream read
+ * in both dialects. Adds to *skipped the lines passed over and to *files the files. */
+static void check_prefilter_dir(const char *dir, const char *suffix, bool mode, unsigned *skipped, unsigned *files) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_(closedirp) DIR *d = NULL;
+
+        ASSERT_TRUE(asprintf(&path, "%s/%s", getenv("SRCDIR") ?: ".", dir) >= 0);
+        d = opendir(path);
+        if (!d)
+                TEST_FAIL("%s: %m", path);
+        for (struct dirent *de; (de = readdir(d));) {
+                _cleanup_free_ char *f = NULL, *body = NULL;
+                size_t n;
+
+                if (de->d_name[0] == '.' || !endswith(de->d_name, suffix))
+                        continue;
+                ASSERT_TRUE(asprintf(&f, "%s/%s", path, de->d_name) >= 0);
+                ASSERT_OK(read_full_file(f, 1 << 24, &body, &n));
+                (*files)++;
+                if (mode) {
+                        if (n == 0)
+                                continue;
+                        check_prefilter(de->d_name, body[0] & 1 ? DIALECT_ANTHROPIC : DIALECT_OPENAI,
+                                        body[0] & 2, body + 1, n - 1, skipped);
+                        /* Also as an SSE stream of the other dialect, whatever the file was. */
+                        check_prefilter(de->d_name, body[0] & 1 ? DIALECT_OPENAI : DIALECT_ANTHROPIC, true,
+                                        body + 1, n - 1, skipped);
+                } else {
+                        check_prefilter(de->d_name, DIALECT_OPENAI, true, body, n, skipped);
+                        check_prefilter(de->d_name, DIALECT_ANTHROPIC, true, body, n, skipped);
+                }
+        }
+}
+
+TEST(prefilter_changes_no_result) {
+        unsigned files = 0, skipped = 0;
+
+        /* The committed fuzz corpus (which has the prefilter's own tricky cases) and the stream fixtures. */
+        check_prefilter_dir("tests/fuzz/corpus/usage-scan", "", true, &skipped, &files);
+        check_prefilter_dir("tests/fixtures/mock-golden", ".out", false, &skipped, &files);
+        check_prefilter_dir("tests/fixtures/translate", ".sse", false, &skipped, &files);
+        ASSERT_TRUE(files > 200);
+        /* And it did pass over lines: a prefilter that never acts would make the above hold trivially. */
+        if (skipped < 500)
+                TEST_FAIL("the prefilter passed over only %u lines of %u files", skipped, files);
+}
+
+TEST(prefilter_passes_over_only_what_cannot_count) {
+        static const struct {
+                const char *stream;
+                Dialect dialect;
+                const char *model;              /* a model already seen before stream */
+                unsigned prefiltered;
+        } cases[] = {
+                /* A content delta, LF and CRLF, and one with "data:" without its space. */
+                { "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+                  "{\"type\":\"text_delta\",\"text\":\"Hi\\n\\\"there\\\" \\u00e9\"}}\n\n", DIALECT_ANTHROPIC, "",
+                  1 },
+                { "event: content_block_delta\r\ndata:{\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+                  "{\"type\":\"text_delta\",\"text\":\"Hi\"}}\r\n\r\n", DIALECT_ANTHROPIC, "", 1 },
+                /* OpenAI chunks: the model counts until there is one; "usage": null never. */
+                { "data: {\"id\":\"c\",\"model\":\"gpt-4o\",\"choices\":[{\"delta\":{\"content\":\"a\"}}],"
+                  "\"usage\":null}\n\n", DIALECT_OPENAI, "", 0 },
+                { "data: {\"id\":\"c\",\"model\":\"gpt-4o\",\"choices\":[{\"delta\":{\"content\":\"a\"}}],"
+                  "\"usage\": null}\n\n", DIALECT_OPENAI, "gpt-4o", 1 },
+                { "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3}}\n\n", DIALECT_OPENAI,
+                  "gpt-4o", 0 },
+                /* "usage" in a string value is no key; followed by a quote it might be. */
+                { "data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"usage is up\"}}]}\n\n",
+                  DIALECT_OPENAI, "m", 1 },
+                { "data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"usage\"}}]}\n\n",
+                  DIALECT_OPENAI, "m", 0 },
+                /* An escape that may spell a letter of a key; an escaped backslash before "u0075" too. */
+                { "data: {\"id\":\"c\",\"\\u0075sage\":{\"prompt_tokens\":3},\"choices\":[]}\n\n",
+                  DIALECT_OPENAI, "m", 0 },
+                { "data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"\\\\u0075\"}}]}\n\n",
+                  DIALECT_OPENAI, "m", 0 },
+                /* A line whose event goes on, or whose blank line is not in the buffer, is scanned. */
+                { "data: {\"type\":\"message_delta\",\"delta\":{},\ndata: \"usage\":{\"output_tokens\":5}}\n\n",
+                  DIALECT_ANTHROPIC, "", 0 },
+                { "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{}}\n", DIALECT_ANTHROPIC,
+                  "", 0 },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                const char *p = cases[i].stream;
+                size_t n = strlen(p);
+                UsageScanner s, full;
+
+                for (int prefilter = 0; prefilter <= 1; prefilter++) {
+                        UsageScanner *t = prefilter ? &s : &full;
+                        _cleanup_free_ char *first = NULL;
+
+                        usage_scanner_init(t, cases[i].dialect, true);
+                        t->no_prefilter = !prefilter;
+                        if (cases[i].model[0]) {
+                                ASSERT_TRUE(asprintf(&first, "data: {\"model\":\"%s\"}\n\n", cases[i].model) >= 0);
+                                usage_scanner_feed(t, first, strlen(first));
+                        }
+                        usage_scanner_feed(t, p, n);
+                }
+                if (s.prefiltered != cases[i].prefiltered || !same_results(&s, &full))
+                        TEST_FAIL("case %zu: passed over %u lines, expected %u", i, s.prefiltered,
+                                  cases[i].prefiltered);
+        }
 }
