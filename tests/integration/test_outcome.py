@@ -204,18 +204,25 @@ def refused_connection_is_502_upstream_error():
     assert row["status"] == 502 and row["outcome"] == "upstream_error" and row["provider"] == "dead", row
 
 
-@test
-def client_closing_mid_stream_is_client_closed():
-    model = "gpt-leave+chunks=100+pace_ms=50"
-    body = json.dumps(chat_body(model)).encode()
-    s = socket.create_connection(("127.0.0.1", g.port))
+def raw_request(port, model, stream=True, deltas=0):
+    """A chat completion on a socket of its own (so that the test can drop it), read until `deltas` data
+    lines came; returns the socket."""
+    body = json.dumps(chat_body(model, stream)).encode()
+    s = socket.create_connection(("127.0.0.1", port))
     s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
     got = b""
-    while got.count(b"data:") < 3:
+    while got.count(b"data:") < deltas:
         d = s.recv(4096)
         assert d, got
         got += d
+    return s
+
+
+@test
+def client_closing_mid_stream_is_client_closed():
+    model = "gpt-leave+chunks=100+pace_ms=50"
+    s = raw_request(g.port, model, deltas=3)
     s.close()
     row = usage_row(model)
     assert row["status"] == 200 and row["stream"] == 1 and row["outcome"] == "client_closed", row
@@ -228,10 +235,7 @@ def client_closing_mid_stream_is_client_closed():
 @test
 def client_closing_before_the_answer_is_499_client_closed():
     model = "slow-leave+ttfb_ms=1500"
-    body = json.dumps(chat_body(model, False)).encode()
-    s = socket.create_connection(("127.0.0.1", g.port))
-    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    s = raw_request(g.port, model, stream=False)
     wait_for("the request upstream", lambda: [r for r in M.requests() if r.get("model") == model])
     s.close()
     row = usage_row(model)
@@ -322,15 +326,7 @@ def upstream_failures_are_warnings_one_per_provider_per_interval():
 def streams_closed_at_the_end_of_a_drain_are_shutdown():
     h = Gate(config=config() + "[server]\ndrain_timeout = 1s\n").start()
     model = "gpt-drain+chunks=200+pace_ms=50"
-    body = json.dumps(chat_body(model)).encode()
-    s = socket.create_connection(("127.0.0.1", h.port))
-    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-    got = b""
-    while got.count(b"data:") < 2:
-        d = s.recv(4096)
-        assert d, got
-        got += d
+    s = raw_request(h.port, model, deltas=2)
     h.signal(signal.SIGTERM)
     assert h.wait(10) == 0
     s.close()
