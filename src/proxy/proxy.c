@@ -1318,6 +1318,10 @@ int proxy_forward(Proxy *proxy, Providers *providers, Request *r, Dialect d, Key
                 if (rr == -EINVAL)
                         rr = api_reply_error(r, d, 400, "invalid_request", NULL, 0,
                                              "count_tokens needs a JSON object with a \"messages\" array.");
+                else if (rr == -E2BIG)
+                        rr = api_reply_error(r, d, 400, "invalid_request", NULL, 0,
+                                             "The request body has more than %u JSON values, more than gate "
+                                             "estimates.", TRANSLATE_JSON_MAX_VALUES);
                 else if (rr >= 0)
                         rr = request_reply(r, 200, (const HttpHeader[]){ { "x-gate-token-count", "estimate" } }, 1,
                                            "application/json", out, len);

@@ -13,7 +13,7 @@ int json_parse_object(const char *s, size_t n, json_t **ret) {
         json_t *j;
         int r;
 
-        r = json_read(s, n, 0, &j);
+        r = json_read_max(s, n, 0, TRANSLATE_JSON_MAX_VALUES, &j);
         if (r < 0)
                 return r;
         if (!json_is_object(j)) {

@@ -375,7 +375,7 @@ static int translate_count_tokens_estimate_in_scope(const char *body, size_t len
         int r;
 
         r = json_parse_object(body, len, &in);
-        if (r == -ENOMEM)
+        if (r == -ENOMEM || r == -E2BIG)
                 return r;
         if (r < 0 || !json_is_array(json_object_get(in, "messages")))
                 return -EINVAL;

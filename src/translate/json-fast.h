@@ -13,6 +13,9 @@
  * equal tree (same integer/real types, same key order, last duplicate key wins). -EBADMSG for text that is
  * not JSON, -ENOMEM, -EINVAL for other flags. */
 int json_read(const char *s, size_t n, size_t flags, json_t **ret);
+/* The same, -E2BIG once more than max_values values (scalars, arrays and objects) are read: a small
+ * value costs a jansson tree about a hundred times its bytes. */
+int json_read_max(const char *s, size_t n, size_t flags, size_t max_values, json_t **ret);
 
 /* Appends the bytes json_dump_callback(j, ..., JSON_COMPACT) would produce. -EINVAL where jansson fails too
  * (not an object or array at the top, a string that is not UTF-8) and, unlike jansson, for nesting deeper

@@ -26,6 +26,7 @@ typedef struct JsonReader {
         const char *p;
         const char *end;
         unsigned depth;
+        size_t values_left;             /* json_read_max(): -E2BIG once this many values are read */
         /* Decoded strings that had escapes; grows on the heap past the inline part. */
         char *scratch;
         size_t scratch_size;
@@ -430,6 +431,8 @@ static int read_value(JsonReader *r, json_t **ret) {
 
         if (r->p >= r->end)
                 return -EBADMSG;
+        if (r->values_left-- == 0)
+                return -E2BIG;
         /* jansson counts every value, scalars too, and does not give the level back on failure. */
         if (++r->depth > JSON_PARSER_MAX_DEPTH)
                 return -EBADMSG;
@@ -477,9 +480,14 @@ static int read_value(JsonReader *r, json_t **ret) {
 }
 
 int json_read(const char *s, size_t n, size_t flags, json_t **ret) {
+        return json_read_max(s, n, flags, SIZE_MAX, ret);
+}
+
+int json_read_max(const char *s, size_t n, size_t flags, size_t max_values, json_t **ret) {
         JsonReader r = {
                 .p = s ?: "",
                 .end = (s ?: "") + (s ? n : 0),
+                .values_left = max_values,
         };
         json_t *v = NULL;
         int k;

@@ -13,7 +13,8 @@
 
 /* ---- JSON ---- */
 
-/* Parses a JSON object; -EBADMSG when the text is not JSON or not an object. */
+/* Parses a JSON object; -EBADMSG when the text is not JSON or not an object, -E2BIG past
+ * TRANSLATE_JSON_MAX_VALUES values. */
 int json_parse_object(const char *s, size_t n, json_t **ret);
 /* Compact dumps. */
 int json_dump_to_buf(const json_t *j, Buf *b);

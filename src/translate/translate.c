@@ -54,7 +54,10 @@ static int translate_request_in_scope(TranslateKind k, const char *body, size_t 
         r = json_parse_object(body, len, &in);
         if (r == -ENOMEM)
                 return r;
-        if (r < 0)
+        if (r == -E2BIG)
+                r = req_refuse(&c, "The request body has more than %u JSON values, more than gate translates.",
+                               TRANSLATE_JSON_MAX_VALUES);
+        else if (r < 0)
                 r = req_refuse(&c, "The request body is not a valid JSON object.");
         else
                 switch (k) {

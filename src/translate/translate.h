@@ -21,6 +21,10 @@ typedef enum TranslateKind {
 #define TRANSLATE_STREAM_BUFFER_MAX (1U << 20)
 /* Responses clients get the whole output again in response.completed: the most output text kept. */
 #define TRANSLATE_STREAM_OUTPUT_MAX (16U << 20)
+/* The most JSON values (scalars, arrays, objects) of a body gate translates: a body of max_body_bytes made
+ * of small values would take a jansson tree (two, with the translation) of over a gigabyte. Real requests
+ * (a long agent session with its tool schemas) have tens of thousands. */
+#define TRANSLATE_JSON_MAX_VALUES 200000U
 /* The most content blocks (text, thinking, tool calls) one streamed answer may have. */
 #define TRANSLATE_STREAM_BLOCKS_MAX 1024U
 

@@ -209,9 +209,10 @@ class Gate:
             sys.stderr.write("---- gate log ----\n" + self.log()[-8000:] + "\n")
 
 
-def curl(*args, timeout=10):
-    """Runs curl; returns (exit code, stdout, stderr) as text."""
-    p = subprocess.run(["curl", "-sS", "--max-time", str(timeout)] + list(args),
+def curl(*args, timeout=10, stdin=None):
+    """Runs curl; returns (exit code, stdout, stderr) as text. stdin: bytes for "--data-binary @-" (a body
+    too large for the command line)."""
+    p = subprocess.run(["curl", "-sS", "--max-time", str(timeout)] + list(args), input=stdin,
                        capture_output=True, timeout=timeout + 5)
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 

@@ -127,10 +127,10 @@ def key_swapped(req, dialect):
 def post(path, body, *headers):
     """curl POST to gate with the client key; returns (status, headers dict, body text)."""
     args = ["-i", "-X", "POST", g.url(path), "-H", "content-type: application/json", "-H",
-            "authorization: Bearer " + CLIENT_KEY, "--data-binary", json.dumps(body)]
+            "authorization: Bearer " + CLIENT_KEY, "-H", "expect:", "--data-binary", "@-"]
     for h in headers:
         args += ["-H", h]
-    rc, out, err = curl(*args, timeout=20)
+    rc, out, err = curl(*args, timeout=20, stdin=json.dumps(body).encode())
     assert rc == 0 or out, (rc, err)
     head, _, text = out.replace("\r\n", "\n").partition("\n\n")
     lines = head.split("\n")
@@ -518,6 +518,25 @@ def anthropic_refused_is_bad_request():
         "url" in r["documentUrl"]["error"]["error"]["message"], r["documentUrl"]
     assert "assistant" in r["prefill"]["error"]["error"]["message"], r["prefill"]
     no_upstream("gpt-a-refused")
+
+
+@test
+def too_many_json_values_are_refused_not_translated():
+    # A 32 MiB body of small values would take over a gigabyte of jansson trees to translate: past
+    # TRANSLATE_JSON_MAX_VALUES (200,000) the client gets a 400 in its dialect, and gate goes on serving.
+    blocks = [{"type": "text", "text": "x"}] * 70000      # three values each
+    body = {"model": "gpt-a-huge", "max_tokens": 16, "messages": [{"role": "user", "content": blocks}]}
+    status, h, text, _ = post("/v1/messages", body, "anthropic-version: 2023-06-01")
+    assert status == 400, (status, text[:300])
+    err = json.loads(text)
+    assert err["type"] == "error" and err["error"]["type"] == "invalid_request_error", err
+    assert "more than 200000 JSON values" in err["error"]["message"], err
+    no_upstream("gpt-a-huge")
+    status, h, text, _ = post("/v1/messages/count_tokens", body, "anthropic-version: 2023-06-01")
+    assert status == 400 and "more than 200000 JSON values" in text, (status, text[:300])
+    body["messages"][0]["content"] = blocks[:100]
+    status, h, text, _ = post("/v1/messages", body, "anthropic-version: 2023-06-01")
+    assert status == 200, (status, text[:300])
 
 
 ANTHROPIC_ERRORS = {  # upstream (OpenAI dialect) status: the Anthropic SDK's class, Anthropic error type

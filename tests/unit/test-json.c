@@ -337,3 +337,17 @@ TEST(errors) {
         ASSERT_ERROR(json_read(NULL, 0, 0, &j), EBADMSG);
         ASSERT_ERROR(json_read("{\"a\":tru}", 9, 0, &j), EBADMSG);
 }
+
+TEST(value_limit) {
+        json_t *j = NULL;
+
+        /* [1,[2,3]] holds five values: the outer array, 1, the inner array, 2, 3. */
+        ASSERT_OK(json_read_max("[1,[2,3]]", 9, 0, 5, &j));
+        json_decref(j);
+        j = NULL;
+        ASSERT_ERROR(json_read_max("[1,[2,3]]", 9, 0, 4, &j), E2BIG);
+        ASSERT_NULL(j);
+        ASSERT_ERROR(json_read_max("{\"a\":{}}", 8, 0, 1, &j), E2BIG);
+        ASSERT_OK(json_read_max("{\"a\":{}}", 8, 0, 2, &j));
+        json_decref(j);
+}

@@ -501,3 +501,32 @@ TEST(invalid_kind) {
         ASSERT_STREQ(translate_upstream_path(TRANSLATE_RESPONSES_TO_MESSAGES), "/messages");
         ASSERT_STREQ(translate_kind_to_string(TRANSLATE_RESPONSES_TO_CHAT), "responses-to-chat");
 }
+
+TEST(bodies_with_too_many_values_are_refused) {
+        _cleanup_(buf_done) Buf b = {};
+        TranslatedRequest t = {};
+        char *error = NULL;
+        /* Each text block is three values (the object, its type, its text). */
+        size_t blocks = TRANSLATE_JSON_MAX_VALUES / 3 + 1;
+
+        ASSERT_OK(buf_append_str(&b, "{\"model\":\"m\",\"max_tokens\":1,\"messages\":[{\"role\":\"user\",\"content\":["));
+        for (size_t i = 0; i < blocks; i++)
+                ASSERT_OK(buf_append_str(&b, i ? ",{\"type\":\"text\",\"text\":\"x\"}" : "{\"type\":\"text\",\"text\":\"x\"}"));
+        ASSERT_OK(buf_append_str(&b, "]}]}"));
+        ASSERT_ERROR(translate_request(TRANSLATE_MESSAGES_TO_CHAT, (const char *) buf_data(&b), buf_len(&b), "up",
+                                       &t, &error), EINVAL);
+        ASSERT_NOT_NULL(error);
+        ASSERT_CONTAINS(error, "more than 200000 JSON values");
+        free(error);
+
+        /* The same shape under the limit translates. */
+        buf_clear(&b);
+        ASSERT_OK(buf_append_str(&b, "{\"model\":\"m\",\"max_tokens\":1,\"messages\":[{\"role\":\"user\",\"content\":["));
+        for (size_t i = 0; i < 1000; i++)
+                ASSERT_OK(buf_append_str(&b, i ? ",{\"type\":\"text\",\"text\":\"x\"}" : "{\"type\":\"text\",\"text\":\"x\"}"));
+        ASSERT_OK(buf_append_str(&b, "]}]}"));
+        error = NULL;
+        ASSERT_OK(translate_request(TRANSLATE_MESSAGES_TO_CHAT, (const char *) buf_data(&b), buf_len(&b), "up", &t,
+                                    &error));
+        translated_request_done(&t);
+}
