@@ -244,9 +244,33 @@ int format_socket_address(const struct sockaddr *sa, socklen_t len, char *buf, s
 
         (void) len;
         if (sa->sa_family == AF_INET) {
+                /* By hand, as inet_ntop() and snprintf() would write it: every usage row formats its client's
+                 * address, and those two cost 2.7k instructions a row (callgrind, the usage writer). */
                 const struct sockaddr_in *a = (const void *) sa;
-                inet_ntop(AF_INET, &a->sin_addr, h, sizeof h);
-                return snprintf(buf, n, "%s:%u", h, ntohs(a->sin_port));
+                const uint8_t *b = (const uint8_t *) &a->sin_addr;
+                char t[sizeof "255.255.255.255:65535"], d[8];
+                size_t k = 0, m;
+
+                for (unsigned i = 0; i < 4; i++) {
+                        unsigned v = b[i];
+                        if (v >= 100)
+                                t[k++] = (char) ('0' + v / 100);
+                        if (v >= 10)
+                                t[k++] = (char) ('0' + v / 10 % 10);
+                        t[k++] = (char) ('0' + v % 10);
+                        t[k++] = i < 3 ? '.' : ':';
+                }
+                m = 0;
+                for (unsigned v = ntohs(a->sin_port); m == 0 || v > 0; v /= 10)
+                        d[m++] = (char) ('0' + v % 10);
+                while (m > 0)
+                        t[k++] = d[--m];
+                if (n > 0) {
+                        size_t c = MIN(k, n - 1);
+                        memcpy(buf, t, c);
+                        buf[c] = 0;
+                }
+                return (int) k;
         }
         if (sa->sa_family == AF_INET6) {
                 const struct sockaddr_in6 *a = (const void *) sa;

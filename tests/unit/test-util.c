@@ -1,5 +1,8 @@
 /* Unit tests for src/shared: buffers, the arena, number/size/time parsing and formatting, socket addresses, strv. */
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "shared/arena.h"
 #include "shared/buf.h"
@@ -190,4 +193,38 @@ TEST(read_full_file_limits) {
         ASSERT_ERROR(read_full_file(path, 3, &d, &n), EFBIG);
         unlink(path);
         ASSERT_ERROR(read_full_file(path, 3, &d, &n), ENOENT);
+}
+
+/* The reference below is snprintf() cut short on purpose. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
+TEST(ipv4_addresses_format_as_inet_ntop_and_snprintf_would) {
+        static const uint8_t octets[] = { 0, 1, 9, 10, 99, 100, 127, 199, 200, 255 };
+        static const uint16_t ports[] = { 0, 1, 9, 10, 80, 443, 31145, 65535 };
+        struct sockaddr_in a = { .sin_family = AF_INET };
+        char got[64], want[64], h[INET_ADDRSTRLEN];
+
+        for (size_t i = 0; i < ELEMENTSOF(octets); i++)
+                for (size_t j = 0; j < ELEMENTSOF(ports); j++) {
+                        uint8_t *b = (uint8_t *) &a.sin_addr;
+                        int n_got, n_want;
+
+                        b[0] = octets[i];
+                        b[1] = octets[(i + 3) % ELEMENTSOF(octets)];
+                        b[2] = octets[(i + 5) % ELEMENTSOF(octets)];
+                        b[3] = octets[(i + j) % ELEMENTSOF(octets)];
+                        a.sin_port = htons(ports[j]);
+                        ASSERT_NOT_NULL(inet_ntop(AF_INET, &a.sin_addr, h, sizeof h));
+                        n_want = snprintf(want, sizeof want, "%s:%u", h, ports[j]);
+                        n_got = format_socket_address((struct sockaddr *) &a, sizeof a, got, sizeof got);
+                        ASSERT_STREQ(got, want);
+                        ASSERT_EQ(n_got, n_want);
+                        /* Cut short as snprintf() cuts: the length it would have had, and a terminated prefix. */
+                        for (size_t n = 0; n <= 6; n++) {
+                                char small[8] = "xxxxxxx", ref[8] = "xxxxxxx";
+                                ASSERT_EQ(format_socket_address((struct sockaddr *) &a, sizeof a, small, n), n_want);
+                                (void) snprintf(ref, n, "%s:%u", h, ports[j]);
+                                ASSERT_TRUE(memcmp(small, ref, sizeof small) == 0);
+                        }
+                }
 }
