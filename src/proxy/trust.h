@@ -16,6 +16,6 @@ unsigned upstream_trust_count(const UpstreamTrust *t);
 
 /* Checks the certificate chain the server of a GnuTLS client session (gnutls_session_t) sent: signed up
  * to a trusted CA, in its validity period, for host (a DNS name or an IP literal, without brackets), and
- * for TLS server use. 0 when it passes; else -EPERM with a one-line reason in reason (like curl's, for the
- * log). */
+ * for TLS server use; with its stapled OCSP responses checked as GnuTLS's own peer check does. 0 when it
+ * passes; else -EPERM with a one-line reason in reason (like curl's, for the log). */
 int upstream_trust_verify(const UpstreamTrust *t, void *session, const char *host, char *reason, size_t reason_size);
