@@ -220,21 +220,16 @@ int json_write_any(const json_t *j, Buf *b) {
         int r;
 
         r = write_value(j, b, 0);
-        if (r < 0)
-                b->tail = b->head + len;
-        return r;
-}
-
-int json_write_compact(const json_t *j, Buf *b) {
-        size_t len = buf_len(b);
-        int r;
-
-        if (!json_is_object(j) && !json_is_array(j))
-                return -EINVAL;
-        r = write_value(j, b, 0);
         if (r < 0) {
                 b->tail = b->head + len;
                 return r;
         }
         return 0;
+}
+
+int json_write_compact(const json_t *j, Buf *b) {
+        /* jansson's dump without JSON_ENCODE_ANY: an object or an array at the top. */
+        if (!json_is_object(j) && !json_is_array(j))
+                return -EINVAL;
+        return json_write_any(j, b);
 }
