@@ -480,10 +480,15 @@ int curl_glue_add(CurlGlue *g, CURL *easy, char *error, CurlDoneCallback on_done
                 (void) curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, g);
                 (void) curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, curl_glue_prereq_cb);
                 (void) curl_easy_setopt(easy, CURLOPT_PREREQDATA, t);
-        } else if (g->ca_file) {
-                /* Every transfer's TLS trusts the same store (see pick_ca_file()). */
-                (void) curl_easy_setopt(easy, CURLOPT_CAINFO, g->ca_file);
-                (void) curl_easy_setopt(easy, CURLOPT_CAPATH, NULL);
+        } else {
+                /* curl checks the server's chain and name. */
+                (void) curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+                (void) curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+                if (g->ca_file) {
+                        /* Every transfer's TLS trusts the same store (see pick_ca_file()). */
+                        (void) curl_easy_setopt(easy, CURLOPT_CAINFO, g->ca_file);
+                        (void) curl_easy_setopt(easy, CURLOPT_CAPATH, NULL);
+                }
         }
         if (curl_multi_add_handle(g->multi, easy) != CURLM_OK) {
                 (void) curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
