@@ -110,6 +110,13 @@ void json_scratch_end(void) {
 #endif
 }
 
+void json_scratch_drop(json_t *j) {
+        /* depth stays 0 where scopes are disabled, and while a scope is suspended. */
+        if (depth > 0)
+                return;
+        json_decref(j);
+}
+
 unsigned json_scratch_suspend(void) {
         unsigned saved = depth;
 

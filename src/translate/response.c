@@ -429,7 +429,8 @@ static json_t *render_responses(const Reply *r, const char *model, const char *i
 static int translate_response_in_scope(TranslateKind k, const char *body, size_t len, const char *client_model,
                                       char **ret, size_t *ret_len) {
         _cleanup_(reply_done) Reply r = {};
-        _cleanup_json_ json_t *in = NULL, *out = NULL;
+        /* Both are made in this scope from the body alone: json_scratch_drop() lets the arena have them. */
+        _cleanup_(json_scratch_dropp) json_t *in = NULL, *out = NULL;
         _cleanup_free_ char *id = NULL;
         int q;
 

@@ -340,7 +340,7 @@ static int chat_end(StreamTranslator *t) {
 }
 
 static int chat_event(StreamTranslator *t, const char *data, size_t n) {
-        _cleanup_json_ json_t *j = NULL;
+        _cleanup_(json_scratch_dropp) json_t *j = NULL;        /* a parsed event: see json_scratch_drop() */
         const json_t *choices, *choice, *err;
         size_t i;
         int r;
@@ -467,7 +467,7 @@ static int messages_block_delta(StreamTranslator *t, const json_t *j) {
 }
 
 static int messages_event(StreamTranslator *t, const char *event, const char *data, size_t n) {
-        _cleanup_json_ json_t *j = NULL;
+        _cleanup_(json_scratch_dropp) json_t *j = NULL;        /* a parsed event: see json_scratch_drop() */
         const char *type;
         int r;
 

@@ -43,7 +43,8 @@ void translated_request_done(TranslatedRequest *t) {
 static int translate_request_in_scope(TranslateKind k, const char *body, size_t len, const char *upstream_model,
                                       TranslatedRequest *ret, char **ret_error) {
         _cleanup_(req_ctx_done) ReqCtx c = { .kind = k };
-        _cleanup_json_ json_t *in = NULL, *out = NULL, *mid = NULL;
+        /* All three are made in this scope from the body alone: json_scratch_drop() lets the arena have them. */
+        _cleanup_(json_scratch_dropp) json_t *in = NULL, *out = NULL, *mid = NULL;
         _cleanup_free_ char *dropped = NULL, *s = NULL;
         size_t n;
         int r;

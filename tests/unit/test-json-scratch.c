@@ -124,6 +124,41 @@ TEST(translation_runs_in_a_scope_and_its_result_outlives_it) {
         translated_request_done(&x.t);
 }
 
+TEST(a_dropped_tree_is_left_to_the_arena_in_a_scope_and_released_outside) {
+        json_t *held = json_string("held elsewhere"), *tree;
+
+        ASSERT_NOT_NULL(held);
+        /* In a scope: no walk over the tree, so a value it references keeps the reference (the contract
+         * says such a tree must not be dropped this way; this shows why). */
+        json_scratch_begin();
+        tree = json_pack("{s:O}", "v", held);
+        ASSERT_NOT_NULL(tree);
+        ASSERT_EQ(held->refcount, 2U);
+        json_scratch_drop(tree);
+        ASSERT_EQ(held->refcount, json_scratch_enabled() ? 2U : 1U);
+        json_scratch_end();
+        if (json_scratch_enabled())
+                json_decref(held);
+        /* Outside a scope it is json_decref(): the reference goes (valgrind would see a leak otherwise). */
+        tree = json_pack("{s:O}", "v", held);
+        ASSERT_NOT_NULL(tree);
+        ASSERT_EQ(held->refcount, 2U);
+        json_scratch_drop(tree);
+        ASSERT_EQ(held->refcount, 1U);
+        /* And so while a scope is suspended. */
+        json_scratch_begin();
+        {
+                unsigned saved = json_scratch_suspend();
+                tree = json_pack("{s:O}", "v", held);
+                ASSERT_NOT_NULL(tree);
+                json_scratch_drop(tree);
+                json_scratch_resume(saved);
+        }
+        json_scratch_end();
+        ASSERT_EQ(held->refcount, 1U);
+        json_decref(held);
+}
+
 TEST(a_value_made_while_suspended_outlives_the_scope) {
         json_t *kept, *inside;
         unsigned saved;
