@@ -10,10 +10,14 @@
 /* ---- JSON ---- */
 
 int json_parse_object(const char *s, size_t n, json_t **ret) {
+        return json_parse_object_keep(s, n, NULL, ret);
+}
+
+int json_parse_object_keep(const char *s, size_t n, const JsonKeep *keep, json_t **ret) {
         json_t *j;
         int r;
 
-        r = json_read_max(s, n, 0, TRANSLATE_JSON_MAX_VALUES, &j);
+        r = json_read_keep(s, n, 0, TRANSLATE_JSON_MAX_VALUES, keep, &j);
         if (r < 0)
                 return r;
         if (!json_is_object(j)) {

@@ -17,6 +17,20 @@ int json_read(const char *s, size_t n, size_t flags, json_t **ret);
  * value costs a jansson tree about a hundred times its bytes. */
 int json_read_max(const char *s, size_t n, size_t flags, size_t max_values, json_t **ret);
 
+/* Which object members json_read_keep() makes: an array of these ended by one with key NULL. A member not
+ * named is read (checked and counted as strictly) but not made; a named one's value is made whole when inner
+ * is NULL, else inner applies to it (to its members if it is an object, to each element if it is an array).
+ * Why: an upstream stream chunk carries members no translator reads (object, created, system_fingerprint,
+ * logprobs, ...), and making them was a third of reading the chunk. */
+typedef struct JsonKeep {
+        const char *key;
+        const struct JsonKeep *inner;
+} JsonKeep;
+/* json_read_max() that makes only what keep names (NULL: everything). The input is accepted or refused
+ * exactly as json_read_max() would; the tree is what it would make with the unnamed members deleted. */
+int json_read_keep(const char *s, size_t n, size_t flags, size_t max_values, const JsonKeep *keep,
+                   json_t **ret);
+
 /* Appends the bytes json_dump_callback(j, ..., JSON_COMPACT) would produce. -EINVAL where jansson fails too
  * (not an object or array at the top, a string that is not UTF-8) and, unlike jansson, for nesting deeper
  * than JSON_WRITE_MAX_DEPTH: that is where a tree with a cycle ends up (jansson looks for cycles with a

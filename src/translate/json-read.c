@@ -238,6 +238,7 @@ static bool is_digit(char c) {
         return c >= '0' && c <= '9';
 }
 
+/* ret NULL: the number is checked as strictly, and not made. */
 static int read_number(JsonReader *r, json_t **ret) {
         const char *start = r->p, *p = start, *end = r->end, *digits;
         bool neg = false, real = false;
@@ -290,6 +291,10 @@ static int read_number(JsonReader *r, json_t **ret) {
                 }
                 if (u > (uint64_t) INT64_MAX + neg)
                         return -EBADMSG;
+                if (!ret) {
+                        r->p = skip_pushed_back_nul(p, end);
+                        return 0;
+                }
                 v = json_integer(neg ? (json_int_t) (0 - u) : (json_int_t) u);
         } else {
                 _cleanup_free_ char *heap = NULL;
@@ -311,6 +316,10 @@ static int read_number(JsonReader *r, json_t **ret) {
                         return -EBADMSG;
                 if ((d == HUGE_VAL || d == -HUGE_VAL) && errno == ERANGE)
                         return -EBADMSG;
+                if (!ret) {
+                        r->p = skip_pushed_back_nul(p, end);
+                        return 0;
+                }
                 v = json_real(d);
         }
         if (!v)
@@ -320,25 +329,40 @@ static int read_number(JsonReader *r, json_t **ret) {
         return 0;
 }
 
-static int read_value(JsonReader *r, json_t **ret);
+static int read_value(JsonReader *r, const JsonKeep *keep, json_t **ret);
 
-static int read_object(JsonReader *r, json_t **ret) {
-        _cleanup_(json_decrefp) json_t *o = json_object();
+static const JsonKeep *keep_find(const JsonKeep *keep, const char *key, size_t len) {
+        for (; keep->key; keep++)
+                if (strlen(keep->key) == len && memcmp(keep->key, key, len) == 0)
+                        return keep;
+        return NULL;
+}
+
+/* keep NULL: every member is made; else only the members it names, and the others are read and dropped. ret
+ * NULL: the object is read and checked, and nothing is made. */
+static int read_object(JsonReader *r, const JsonKeep *keep, json_t **ret) {
+        _cleanup_(json_decrefp) json_t *o = NULL;
         const char *end = r->end;
         int k;
 
-        if (!o)
-                return -ENOMEM;
+        if (ret) {
+                o = json_object();
+                if (!o)
+                        return -ENOMEM;
+        }
         r->p = skip_ws(r->p + 1, end);
         if (r->p < end && *r->p == '}') {
                 r->p++;
-                *ret = TAKE_PTR(o);
+                if (ret)
+                        *ret = TAKE_PTR(o);
                 return 0;
         }
         for (;;) {
                 _cleanup_free_ char *key_copy = NULL;
+                const JsonKeep *member = NULL;
                 const char *key;
                 size_t key_len;
+                bool make = ret;
                 json_t *v;
 
                 if (r->p >= end || *r->p != '"')
@@ -346,8 +370,12 @@ static int read_object(JsonReader *r, json_t **ret) {
                 k = read_string(r, &key, &key_len);
                 if (k < 0)
                         return k;
+                if (make && keep) {
+                        member = keep_find(keep, key, key_len);
+                        make = member;
+                }
                 /* The value may need the scratch buffer too: a decoded key is kept aside. */
-                if (key == r->scratch) {
+                if (make && key == r->scratch) {
                         key_copy = malloc(key_len + 1);
                         if (!key_copy)
                                 return -ENOMEM;
@@ -358,18 +386,19 @@ static int read_object(JsonReader *r, json_t **ret) {
                 if (r->p >= end || *r->p != ':')
                         return -EBADMSG;
                 r->p = skip_ws(r->p + 1, end);
-                k = read_value(r, &v);
+                k = read_value(r, member ? member->inner : NULL, make ? &v : NULL);
                 if (k < 0)
                         return k;
                 /* Takes v also on failure. */
-                if (json_object_setn_new_nocheck(o, key, key_len, v) < 0)
+                if (make && json_object_setn_new_nocheck(o, key, key_len, v) < 0)
                         return -ENOMEM;
                 r->p = skip_ws(r->p, end);
                 if (r->p >= end)
                         return -EBADMSG;
                 if (*r->p == '}') {
                         r->p++;
-                        *ret = TAKE_PTR(o);
+                        if (ret)
+                                *ret = TAKE_PTR(o);
                         return 0;
                 }
                 if (*r->p != ',')
@@ -378,33 +407,39 @@ static int read_object(JsonReader *r, json_t **ret) {
         }
 }
 
-static int read_array(JsonReader *r, json_t **ret) {
-        _cleanup_(json_decrefp) json_t *a = json_array();
+/* keep applies to each element (an array of objects is filtered member by member); ret NULL as above. */
+static int read_array(JsonReader *r, const JsonKeep *keep, json_t **ret) {
+        _cleanup_(json_decrefp) json_t *a = NULL;
         const char *end = r->end;
         int k;
 
-        if (!a)
-                return -ENOMEM;
+        if (ret) {
+                a = json_array();
+                if (!a)
+                        return -ENOMEM;
+        }
         r->p = skip_ws(r->p + 1, end);
         if (r->p < end && *r->p == ']') {
                 r->p++;
-                *ret = TAKE_PTR(a);
+                if (ret)
+                        *ret = TAKE_PTR(a);
                 return 0;
         }
         for (;;) {
                 json_t *v;
 
-                k = read_value(r, &v);
+                k = read_value(r, keep, ret ? &v : NULL);
                 if (k < 0)
                         return k;
-                if (json_array_append_new(a, v) < 0)
+                if (ret && json_array_append_new(a, v) < 0)
                         return -ENOMEM;
                 r->p = skip_ws(r->p, end);
                 if (r->p >= end)
                         return -EBADMSG;
                 if (*r->p == ']') {
                         r->p++;
-                        *ret = TAKE_PTR(a);
+                        if (ret)
+                                *ret = TAKE_PTR(a);
                         return 0;
                 }
                 if (*r->p != ',')
@@ -421,12 +456,15 @@ static int read_literal(JsonReader *r, const char *word, size_t len, json_t *v, 
         if (r->p < r->end && ((*r->p >= 'a' && *r->p <= 'z') || (*r->p >= 'A' && *r->p <= 'Z')))
                 return -EBADMSG;
         r->p = skip_pushed_back_nul(r->p, r->end);
-        *ret = v;
+        if (ret)
+                *ret = v;
         return 0;
 }
 
-/* A value at r->p (whitespace already skipped); r->p ends just past it. */
-static int read_value(JsonReader *r, json_t **ret) {
+/* A value at r->p (whitespace already skipped); r->p ends just past it. keep and ret NULL as in read_object():
+ * a value that is not made is still read, checked and counted exactly as one that is, so that the verdict on
+ * the input does not depend on what is kept. */
+static int read_value(JsonReader *r, const JsonKeep *keep, json_t **ret) {
         int k;
 
         if (r->p >= r->end)
@@ -439,10 +477,10 @@ static int read_value(JsonReader *r, json_t **ret) {
 
         switch (*r->p) {
         case '{':
-                k = read_object(r, ret);
+                k = read_object(r, keep, ret);
                 break;
         case '[':
-                k = read_array(r, ret);
+                k = read_array(r, keep, ret);
                 break;
         case '"': {
                 const char *s;
@@ -452,6 +490,8 @@ static int read_value(JsonReader *r, json_t **ret) {
                 k = read_string(r, &s, &n);
                 if (k < 0)
                         return k;
+                if (!ret)
+                        break;
                 v = json_stringn_nocheck(s, n);
                 if (!v)
                         return -ENOMEM;
@@ -484,6 +524,11 @@ int json_read(const char *s, size_t n, size_t flags, json_t **ret) {
 }
 
 int json_read_max(const char *s, size_t n, size_t flags, size_t max_values, json_t **ret) {
+        return json_read_keep(s, n, flags, max_values, NULL, ret);
+}
+
+int json_read_keep(const char *s, size_t n, size_t flags, size_t max_values, const JsonKeep *keep,
+                   json_t **ret) {
         JsonReader r = {
                 .p = s ?: "",
                 .end = (s ?: "") + (s ? n : 0),
@@ -501,7 +546,7 @@ int json_read_max(const char *s, size_t n, size_t flags, size_t max_values, json
         if (!(flags & JSON_DECODE_ANY) && (r.p >= r.end || (*r.p != '{' && *r.p != '[')))
                 k = -EBADMSG;
         else
-                k = read_value(&r, &v);
+                k = read_value(&r, keep, &v);
         if (k >= 0 && skip_ws(r.p, r.end) != r.end) {
                 json_decref(v);
                 k = -EBADMSG;

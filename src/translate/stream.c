@@ -20,6 +20,7 @@
 
 #include "shared/log.h"
 #include "shared/util.h"
+#include "translate/json-fast.h"
 #include "translate/json-scratch.h"
 #include "translate/stream-internal.h"
 
@@ -339,6 +340,16 @@ static int chat_end(StreamTranslator *t) {
         return emit_finish(t);
 }
 
+/* What chat_event() and chat_choice() read of a chunk, and nothing else: a chunk's id, object, created, model,
+ * service_tier, system_fingerprint, obfuscation and logprobs are checked but never made (json_read_keep()). A
+ * member read below must be named here, or it reads as absent. */
+static const JsonKeep chat_choice_keep[] = {
+        { "index" }, { "delta" }, { "finish_reason" }, { "stop_reason" }, {}
+};
+static const JsonKeep chat_chunk_keep[] = {
+        { "id" }, { "error" }, { "usage" }, { "choices", chat_choice_keep }, {}
+};
+
 static int chat_event(StreamTranslator *t, const char *data, size_t n) {
         _cleanup_(json_scratch_dropp) json_t *j = NULL;        /* a parsed event: see json_scratch_drop() */
         const json_t *choices, *choice, *err;
@@ -347,7 +358,7 @@ static int chat_event(StreamTranslator *t, const char *data, size_t n) {
 
         if (n >= 6 && strneq(data, "[DONE]", 6) && all_space(data + 6, n - 6))
                 return chat_end(t);
-        r = json_parse_object(data, n, &j);
+        r = json_parse_object_keep(data, n, chat_chunk_keep, &j);
         if (r < 0)
                 return r;
         err = json_object_get(j, "error");

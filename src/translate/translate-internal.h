@@ -16,6 +16,9 @@
 /* Parses a JSON object; -EBADMSG when the text is not JSON or not an object, -E2BIG past
  * TRANSLATE_JSON_MAX_VALUES values. */
 int json_parse_object(const char *s, size_t n, json_t **ret);
+/* The same, making only the members keep names (json-fast.h): accepted and refused alike. */
+typedef struct JsonKeep JsonKeep;
+int json_parse_object_keep(const char *s, size_t n, const JsonKeep *keep, json_t **ret);
 /* Compact dumps. */
 int json_dump_to_buf(const json_t *j, Buf *b);
 int json_dump_to_string(const json_t *j, char **ret, size_t *ret_len);

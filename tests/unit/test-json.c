@@ -351,3 +351,78 @@ TEST(value_limit) {
         ASSERT_OK(json_read_max("{\"a\":{}}", 8, 0, 2, &j));
         json_decref(j);
 }
+
+/* json_read_keep(): what the chat chunk filter of stream.c looks like, on inputs it must not judge otherwise
+ * than json_read_max(). The fuzz target (fuzz-json) compares the two on any bytes. */
+static const JsonKeep test_choice_keep[] = { { "delta" }, { "index" }, {} };
+static const JsonKeep test_chunk_keep[] = { { "id" }, { "choices", test_choice_keep }, {} };
+
+static char *read_kept(const char *s) {
+        json_t *j = NULL;
+        char *d;
+
+        if (json_read_keep(s, strlen(s), 0, SIZE_MAX, test_chunk_keep, &j) < 0)
+                return NULL;
+        d = dump(j);
+        json_decref(j);
+        return d;
+}
+
+TEST(keep_makes_only_what_it_names) {
+        char *d;
+
+        d = read_kept("{\"id\":\"x\",\"object\":\"chunk\",\"created\":17,\"choices\":[{\"index\":0,"
+                      "\"delta\":{\"content\":\"hi\",\"role\":null},\"logprobs\":{\"a\":[1,2]},\"finish_reason\":null},"
+                      "[{\"delta\":1,\"x\":2}],3],\"usage\":null}");
+        /* The delta is made whole (no inner filter); arrays inside choices are filtered element by element. */
+        ASSERT_STREQ(d, "{\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\",\"role\":null}},"
+                        "[{\"delta\":1}],3]}");
+        free(d);
+        /* A key spelled with an escape is the key; the last duplicate wins, kept or not. */
+        d = read_kept("{\"\\u0069d\":1,\"id\":2,\"x\":3,\"x\":4,\"id\":3}");
+        ASSERT_STREQ(d, "{\"id\":3}");
+        free(d);
+        /* A scalar where an object was filtered is made as it is. */
+        d = read_kept("{\"choices\":\"none\"}");
+        ASSERT_STREQ(d, "{\"choices\":\"none\"}");
+        free(d);
+}
+
+TEST(keep_checks_what_it_does_not_make) {
+        static const char *const bad[] = {
+                "{\"object\":\"\\x\"}",                  /* a bad escape */
+                "{\"object\":\"\\ud800\"}",              /* a lone surrogate */
+                "{\"created\":99999999999999999999}",    /* past strtoll()'s range */
+                "{\"created\":1e999}",                   /* a real that overflows */
+                "{\"created\":01}",
+                "{\"logprobs\":tru}",
+                "{\"logprobs\":[1,]}",
+                "{\"logprobs\":{\"a\" 1}}",
+                "{\"logprobs\":\"\xc0\xaf\"}",           /* an overlong UTF-8 sequence */
+                "{\"logprobs\":null,}",
+        };
+        json_t *j = NULL;
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                ASSERT_EQ(json_diff_keep(bad[i], strlen(bad[i]), 0, SIZE_MAX), 0);
+                ASSERT_ERROR(json_read_keep(bad[i], strlen(bad[i]), 0, SIZE_MAX, test_chunk_keep, &j), EBADMSG);
+        }
+        /* Values not made still count, towards the cap and the depth limit. */
+        ASSERT_ERROR(json_read_keep("{\"x\":[1,2,3]}", 13, 0, 4, test_chunk_keep, &j), E2BIG);
+        ASSERT_OK(json_read_keep("{\"x\":[1,2,3]}", 13, 0, 5, test_chunk_keep, &j));
+        ASSERT_EQ(json_object_size(j), 0U);
+        json_decref(j);
+        {
+                size_t depth = JSON_PARSER_MAX_DEPTH + 1;
+                _cleanup_free_ char *deep = malloc(depth * 2 + 16);
+
+                ASSERT_NOT_NULL(deep);
+                strcpy(deep, "{\"x\":");
+                for (size_t i = 0; i < depth; i++)
+                        strcat(deep, "[");
+                for (size_t i = 0; i < depth; i++)
+                        strcat(deep, "]");
+                strcat(deep, "}");
+                ASSERT_EQ(json_diff_keep(deep, strlen(deep), 0, SIZE_MAX), 0);
+        }
+}
