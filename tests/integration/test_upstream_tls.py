@@ -194,8 +194,8 @@ NEWLINE_DN = issue_with_subject(CA, "CN = evil\\n%s\nO = newline" % FORGED_LINE,
 # ordinary kinds it took, gate's must take. libcurl's sessions (priority "NORMAL") verify with GnuTLS's LOW
 # profile: keys of 80-bit security at least (RSA 1024 bits) in every certificate of the chain and in the
 # trusted CA; signatures with SHA-1 or MD5 GnuTLS refuses in any certificate that is not trusted itself.
-# RSA 768 rather than 512 where the server signs with it: TLS 1.3's RSA-PSS with SHA-256 needs 528 bits, so a
-# 512-bit server key fails the handshake before any check.
+# A 512-bit server key cannot sign TLS 1.3's RSA-PSS with SHA-256 (528 bits at least): nginx falls back to
+# TLS 1.2 for it, where gate's check is the only thing in its way.
 RSA_CA = CertAuthority("gate upstream test RSA CA", key="rsa:2048")         # ECDSA has no MD5
 WEAK_CA = CertAuthority("gate upstream test RSA-512 CA", key="rsa:512")
 INTER_768 = CertAuthority("RSA-768 intermediate", key="rsa:768", parent=CA)
@@ -206,6 +206,8 @@ WEAK = {
     "weakrsa768": (CA.issue("localhost", "rsa768", key="rsa:768"), "certificate 1 of the chain "
                    "(CN=localhost,O=rsa768) has a 768-bit RSA key, weaker than GnuTLS's LOW profile allows "
                    "(1024 bits)"),
+    "weakrsa512": (CA.issue("localhost", "rsa512", key="rsa:512"), "certificate 1 of the chain "
+                   "(CN=localhost,O=rsa512) has a 512-bit RSA key"),
     "weakinter768": (INTER_768.issue("localhost", "inter768"), "certificate 2 of the chain "
                      "(CN=RSA-768 intermediate) has a 768-bit RSA key"),
     "weakca512": (WEAK_CA.issue("localhost", "ca512"), "the trusted CA (CN=gate upstream test RSA-512 CA) has a "
@@ -843,6 +845,11 @@ def assert_weak_refused(provider):
 @test
 def leaf_with_a_768_bit_rsa_key_is_refused():
     assert_weak_refused("weakrsa768")
+
+
+@test
+def leaf_with_a_512_bit_rsa_key_is_refused():
+    assert_weak_refused("weakrsa512")
 
 
 @test
