@@ -10,6 +10,19 @@
 /* A longer chain than any public CA issues; more is refused rather than allocated. */
 #define CHAIN_MAX 16
 
+/* The verification profile of the sessions libcurl makes. gnutls_certificate_verify_peers(), the check libcurl
+ * ran, adds the session's profile to its flags; a trust list knows of no session, so it is named here. curl
+ * 7.88's GnuTLS back end (lib/vtls/gtls.c) starts every priority string with "NORMAL", which sets
+ * GNUTLS_PROFILE_LOW: 80-bit security, i.e. RSA (and DSA) keys of 1024 bits and more, EC keys of 160 bits
+ * and more, in every certificate of the chain and in the trusted CA that signs it. Without it the trust
+ * list took a 512-bit RSA key. Certificate signatures with SHA-1 or MD5 GnuTLS refuses with or without a
+ * profile, and the system-wide configuration (/etc/gnutls/config: min-verification-profile,
+ * insecure-sig-for-cert, ...) it applies to both checks by itself. */
+#define SESSION_PROFILE GNUTLS_PROFILE_LOW
+#define SESSION_SEC_PARAM GNUTLS_SEC_PARAM_LOW
+/* And the flag libcurl gives its check: a v1 CA certificate in the bundle still counts as a CA. */
+#define VERIFY_FLAGS (GNUTLS_VERIFY_ALLOW_X509_V1_CA_CRT | GNUTLS_PROFILE_TO_VFLAGS(SESSION_PROFILE))
+
 struct UpstreamTrust {
         gnutls_x509_trust_list_t list;
         unsigned n_cas;
@@ -53,20 +66,74 @@ unsigned upstream_trust_count(const UpstreamTrust *t) {
         return t ? t->n_cas : 0;
 }
 
-static void name_mismatch_reason(gnutls_x509_crt_t leaf, const char *host, char *reason, size_t reason_size) {
+/* A certificate's subject for the log. It is the server's to choose, trusted or not, and GnuTLS leaves control
+ * characters in it as they are: a newline would start a log line of the server's making. */
+static bool subject_of(gnutls_x509_crt_t crt, char *buf, size_t size) {
         gnutls_datum_t dn = {};
 
-        if (gnutls_x509_crt_get_dn2(leaf, &dn) >= 0 && dn.data) {
-                /* The subject is the server's to choose, trusted or not, and GnuTLS leaves control characters
-                 * in it as they are: a newline would start a log line of the server's making. */
-                for (unsigned i = 0; i < dn.size; i++)
-                        if (dn.data[i] < 0x20 || dn.data[i] == 0x7f)
-                                dn.data[i] = '?';
-                (void) snprintf(reason, reason_size, "SSL: certificate for %.*s does not match host name '%s'",
-                                (int) dn.size, (const char *) dn.data, host);
-                gnutls_free(dn.data);
-        } else
+        if (gnutls_x509_crt_get_dn2(crt, &dn) < 0 || !dn.data) {
+                (void) snprintf(buf, size, "?");
+                return false;
+        }
+        for (unsigned i = 0; i < dn.size; i++)
+                if (dn.data[i] < 0x20 || dn.data[i] == 0x7f)
+                        dn.data[i] = '?';
+        (void) snprintf(buf, size, "%.*s", (int) dn.size, (const char *) dn.data);
+        gnutls_free(dn.data);
+        return true;
+}
+
+static void name_mismatch_reason(gnutls_x509_crt_t leaf, const char *host, char *reason, size_t reason_size) {
+        char subject[256];
+
+        if (subject_of(leaf, subject, sizeof subject))
+                (void) snprintf(reason, reason_size, "SSL: certificate for %s does not match host name '%s'", subject,
+                                host);
+        else
                 (void) snprintf(reason, reason_size, "SSL: certificate does not match host name '%s'", host);
+}
+
+/* GNUTLS_CERT_INSECURE_ALGORITHM says only that something in the chain is weak: names the first certificate
+ * (of those the server sent, then the trusted CA they end in) whose key is below the profile, or whose
+ * signature GnuTLS does not accept in a certificate. False when none is found (e.g. a system-wide profile
+ * above gate's), and the caller says it GnuTLS's way. Runs for a refused chain only. */
+static bool insecure_reason(const UpstreamTrust *t, gnutls_x509_crt_t *chain, unsigned n, char *reason,
+                            size_t reason_size) {
+        for (unsigned i = 0; i <= n; i++) {
+                gnutls_x509_crt_t crt = i < n ? chain[i] : NULL;
+                char what[320], subject[256];
+                unsigned bits = 0;
+                int pk, sign;
+
+                if (!crt && gnutls_x509_trust_list_get_issuer(t->list, chain[n - 1], &crt, 0) < 0)
+                        break;
+                subject_of(crt, subject, sizeof subject);
+                if (i < n)
+                        (void) snprintf(what, sizeof what, "certificate %u of the chain (%s)", i + 1, subject);
+                else
+                        (void) snprintf(what, sizeof what, "the trusted CA (%s)", subject);
+
+                pk = gnutls_x509_crt_get_pk_algorithm(crt, &bits);
+                if (pk > 0 && gnutls_pk_bits_to_sec_param(pk, bits) < SESSION_SEC_PARAM) {
+                        (void) snprintf(reason, reason_size, "SSL peer certificate not OK: %s has a %u-bit %s key, "
+                                        "weaker than GnuTLS's LOW profile allows (%u bits)", what, bits,
+                                        gnutls_pk_get_name(pk), gnutls_sec_param_to_pk_bits(pk, SESSION_SEC_PARAM));
+                        return true;
+                }
+                /* A trusted or self-signed certificate's own signature is never checked. */
+                if (i == n || gnutls_x509_crt_check_issuer(crt, crt))
+                        continue;
+                sign = gnutls_x509_crt_get_signature_algorithm(crt);
+                if (sign >= 0 && !gnutls_sign_is_secure2(sign, GNUTLS_SIGN_FLAG_SECURE_FOR_CERTS)) {
+                        const char *name = gnutls_sign_get_name(sign);
+
+                        (void) snprintf(reason, reason_size, "SSL peer certificate not OK: %s is signed with %s, "
+                                        "which GnuTLS does not accept in certificates", what,
+                                        name ?: "an unknown algorithm");
+                        return true;
+                }
+        }
+        return false;
 }
 
 /* ---- stapled OCSP responses ----
@@ -112,9 +179,9 @@ static unsigned ocsp_response_status(const UpstreamTrust *t, const gnutls_datum_
                 return GNUTLS_CERT_INVALID_OCSP_STATUS;
         if (gnutls_ocsp_resp_import(resp, d) < 0 || gnutls_ocsp_resp_check_crt(resp, 0, crt) < 0)
                 goto finish;
-        r = gnutls_ocsp_resp_verify(resp, t->list, &verify, GNUTLS_VERIFY_ALLOW_X509_V1_CA_CRT);
+        r = gnutls_ocsp_resp_verify(resp, t->list, &verify, VERIFY_FLAGS);
         for (unsigned i = 0; (r < 0 || verify != 0) && i < n_issuers; i++)
-                r = gnutls_ocsp_resp_verify_direct(resp, issuers[i], &verify, GNUTLS_VERIFY_ALLOW_X509_V1_CA_CRT);
+                r = gnutls_ocsp_resp_verify_direct(resp, issuers[i], &verify, VERIFY_FLAGS);
         if (r < 0 || verify != 0)
                 goto finish;
         if (gnutls_ocsp_resp_get_single(resp, 0, NULL, NULL, NULL, NULL, &cert_status, &this_update,
@@ -184,9 +251,8 @@ int upstream_trust_verify(const UpstreamTrust *t, void *session, const char *hos
                 { .type = GNUTLS_DT_DNS_HOSTNAME, .data = (unsigned char *) host },
                 { .type = GNUTLS_DT_KEY_PURPOSE_OID, .data = (unsigned char *) GNUTLS_KP_TLS_WWW_SERVER },
         };
-        /* The flags libcurl gives its own check: a v1 CA certificate in the bundle still counts as a CA. */
-        r = gnutls_x509_trust_list_verify_crt2(t->list, chain, n, data, ELEMENTSOF(data),
-                                               GNUTLS_VERIFY_ALLOW_X509_V1_CA_CRT, &status, NULL);
+        r = gnutls_x509_trust_list_verify_crt2(t->list, chain, n, data, ELEMENTSOF(data), VERIFY_FLAGS, &status,
+                                               NULL);
         if (r >= 0)
                 status |= ocsp_status(t, session, chain, n);
         if (r < 0) {
@@ -194,6 +260,8 @@ int upstream_trust_verify(const UpstreamTrust *t, void *session, const char *hos
                 r = -EPERM;
         } else if (status & GNUTLS_CERT_UNEXPECTED_OWNER) {
                 name_mismatch_reason(chain[0], host, reason, reason_size);
+                r = -EPERM;
+        } else if ((status & GNUTLS_CERT_INSECURE_ALGORITHM) && insecure_reason(t, chain, n, reason, reason_size)) {
                 r = -EPERM;
         } else if (status != 0) {
                 gnutls_datum_t out = {};

@@ -29,6 +29,8 @@ DLSYM_FUNCTION(gnutls_ocsp_resp_verify_direct);
 DLSYM_FUNCTION(gnutls_ocsp_status_request_get2);
 DLSYM_FUNCTION(gnutls_pcert_deinit);
 DLSYM_FUNCTION(gnutls_pcert_import_x509_list);
+DLSYM_FUNCTION(gnutls_pk_bits_to_sec_param);
+DLSYM_FUNCTION(gnutls_pk_get_name);
 DLSYM_FUNCTION(gnutls_priority_deinit);
 DLSYM_FUNCTION(gnutls_priority_init);
 DLSYM_FUNCTION(gnutls_priority_set);
@@ -43,19 +45,25 @@ DLSYM_FUNCTION(gnutls_pubkey_import_privkey);
 DLSYM_FUNCTION(gnutls_pubkey_init);
 DLSYM_FUNCTION(gnutls_record_recv);
 DLSYM_FUNCTION(gnutls_record_send);
+DLSYM_FUNCTION(gnutls_sec_param_to_pk_bits);
 DLSYM_FUNCTION(gnutls_server_name_get);
 DLSYM_FUNCTION(gnutls_session_get_ptr);
 DLSYM_FUNCTION(gnutls_session_set_ptr);
+DLSYM_FUNCTION(gnutls_sign_get_name);
+DLSYM_FUNCTION(gnutls_sign_is_secure2);
 DLSYM_FUNCTION(gnutls_strerror);
 DLSYM_FUNCTION(gnutls_transport_set_errno);
 DLSYM_FUNCTION(gnutls_transport_set_ptr);
 DLSYM_FUNCTION(gnutls_transport_set_pull_function);
 DLSYM_FUNCTION(gnutls_transport_set_pull_timeout_function);
 DLSYM_FUNCTION(gnutls_transport_set_push_function);
+DLSYM_FUNCTION(gnutls_x509_crt_check_issuer);
 DLSYM_FUNCTION(gnutls_x509_crt_deinit);
 DLSYM_FUNCTION(gnutls_x509_crt_get_activation_time);
 DLSYM_FUNCTION(gnutls_x509_crt_get_dn2);
 DLSYM_FUNCTION(gnutls_x509_crt_get_expiration_time);
+DLSYM_FUNCTION(gnutls_x509_crt_get_pk_algorithm);
+DLSYM_FUNCTION(gnutls_x509_crt_get_signature_algorithm);
 DLSYM_FUNCTION(gnutls_x509_crt_get_tlsfeatures);
 DLSYM_FUNCTION(gnutls_x509_crt_import);
 DLSYM_FUNCTION(gnutls_x509_crt_init);
@@ -65,6 +73,7 @@ DLSYM_FUNCTION(gnutls_x509_tlsfeatures_get);
 DLSYM_FUNCTION(gnutls_x509_tlsfeatures_init);
 DLSYM_FUNCTION(gnutls_x509_trust_list_add_trust_file);
 DLSYM_FUNCTION(gnutls_x509_trust_list_deinit);
+DLSYM_FUNCTION(gnutls_x509_trust_list_get_issuer);
 DLSYM_FUNCTION(gnutls_x509_trust_list_init);
 DLSYM_FUNCTION(gnutls_x509_trust_list_verify_crt2);
 
@@ -103,6 +112,8 @@ int dlopen_gnutls(void) {
                                DLSYM_ARG(gnutls_ocsp_status_request_get2),
                                DLSYM_ARG(gnutls_pcert_deinit),
                                DLSYM_ARG(gnutls_pcert_import_x509_list),
+                               DLSYM_ARG(gnutls_pk_bits_to_sec_param),
+                               DLSYM_ARG(gnutls_pk_get_name),
                                DLSYM_ARG(gnutls_priority_deinit),
                                DLSYM_ARG(gnutls_priority_init),
                                DLSYM_ARG(gnutls_priority_set),
@@ -117,19 +128,25 @@ int dlopen_gnutls(void) {
                                DLSYM_ARG(gnutls_pubkey_init),
                                DLSYM_ARG(gnutls_record_recv),
                                DLSYM_ARG(gnutls_record_send),
+                               DLSYM_ARG(gnutls_sec_param_to_pk_bits),
                                DLSYM_ARG(gnutls_server_name_get),
                                DLSYM_ARG(gnutls_session_get_ptr),
                                DLSYM_ARG(gnutls_session_set_ptr),
+                               DLSYM_ARG(gnutls_sign_get_name),
+                               DLSYM_ARG(gnutls_sign_is_secure2),
                                DLSYM_ARG(gnutls_strerror),
                                DLSYM_ARG(gnutls_transport_set_errno),
                                DLSYM_ARG(gnutls_transport_set_ptr),
                                DLSYM_ARG(gnutls_transport_set_pull_function),
                                DLSYM_ARG(gnutls_transport_set_pull_timeout_function),
                                DLSYM_ARG(gnutls_transport_set_push_function),
+                               DLSYM_ARG(gnutls_x509_crt_check_issuer),
                                DLSYM_ARG(gnutls_x509_crt_deinit),
                                DLSYM_ARG(gnutls_x509_crt_get_activation_time),
                                DLSYM_ARG(gnutls_x509_crt_get_dn2),
                                DLSYM_ARG(gnutls_x509_crt_get_expiration_time),
+                               DLSYM_ARG(gnutls_x509_crt_get_pk_algorithm),
+                               DLSYM_ARG(gnutls_x509_crt_get_signature_algorithm),
                                DLSYM_ARG(gnutls_x509_crt_get_tlsfeatures),
                                DLSYM_ARG(gnutls_x509_crt_import),
                                DLSYM_ARG(gnutls_x509_crt_init),
@@ -139,6 +156,7 @@ int dlopen_gnutls(void) {
                                DLSYM_ARG(gnutls_x509_tlsfeatures_init),
                                DLSYM_ARG(gnutls_x509_trust_list_add_trust_file),
                                DLSYM_ARG(gnutls_x509_trust_list_deinit),
+                               DLSYM_ARG(gnutls_x509_trust_list_get_issuer),
                                DLSYM_ARG(gnutls_x509_trust_list_init),
                                DLSYM_ARG(gnutls_x509_trust_list_verify_crt2),
                                NULL);

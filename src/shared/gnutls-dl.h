@@ -38,6 +38,8 @@ DLSYM_PROTOTYPE(gnutls_ocsp_resp_verify_direct);
 DLSYM_PROTOTYPE(gnutls_ocsp_status_request_get2);
 DLSYM_PROTOTYPE(gnutls_pcert_deinit);
 DLSYM_PROTOTYPE(gnutls_pcert_import_x509_list);
+DLSYM_PROTOTYPE(gnutls_pk_bits_to_sec_param);
+DLSYM_PROTOTYPE(gnutls_pk_get_name);
 DLSYM_PROTOTYPE(gnutls_priority_deinit);
 DLSYM_PROTOTYPE(gnutls_priority_init);
 DLSYM_PROTOTYPE(gnutls_priority_set);
@@ -52,19 +54,25 @@ DLSYM_PROTOTYPE(gnutls_pubkey_import_privkey);
 DLSYM_PROTOTYPE(gnutls_pubkey_init);
 DLSYM_PROTOTYPE(gnutls_record_recv);
 DLSYM_PROTOTYPE(gnutls_record_send);
+DLSYM_PROTOTYPE(gnutls_sec_param_to_pk_bits);
 DLSYM_PROTOTYPE(gnutls_server_name_get);
 DLSYM_PROTOTYPE(gnutls_session_get_ptr);
 DLSYM_PROTOTYPE(gnutls_session_set_ptr);
+DLSYM_PROTOTYPE(gnutls_sign_get_name);
+DLSYM_PROTOTYPE(gnutls_sign_is_secure2);
 DLSYM_PROTOTYPE(gnutls_strerror);
 DLSYM_PROTOTYPE(gnutls_transport_set_errno);
 DLSYM_PROTOTYPE(gnutls_transport_set_ptr);
 DLSYM_PROTOTYPE(gnutls_transport_set_pull_function);
 DLSYM_PROTOTYPE(gnutls_transport_set_pull_timeout_function);
 DLSYM_PROTOTYPE(gnutls_transport_set_push_function);
+DLSYM_PROTOTYPE(gnutls_x509_crt_check_issuer);
 DLSYM_PROTOTYPE(gnutls_x509_crt_deinit);
 DLSYM_PROTOTYPE(gnutls_x509_crt_get_activation_time);
 DLSYM_PROTOTYPE(gnutls_x509_crt_get_dn2);
 DLSYM_PROTOTYPE(gnutls_x509_crt_get_expiration_time);
+DLSYM_PROTOTYPE(gnutls_x509_crt_get_pk_algorithm);
+DLSYM_PROTOTYPE(gnutls_x509_crt_get_signature_algorithm);
 DLSYM_PROTOTYPE(gnutls_x509_crt_get_tlsfeatures);
 DLSYM_PROTOTYPE(gnutls_x509_crt_import);
 DLSYM_PROTOTYPE(gnutls_x509_crt_init);
@@ -74,6 +82,7 @@ DLSYM_PROTOTYPE(gnutls_x509_tlsfeatures_get);
 DLSYM_PROTOTYPE(gnutls_x509_tlsfeatures_init);
 DLSYM_PROTOTYPE(gnutls_x509_trust_list_add_trust_file);
 DLSYM_PROTOTYPE(gnutls_x509_trust_list_deinit);
+DLSYM_PROTOTYPE(gnutls_x509_trust_list_get_issuer);
 DLSYM_PROTOTYPE(gnutls_x509_trust_list_init);
 DLSYM_PROTOTYPE(gnutls_x509_trust_list_verify_crt2);
 
@@ -106,6 +115,8 @@ DLSYM_PROTOTYPE(gnutls_x509_trust_list_verify_crt2);
 #define gnutls_ocsp_status_request_get2(...) sym_gnutls_ocsp_status_request_get2(__VA_ARGS__)
 #define gnutls_pcert_deinit(...) sym_gnutls_pcert_deinit(__VA_ARGS__)
 #define gnutls_pcert_import_x509_list(...) sym_gnutls_pcert_import_x509_list(__VA_ARGS__)
+#define gnutls_pk_bits_to_sec_param(...) sym_gnutls_pk_bits_to_sec_param(__VA_ARGS__)
+#define gnutls_pk_get_name(...) sym_gnutls_pk_get_name(__VA_ARGS__)
 #define gnutls_priority_deinit(...) sym_gnutls_priority_deinit(__VA_ARGS__)
 #define gnutls_priority_init(...) sym_gnutls_priority_init(__VA_ARGS__)
 #define gnutls_priority_set(...) sym_gnutls_priority_set(__VA_ARGS__)
@@ -120,19 +131,25 @@ DLSYM_PROTOTYPE(gnutls_x509_trust_list_verify_crt2);
 #define gnutls_pubkey_init(...) sym_gnutls_pubkey_init(__VA_ARGS__)
 #define gnutls_record_recv(...) sym_gnutls_record_recv(__VA_ARGS__)
 #define gnutls_record_send(...) sym_gnutls_record_send(__VA_ARGS__)
+#define gnutls_sec_param_to_pk_bits(...) sym_gnutls_sec_param_to_pk_bits(__VA_ARGS__)
 #define gnutls_server_name_get(...) sym_gnutls_server_name_get(__VA_ARGS__)
 #define gnutls_session_get_ptr(...) sym_gnutls_session_get_ptr(__VA_ARGS__)
 #define gnutls_session_set_ptr(...) sym_gnutls_session_set_ptr(__VA_ARGS__)
+#define gnutls_sign_get_name(...) sym_gnutls_sign_get_name(__VA_ARGS__)
+#define gnutls_sign_is_secure2(...) sym_gnutls_sign_is_secure2(__VA_ARGS__)
 #define gnutls_strerror(...) sym_gnutls_strerror(__VA_ARGS__)
 #define gnutls_transport_set_errno(...) sym_gnutls_transport_set_errno(__VA_ARGS__)
 #define gnutls_transport_set_ptr(...) sym_gnutls_transport_set_ptr(__VA_ARGS__)
 #define gnutls_transport_set_pull_function(...) sym_gnutls_transport_set_pull_function(__VA_ARGS__)
 #define gnutls_transport_set_pull_timeout_function(...) sym_gnutls_transport_set_pull_timeout_function(__VA_ARGS__)
 #define gnutls_transport_set_push_function(...) sym_gnutls_transport_set_push_function(__VA_ARGS__)
+#define gnutls_x509_crt_check_issuer(...) sym_gnutls_x509_crt_check_issuer(__VA_ARGS__)
 #define gnutls_x509_crt_deinit(...) sym_gnutls_x509_crt_deinit(__VA_ARGS__)
 #define gnutls_x509_crt_get_activation_time(...) sym_gnutls_x509_crt_get_activation_time(__VA_ARGS__)
 #define gnutls_x509_crt_get_dn2(...) sym_gnutls_x509_crt_get_dn2(__VA_ARGS__)
 #define gnutls_x509_crt_get_expiration_time(...) sym_gnutls_x509_crt_get_expiration_time(__VA_ARGS__)
+#define gnutls_x509_crt_get_pk_algorithm(...) sym_gnutls_x509_crt_get_pk_algorithm(__VA_ARGS__)
+#define gnutls_x509_crt_get_signature_algorithm(...) sym_gnutls_x509_crt_get_signature_algorithm(__VA_ARGS__)
 #define gnutls_x509_crt_get_tlsfeatures(...) sym_gnutls_x509_crt_get_tlsfeatures(__VA_ARGS__)
 #define gnutls_x509_crt_import(...) sym_gnutls_x509_crt_import(__VA_ARGS__)
 #define gnutls_x509_crt_init(...) sym_gnutls_x509_crt_init(__VA_ARGS__)
@@ -142,6 +159,7 @@ DLSYM_PROTOTYPE(gnutls_x509_trust_list_verify_crt2);
 #define gnutls_x509_tlsfeatures_init(...) sym_gnutls_x509_tlsfeatures_init(__VA_ARGS__)
 #define gnutls_x509_trust_list_add_trust_file(...) sym_gnutls_x509_trust_list_add_trust_file(__VA_ARGS__)
 #define gnutls_x509_trust_list_deinit(...) sym_gnutls_x509_trust_list_deinit(__VA_ARGS__)
+#define gnutls_x509_trust_list_get_issuer(...) sym_gnutls_x509_trust_list_get_issuer(__VA_ARGS__)
 #define gnutls_x509_trust_list_init(...) sym_gnutls_x509_trust_list_init(__VA_ARGS__)
 #define gnutls_x509_trust_list_verify_crt2(...) sym_gnutls_x509_trust_list_verify_crt2(__VA_ARGS__)
 /* gnutls_free is a variable (a pointer to GnuTLS' deallocator), and gnutls.h's macro of that name also

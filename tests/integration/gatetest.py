@@ -34,29 +34,61 @@ def wait_for(what, cond, timeout=10.0):
         time.sleep(0.02)
 
 
+def _newkey(key):
+    """openssl req arguments for a new key: "ec:P-256" (a named curve), "rsa:768" (bits), "ed25519"."""
+    kind, _, param = key.partition(":")
+    if kind == "ec":
+        return ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:" + param]
+    if kind == "rsa":
+        return ["-newkey", "rsa:" + param]
+    if kind in ("ed25519", "ed448") and not param:
+        return ["-newkey", kind]
+    raise ValueError("unknown key %r" % key)
+
+
 class CertAuthority:
-    """A throwaway CA (openssl, P-256) in its own temp directory, issuing certificates for test servers.
+    """A throwaway CA (openssl, P-256 unless key says otherwise) in its own temp directory, issuing
+    certificates for test servers.
 
-    ca = CertAuthority(); crt, key = ca.issue("a.test", "first"); ca.crt is the CA certificate."""
+    ca = CertAuthority(); crt, key = ca.issue("a.test", "first"); ca.crt is the CA certificate.
+    CertAuthority("sub", parent=ca) is an intermediate CA signed by ca: its issue() returns a crt file that
+    holds the certificate and then the intermediates (what a server sends), and ca.crt alone is trusted."""
 
-    def __init__(self, subject="gate test CA"):
+    def __init__(self, subject="gate test CA", key="ec:P-256", parent=None, md="sha256"):
         self.dir = tempfile.mkdtemp(prefix="gate-ca-")
         self.crt = os.path.join(self.dir, "ca.crt")
         self.key = os.path.join(self.dir, "ca.key")
-        _run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", self.key, "-out", self.crt, "-days", "2", "-subj", "/CN=" + subject)
+        self.chain = []     # the intermediates above a certificate this CA issues, in the order a server sends
+        if parent is None:
+            _run("openssl", "req", "-x509", *_newkey(key), "-nodes", "-keyout", self.key, "-out", self.crt,
+                 "-days", "2", "-subj", "/CN=" + subject)
+        else:
+            with open(os.path.join(self.dir, "ca.ext"), "w") as f:
+                f.write("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
+            _run("openssl", "req", *_newkey(key), "-nodes", "-keyout", self.key,
+                 "-out", os.path.join(self.dir, "ca.csr"), "-subj", "/CN=" + subject)
+            _run("openssl", "x509", "-req", "-in", os.path.join(self.dir, "ca.csr"), "-CA", parent.crt,
+                 "-CAkey", parent.key, "-CAcreateserial", "-out", self.crt, "-days", "2", "-" + md,
+                 "-extfile", os.path.join(self.dir, "ca.ext"))
+            self.chain = [self.crt] + parent.chain
 
-    def issue(self, name, tag, days=1, san=None, ext=""):
+    def issue(self, name, tag, days=1, san=None, ext="", key="ec:P-256", md="sha256"):
         """A certificate for DNS name `name` (organization `tag`) signed by this CA; returns (crt, key).
         san replaces the subjectAltName ("IP:127.0.0.1"); days=-1 makes one that expired a day ago; ext adds
-        extension lines ("tlsfeature=status_request\n")."""
+        extension lines ("tlsfeature=status_request\n"); key is the certificate's key ("rsa:768", see
+        _newkey()); md the hash this CA signs it with ("sha1", "md5": the CA's key must be RSA)."""
         base = os.path.join(self.dir, "%s-%s" % (name, tag))
         with open(base + ".ext", "w") as f:
             f.write("subjectAltName=%s\n%s" % (san or "DNS:" + name, ext))
-        _run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        _run("openssl", "req", *_newkey(key), "-nodes",
              "-keyout", base + ".key", "-out", base + ".csr", "-subj", "/CN=%s/O=%s" % (name, tag))
         _run("openssl", "x509", "-req", "-in", base + ".csr", "-CA", self.crt, "-CAkey", self.key,
-             "-CAcreateserial", "-out", base + ".crt", "-days", str(days), "-extfile", base + ".ext")
+             "-CAcreateserial", "-out", base + ".crt", "-days", str(days), "-" + md, "-extfile", base + ".ext")
+        if self.chain:
+            with open(base + ".crt", "a") as out:
+                for c in self.chain:
+                    with open(c) as f:
+                        out.write(f.read())
         return base + ".crt", base + ".key"
 
     def ocsp(self, crt, revoked):

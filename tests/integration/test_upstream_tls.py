@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 
-from gatetest import CertAuthority, Gate, finish, free_port, test, wait_for
+from gatetest import CertAuthority, Gate, finish, test, wait_for
 from mocktest import Mock, sse_events
 
 NGINX = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
@@ -49,8 +49,9 @@ class Nginx:
     """One nginx, unprivileged config, in the foreground without a master: a TLS (+h2) server per
     (port, crt, key), each proxying to the mock with no buffering, as a provider's edge would."""
 
-    def __init__(self, upstream_port, servers):
+    def __init__(self, upstream_port, servers, env=None):
         self.dir = tempfile.mkdtemp(prefix="gate-nginx-")
+        self.env = env
         self.servers = servers
         self.ports = [s[0] for s in servers]
         self.conf = os.path.join(self.dir, "nginx.conf")
@@ -96,7 +97,8 @@ http {
         err = open(os.path.join(self.dir, "stderr"), "ab")
         self.proc = subprocess.Popen([NGINX, "-p", self.dir, "-c", self.conf, "-e", self.error_log,
                                       "-g", "daemon off; master_process off;"],
-                                     stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+                                     stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                     env=dict(os.environ, **(self.env or {})))
         err.close()
         # Also when the test stops early (an assertion at module level): no nginx left behind.
         atexit.register(self.stop)
@@ -188,9 +190,70 @@ def issue_with_subject(ca, subject_lines, tag, san):
 FORGED_LINE = "Upstream tls failed: a forged line"
 NEWLINE_DN = issue_with_subject(CA, "CN = evil\\n%s\nO = newline" % FORGED_LINE, "newline-dn", "DNS:other.test")
 
+# Weak certificates: what GnuTLS's own peer check (the one libcurl ran) refused, gate's must refuse; and the
+# ordinary kinds it took, gate's must take. libcurl's sessions (priority "NORMAL") verify with GnuTLS's LOW
+# profile: keys of 80-bit security at least (RSA 1024 bits) in every certificate of the chain and in the
+# trusted CA; signatures with SHA-1 or MD5 GnuTLS refuses in any certificate that is not trusted itself.
+# A 512-bit server key cannot sign TLS 1.3's RSA-PSS with SHA-256 (528 bits at least): nginx falls back to
+# TLS 1.2 for it, where gate's check is the only thing in its way.
+RSA_CA = CertAuthority("gate upstream test RSA CA", key="rsa:2048")         # ECDSA has no MD5
+WEAK_CA = CertAuthority("gate upstream test RSA-512 CA", key="rsa:512")
+INTER_768 = CertAuthority("RSA-768 intermediate", key="rsa:768", parent=CA)
+INTER_1024 = CertAuthority("RSA-1024 intermediate", key="rsa:1024", parent=CA)
+INTER_SHA1 = CertAuthority("SHA-1 signed intermediate", parent=CA, md="sha1")
+# provider name -> (certificate and key, what gate's log must name; None: gate must take it)
+WEAK = {
+    "weakrsa768": (CA.issue("localhost", "rsa768", key="rsa:768"), "certificate 1 of the chain "
+                   "(CN=localhost,O=rsa768) has a 768-bit RSA key, weaker than GnuTLS's LOW profile allows "
+                   "(1024 bits)"),
+    "weakrsa512": (CA.issue("localhost", "rsa512", key="rsa:512"), "certificate 1 of the chain "
+                   "(CN=localhost,O=rsa512) has a 512-bit RSA key"),
+    "weakinter768": (INTER_768.issue("localhost", "inter768"), "certificate 2 of the chain "
+                     "(CN=RSA-768 intermediate) has a 768-bit RSA key"),
+    "weakca512": (WEAK_CA.issue("localhost", "ca512"), "the trusted CA (CN=gate upstream test RSA-512 CA) has a "
+                  "512-bit RSA key"),
+    "weaksha1": (CA.issue("localhost", "sha1", md="sha1"), "certificate 1 of the chain (CN=localhost,O=sha1) is "
+                 "signed with ECDSA-SHA1, which GnuTLS does not accept in certificates"),
+    "weaksha1rsa": (RSA_CA.issue("localhost", "sha1rsa", md="sha1"), "is signed with RSA-SHA1"),
+    "weakmd5": (RSA_CA.issue("localhost", "md5", md="md5"), "is signed with RSA-MD5"),
+    "weakintersha1": (INTER_SHA1.issue("localhost", "intersha1"), "certificate 2 of the chain "
+                      "(CN=SHA-1 signed intermediate) is signed with ECDSA-SHA1"),
+    "okrsa1024": (CA.issue("localhost", "rsa1024", key="rsa:1024"), None),
+    "okrsa2048": (CA.issue("localhost", "rsa2048", key="rsa:2048"), None),
+    "okrsa3072": (CA.issue("localhost", "rsa3072", key="rsa:3072"), None),
+    "okrsa4096": (CA.issue("localhost", "rsa4096", key="rsa:4096"), None),
+    "okp384": (CA.issue("localhost", "p384", key="ec:P-384", md="sha384"), None),
+    "oked25519": (CA.issue("localhost", "ed25519", key="ed25519"), None),
+    "okinter1024": (INTER_1024.issue("localhost", "inter1024"), None),
+    "okrsaca": (RSA_CA.issue("localhost", "rsaca"), None),
+}
+# OpenSSL's default security level (2 on Debian) would not let nginx load a short key or a SHA-1 signature.
+WEAK_OPENSSL_CONF = os.path.join(CA.dir, "openssl-seclevel0.cnf")
+with open(WEAK_OPENSSL_CONF, "w") as f:
+    f.write("openssl_conf = init\n[init]\nssl_conf = ssl\n[ssl]\nsystem_default = tls\n"
+            "[tls]\nCipherString = DEFAULT:@SECLEVEL=0\n")
+
+
+
+def distinct_free_ports(n):
+    """n free ports, none the same: each is held while the next is picked (free_port() after free_port() may
+    give one twice, and two nginx on one port: the second exits, its ports answered by the first)."""
+    socks = []
+    for _ in range(n):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        socks.append(sock)
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
 M = Mock(require_key=UPSTREAM_KEY).start()
+_ports = distinct_free_ports(12 + len(WEAK))
 (GOOD_PORT, OTHER_PORT, ROGUE_PORT, DYING_PORT, BURST_PORT, H1_PORT, EXPIRED_PORT, IP_PORT, NEWLINE_PORT,
- REVOKED_PORT, STAPLED_PORT, MUST_STAPLE_PORT) = (free_port() for _ in range(12))
+ REVOKED_PORT, STAPLED_PORT, MUST_STAPLE_PORT) = _ports[:12]
+WEAK_PORTS = dict(zip(WEAK, _ports[12:]))
 # BURST_PORT (HTTP/2) and H1_PORT (HTTP/1.1 only) see no other traffic: their connections are counted.
 N = Nginx(M.port, [(GOOD_PORT, *GOOD), (OTHER_PORT, *OTHER), (ROGUE_PORT, *UNTRUSTED), (BURST_PORT, *GOOD),
                    (H1_PORT, *GOOD, False), (EXPIRED_PORT, *EXPIRED), (IP_PORT, *FOR_IP),
@@ -200,6 +263,8 @@ N = Nginx(M.port, [(GOOD_PORT, *GOOD), (OTHER_PORT, *OTHER), (ROGUE_PORT, *UNTRU
                    (MUST_STAPLE_PORT, *MUST_STAPLE)]).start()
 # A TLS server of its own for the one that gets killed mid-stream.
 N2 = Nginx(M.port, [(DYING_PORT, *GOOD)]).start()
+N3 = Nginx(M.port, [(WEAK_PORTS[name], *WEAK[name][0]) for name in WEAK],
+           env={"OPENSSL_CONF": WEAK_OPENSSL_CONF}).start()
 
 CONFIG = """
 [usage]
@@ -277,11 +342,17 @@ api_key = %(key)s
 """ % {"revoked": REVOKED_PORT, "stapled": STAPLED_PORT, "muststaple": MUST_STAPLE_PORT,
        "newline": NEWLINE_PORT, "expired": EXPIRED_PORT, "ip": IP_PORT, "burst": BURST_PORT, "h1": H1_PORT, "good": GOOD_PORT, "rogue": ROGUE_PORT, "other": OTHER_PORT, "mock": M.port, "dying": DYING_PORT,
        "key": UPSTREAM_KEY}
+for _name in WEAK:
+    CONFIG += ("[provider.%s]\ntype = openai-compatible\nbase_url = https://localhost:%d/v1\nmodels = %s-*\n"
+               "api_key = %s\n" % (_name, WEAK_PORTS[_name], _name, UPSTREAM_KEY))
 
 # The trust store gate sees: the test CA alone, bound over the system bundle in gate's own mount namespace.
 TRUST = tempfile.mkdtemp(prefix="gate-trust-")
 BUNDLE = os.path.join(TRUST, "ca-certificates.crt")
-shutil.copy(CA.crt, BUNDLE)
+with open(BUNDLE, "w") as _out:
+    for _ca in (CA, RSA_CA, WEAK_CA):
+        with open(_ca.crt) as _f:
+            _out.write(_f.read())
 
 
 def bound_over(source, target=SYSTEM_BUNDLE):
@@ -761,6 +832,63 @@ def expired_certificate_is_refused():
     assert_still_serving("expired")
 
 
+def assert_weak_refused(provider):
+    status, h, data = chat(provider + "-x")
+    assert_upstream_error(status, h, data, provider)
+    assert not mock_requests(provider + "-x")   # the key was never sent
+    want = WEAK[provider][1]
+    assert any("Upstream %s failed" % provider in line and want in line for line in gate_log_for(h)), \
+        (want, gate_log_for(h))
+    assert_still_serving(provider)
+
+
+@test
+def leaf_with_a_768_bit_rsa_key_is_refused():
+    assert_weak_refused("weakrsa768")
+
+
+@test
+def leaf_with_a_512_bit_rsa_key_is_refused():
+    assert_weak_refused("weakrsa512")
+
+
+@test
+def intermediate_with_a_768_bit_rsa_key_is_refused():
+    assert_weak_refused("weakinter768")
+
+
+@test
+def trusted_ca_with_a_512_bit_rsa_key_is_refused():
+    # The weak key is in the bundle, not in what the server sends.
+    assert_weak_refused("weakca512")
+
+
+@test
+def leaf_signed_with_sha1_is_refused():
+    assert_weak_refused("weaksha1")
+    assert_weak_refused("weaksha1rsa")
+
+
+@test
+def leaf_signed_with_md5_is_refused():
+    assert_weak_refused("weakmd5")
+
+
+@test
+def intermediate_signed_with_sha1_is_refused():
+    assert_weak_refused("weakintersha1")
+
+
+@test
+def ordinary_keys_and_chains_are_taken():
+    # What libcurl's own check took: RSA from 1024 bits (GnuTLS's LOW profile takes 1024), P-384, Ed25519, an
+    # RSA-1024 intermediate, an RSA CA signing with SHA-256. (P-256 is every other test's.)
+    for provider in [name for name in WEAK if WEAK[name][1] is None]:
+        status, h, data = chat(provider + "-x")
+        assert status == 200, (provider, status, data, gate_log_for(h) if "x-request-id" in h else None)
+        assert json.loads(data)["choices"][0]["message"]["content"] == text_of(5), (provider, data)
+
+
 @test
 def stapled_ocsp_responses_are_checked():
     # What GnuTLS's own peer check did when libcurl ran it: a stapled "revoked" refuses the server, a stapled
@@ -893,8 +1021,9 @@ def provider_comes_back_after_its_tls_server_restarts():
 g.stop()
 N.remove()
 N2.remove()
+N3.remove()
 M.stop()
-CA.remove()
-ROGUE.remove()
+for _ca in (CA, ROGUE, RSA_CA, WEAK_CA, INTER_768, INTER_1024, INTER_SHA1):
+    _ca.remove()
 shutil.rmtree(TRUST, ignore_errors=True)
 finish()
