@@ -93,9 +93,30 @@ static CharClass classify(uint32_t c) {
         return CC_OTHER;
 }
 
-static bool is_vowel(uint32_t c) {
-        return c < 0x80 && strchr("aeiouAEIOU", (int) c) && c != 0;
-}
+/* classify() of a byte, and whether it is a vowel, by table: the loop below runs over every byte of the request
+ * an Anthropic client streams through an OpenAI-style upstream (157 KB for an agent's turn), and with strchr()
+ * and classify() per byte it was 70 instructions a byte, 2.5 ms a request. Low 4 bits: the class of an ASCII
+ * byte, BYTE_NOT_ASCII for the others (their class needs the whole character); bit 4: a vowel. */
+#define BYTE_NOT_ASCII 0x0fU
+#define BYTE_VOWEL 0x10U
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Woverride-init"
+static const uint8_t byte_info[256] = {
+        [0x00 ... 0x7f] = CC_PUNCT,
+        [0x80 ... 0xff] = BYTE_NOT_ASCII,
+        ['a' ... 'z'] = CC_LETTER,
+        ['A' ... 'Z'] = CC_LETTER,
+        ['a'] = CC_LETTER | BYTE_VOWEL, ['e'] = CC_LETTER | BYTE_VOWEL, ['i'] = CC_LETTER | BYTE_VOWEL,
+        ['o'] = CC_LETTER | BYTE_VOWEL, ['u'] = CC_LETTER | BYTE_VOWEL,
+        ['A'] = CC_LETTER | BYTE_VOWEL, ['E'] = CC_LETTER | BYTE_VOWEL, ['I'] = CC_LETTER | BYTE_VOWEL,
+        ['O'] = CC_LETTER | BYTE_VOWEL, ['U'] = CC_LETTER | BYTE_VOWEL,
+        ['0' ... '9'] = CC_DIGIT,
+        [' '] = CC_SPACE,
+        ['\t'] = CC_SPACE,
+        ['\n'] = CC_NEWLINE,
+        ['\r'] = CC_NEWLINE,
+};
+#pragma GCC diagnostic pop
 
 /* In tenths of a token. */
 static uint64_t run_cost(CharClass cc, uint64_t len) {
@@ -128,9 +149,25 @@ uint64_t estimate_text_tokens(const char *s, size_t n) {
                 uint32_t c = 0;
                 size_t k = 1;
 
+                /* Most bytes are ASCII of the run's own class: counted here without the steps below. A
+                 * non-ASCII byte never matches (BYTE_NOT_ASCII is no class). */
+                if (cur.cc != CC_NONE) {
+                        size_t start = i;
+
+                        while (i < n && (byte_info[p[i]] & 0x0f) == cur.cc) {
+                                vowels += byte_info[p[i]] >> 4;
+                                i++;
+                        }
+                        cur.len += i - start;
+                }
                 if (i < n) {
-                        c = utf8_next(p + i, n - i, &k);
-                        cc = classify(c);
+                        if (p[i] < 0x80) {
+                                c = p[i];
+                                cc = byte_info[c] & 0x0f;
+                        } else {
+                                c = utf8_next(p + i, n - i, &k);
+                                cc = classify(c);
+                        }
                 }
                 if (cc != cur.cc || i == n) {
                         if (cur.cc == CC_LETTER && cur.len >= 6 && vowels * 5 < cur.len)
@@ -149,7 +186,7 @@ uint64_t estimate_text_tokens(const char *s, size_t n) {
                                 break;
                 }
                 cur.len++;
-                vowels += is_vowel(c);
+                vowels += c < 0x80 ? byte_info[c] >> 4 : 0;
                 i += k;
         }
         total += run_cost(prev.cc, prev.len);

@@ -101,7 +101,10 @@ static int translate_request_in_scope(TranslateKind k, const char *body, size_t 
                 .include_usage = k == TRANSLATE_CHAT_TO_MESSAGES && json_get_true(in, "stream") &&
                                  json_get_true(json_object_get(in, "stream_options"), "include_usage"),
                 .dropped = TAKE_PTR(dropped),
-                .input_tokens_estimate = estimate_request_tokens(k == TRANSLATE_MESSAGES_TO_CHAT ? in : out),
+                /* Only an Anthropic client's stream reads it (its message_start), and it costs a pass over
+                 * every string of the request. */
+                .input_tokens_estimate = translate_client_is_anthropic(k) && json_get_true(in, "stream") ?
+                                         estimate_request_tokens(in) : 0,
         };
         return 0;
 }

@@ -42,7 +42,8 @@ typedef struct TranslatedRequest {
         bool include_usage;              /* the client (OpenAI) asked for stream_options.include_usage */
         char *dropped; /* "field,field" that could not be expressed and were dropped, or NULL */
         uint64_t input_tokens_estimate;  /* translate_count_tokens_estimate()'s method over the request, for
-                                          * stream_translator_set_input_tokens() */
+                                          * stream_translator_set_input_tokens(); made only for the
+                                          * stream of an Anthropic client (0 otherwise) */
 } TranslatedRequest;
 
 void translated_request_done(TranslatedRequest *t);

@@ -61,8 +61,32 @@ static void check_fixture(TranslateKind k, const char *in_name, const char *want
                 out_done(&o);
                 TEST_FAIL("%s: dropped '%s', want '%s'", in_name, o.t.dropped ?: "", want_dropped);
         }
-        ASSERT_TRUE(o.t.input_tokens_estimate > 0);
+        /* The estimate is made for an Anthropic client's stream only: nothing else reads it. */
+        {
+                json_t *req = json_loads(in, 0, NULL);
+                bool wanted = translate_client_is_anthropic(k) && json_is_true(json_object_get(req, "stream"));
+
+                json_decref(req);
+                if (wanted)
+                        ASSERT_TRUE(o.t.input_tokens_estimate > 0);
+                else
+                        ASSERT_EQ(o.t.input_tokens_estimate, 0U);
+        }
         json_decref(want);
+        out_done(&o);
+}
+
+TEST(no_estimate_for_an_anthropic_request_without_a_stream) {
+        Out o = tr(TRANSLATE_MESSAGES_TO_CHAT, "{\"model\":\"m\",\"max_tokens\":8,\"messages\":[{\"role\":\"user\","
+                                               "\"content\":\"Say hi, in many words.\"}]}");
+
+        ASSERT_OK(o.r);
+        ASSERT_EQ(o.t.input_tokens_estimate, 0U);
+        out_done(&o);
+        o = tr(TRANSLATE_MESSAGES_TO_CHAT, "{\"model\":\"m\",\"max_tokens\":8,\"stream\":true,\"messages\":"
+                                           "[{\"role\":\"user\",\"content\":\"Say hi, in many words.\"}]}");
+        ASSERT_OK(o.r);
+        ASSERT_TRUE(o.t.input_tokens_estimate > 0);
         out_done(&o);
 }
 
