@@ -65,6 +65,10 @@ static void client_turn(nghttp2_session *client, MemStream *ms) {
                 ssize_t n;
                 bool progress = false;
 
+                /* The loop first: a kicked session sends from its prepare callback, in an
+                 * sd_event_run() that returns 0 (nothing dispatched) but has written. */
+                while (sd_event_run(ms->stream.event, 0) > 0)
+                        progress = true;
                 if (!buf_empty(&ms->out)) {
                         size_t len = buf_len(&ms->out);
                         uint8_t *copy = malloc(len);
@@ -82,8 +86,6 @@ static void client_turn(nghttp2_session *client, MemStream *ms) {
                         (void) memstream_feed(ms, d, (size_t) n);
                         progress = true;
                 }
-                while (sd_event_run(ms->stream.event, 0) > 0)
-                        progress = true;
                 if (!progress)
                         return;
         }
