@@ -1026,12 +1026,14 @@ static int session_on_defer(sd_event_source *es, void *userdata) {
  * epoll_wait(): that is right after the dispatch that kicked us returned (one source per iteration),
  * with all it queued (a batch of upstream reads, net/poller.h) in the streams. Sending here and turning
  * the source off spares the iteration the defer source would be dispatched in: an epoll_wait() and the
- * loop's bookkeeping per kick, about a quarter of a relayed delta's cost (bench/h2-relay). It is the
- * loop's top level, never inside nghttp2 or one of our callbacks. A post source would not do: one
- * armed from inside a dispatch runs only after some other source's next dispatch.
+ * loop's bookkeeping per kick, a fifth of a relayed delta's cost (bench/h2-relay). This is the loop's
+ * top level, never inside nghttp2 or one of our callbacks. A post source would not do: one armed from
+ * inside a dispatch runs only after some other source's next dispatch, however long that takes.
  *
  * The defer dispatch remains for what this does not cover: a pass that yielded (sending here again
- * would not yield to the other sources at all), and a kick after this iteration's prepare callbacks. */
+ * would not yield to the other sources at all), and a kick after this iteration's prepare callbacks.
+ * A pass here that yields is followed by that dispatch in the same iteration: at most twice
+ * H2_MAX_PASSES passes between two epoll_wait()s, once. */
 static int session_on_prepare(sd_event_source *es, void *userdata) {
         H2Session *s = userdata;
         _unused_ _cleanup_(session_unrefp) H2Session *ref = session_ref(s);

@@ -1449,3 +1449,60 @@ TEST(flush_fails) {
         ASSERT_EQ(h.server.active_requests, 0);
         ASSERT_EQ(sd_event_run(h.event, 0), 0);
 }
+
+/* A handler that refills on every on_writable keeps a send pass busy: after H2_MAX_PASSES (16) passes the
+ * session yields to the loop, and the rest is sent from the defer dispatch, 16 passes per iteration:
+ * the prepare callback of a session that yielded must not run another 16 in the same iteration. */
+#define GREEDY_WRITES 200
+
+static void greedy_on_writable(Request *r, void *userdata) {
+        static const char chunk[300];
+
+        T.n_writable++;
+        if (T.written >= GREEDY_WRITES * sizeof chunk)
+                return;
+        T.last_write = request_write(r, chunk, sizeof chunk);   /* over high water: 1, want_writable */
+        T.written += sizeof chunk;
+        if (T.written >= GREEDY_WRITES * sizeof chunk)
+                (void) request_finish(r);
+}
+
+static const RequestHooks greedy_hooks = {
+        .on_writable = greedy_on_writable,
+        .on_abort = held_on_abort,
+};
+
+TEST(flush_yields) {
+        _cleanup_(harness_done) Harness h;
+        HttpLimits l = HTTP_LIMITS_DEFAULT;
+        ClientStream *cs[1];
+        unsigned dispatched = 0, iterations = 0;
+
+        l.send_high_water = 200;
+        l.send_low_water = 100;
+        ASSERT_OK(harness_init(&h, &l));
+        open_held(&h, ELEMENTSOF(cs), cs);
+        request_set_hooks(T.hold[0], &greedy_hooks, NULL);
+        greedy_on_writable(T.hold[0], NULL);
+        ASSERT_EQ(T.last_write, 1);
+
+        while (T.written < GREEDY_WRITES * 300 && iterations < 1000) {
+                unsigned w0 = T.n_writable;
+                int k = sd_event_run(h.event, 0);
+
+                ASSERT_TRUE(k >= 0);
+                /* One refill per pass. The first iteration sends from the prepare callback, which
+                 * yields after 16 passes to the defer dispatch, 16 more; after that only the
+                 * dispatch sends, 16 passes per iteration. */
+                ASSERT_TRUE(T.n_writable - w0 <= (iterations == 0 ? 32U : 16U));
+                dispatched += k > 0;
+                iterations++;
+        }
+        ASSERT_EQ(T.written, GREEDY_WRITES * 300);
+        ASSERT_TRUE(dispatched > 0);
+        ASSERT_TRUE(iterations >= GREEDY_WRITES / 16);
+        pump(&h);
+        ASSERT_TRUE(cs[0]->closed);
+        ASSERT_EQ(cs[0]->close_error, NGHTTP2_NO_ERROR);
+        ASSERT_EQ(buf_len(&cs[0]->body), GREEDY_WRITES * 300);
+}
