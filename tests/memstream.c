@@ -7,6 +7,9 @@ static int ms_write(Stream *s, const void *p, size_t n) {
         MemStream *m = (MemStream *) s;
         if (m->closed)
                 return -EPIPE;
+        m->n_writes++;
+        if (m->write_error < 0)
+                return m->write_error;
         return buf_append(&m->out, p, n);
 }
 

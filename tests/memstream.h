@@ -14,6 +14,8 @@ typedef struct MemStream {
         bool hold_output;       /* simulate a client that stops reading: pending() counts out */
         bool want_writable;
         bool upper_gone;        /* on_close delivered */
+        unsigned n_writes;      /* write calls by the upper: how its output was batched */
+        int write_error;        /* < 0: writes fail with it (a broken transport) */
 } MemStream;
 
 void memstream_init(MemStream *m, sd_event *event);

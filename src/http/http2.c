@@ -87,6 +87,7 @@ struct H2Session {
 
         bool busy;              /* inside mem_recv or a send pass: no nested mem_send */
         bool kicked;            /* the defer source is armed: another kick needs no sd-event call */
+        bool yielded;           /* armed by a pass that hit H2_MAX_PASSES: send from the dispatch */
         bool need_pass;         /* output was queued while busy */
         bool closed;
         bool got_settings;
@@ -519,7 +520,9 @@ static void session_kick(H2Session *s) {
                 return;
         }
         /* Called by handlers, possibly deep inside their own code: send from the loop, not from here.
-         * Every body write kicks; arming the defer source once per loop iteration is enough. */
+         * Every body write kicks; arming the defer source once per loop iteration is enough. The
+         * send happens in the source's prepare callback (session_on_prepare()), at the start of the
+         * next iteration, so after everything the current dispatch (an upstream batch) queued. */
         if (s->kicked)
                 return;
         s->kicked = true;
@@ -942,6 +945,7 @@ static void session_process(H2Session *s) {
                         break;
                 if (pass + 1 >= H2_MAX_PASSES) {
                         s->kicked = true;
+                        s->yielded = true;
                         (void) sd_event_source_set_enabled(s->defer, SD_EVENT_ONESHOT);
                         break;
                 }
@@ -1013,6 +1017,31 @@ static int session_on_defer(sd_event_source *es, void *userdata) {
         _unused_ _cleanup_(session_unrefp) H2Session *ref = session_ref(s);
 
         s->kicked = false;      /* a ONESHOT source is off again once dispatched */
+        s->yielded = false;
+        session_process(s);
+        return 0;
+}
+
+/* sd-event runs prepare callbacks of enabled sources at the start of every iteration, before its
+ * epoll_wait(): that is right after the dispatch that kicked us returned (one source per iteration),
+ * with all it queued (a batch of upstream reads, net/poller.h) in the streams. Sending here and turning
+ * the source off spares the iteration the defer source would be dispatched in: an epoll_wait() and the
+ * loop's bookkeeping per kick, a fifth of a relayed delta's cost (bench/h2-relay). This is the loop's
+ * top level, never inside nghttp2 or one of our callbacks. A post source would not do: one armed from
+ * inside a dispatch runs only after some other source's next dispatch, however long that takes.
+ *
+ * The defer dispatch remains for what this does not cover: a pass that yielded (sending here again
+ * would not yield to the other sources at all), and a kick after this iteration's prepare callbacks.
+ * A pass here that yields is followed by that dispatch in the same iteration: at most twice
+ * H2_MAX_PASSES passes between two epoll_wait()s, once. */
+static int session_on_prepare(sd_event_source *es, void *userdata) {
+        H2Session *s = userdata;
+        _unused_ _cleanup_(session_unrefp) H2Session *ref = session_ref(s);
+
+        if (s->yielded)
+                return 0;
+        s->kicked = false;
+        (void) sd_event_source_set_enabled(es, SD_EVENT_OFF);
         session_process(s);
         return 0;
 }
@@ -1177,6 +1206,9 @@ int http2_session_new(HttpServer *server, Stream *stream) {
                 return k;
         (void) sd_event_source_set_description(s->defer, "http2-send");
         (void) sd_event_source_set_enabled(s->defer, SD_EVENT_OFF);
+        k = sd_event_source_set_prepare(s->defer, session_on_prepare);
+        if (k < 0)
+                return k;
 
         http_server_add_session(server, &s->session);
         stream_attach(stream, &h2_upper, s);

@@ -45,6 +45,8 @@ static struct {
         bool had_info, secure, loopback;
         size_t body_len;
         Request *held;
+        Request *hold[8];               /* "/hold": several open streams at once */
+        unsigned n_hold;
         unsigned n_abort, n_writable;
         size_t written;
         int last_write;
@@ -59,6 +61,9 @@ static void held_on_abort(Request *r, void *userdata) {
         T.n_abort++;
         if (T.held == r)
                 T.held = request_unref(T.held);
+        for (unsigned i = 0; i < T.n_hold; i++)
+                if (T.hold[i] == r)
+                        T.hold[i] = request_unref(T.hold[i]);
 }
 
 #define SLOW_TOTAL (4U << 20)
@@ -141,6 +146,18 @@ static int test_dispatch(Request *r, void *userdata) {
                         return k;
                 request_set_hooks(r, &held_hooks, NULL);
                 T.held = request_ref(r);
+                return 0;
+        }
+        if (streq(r->path, "/hold")) {
+                int k;
+
+                if (T.n_hold >= ELEMENTSOF(T.hold))
+                        return -ENOSPC;
+                k = request_start(r, 200, NULL, 0);
+                if (k < 0)
+                        return k;
+                request_set_hooks(r, &held_hooks, NULL);
+                T.hold[T.n_hold++] = request_ref(r);
                 return 0;
         }
         if (streq(r->path, "/slow")) {
@@ -302,6 +319,8 @@ static void harness_done(Harness *h) {
                 }
         }
         T.held = request_unref(T.held);
+        for (unsigned i = 0; i < T.n_hold; i++)
+                T.hold[i] = request_unref(T.hold[i]);
         memstream_hangup(&h->ms, 0);
         http_server_abort_all(&h->server);
         for (unsigned i = 0; i < h->n_cs; i++)
@@ -1254,4 +1273,236 @@ TEST(stream_frames) {
         ASSERT_EQ(cs->n_data_empty, 0);
         ASSERT_EQ(buf_len(&cs->body), 2);
         ASSERT_EQ(h.server.active_requests, 0);
+}
+
+/* Sending kicked sessions: from the defer source's prepare callback, at the start of the iteration after
+ * the dispatch that wrote, so without a dispatch of its own; never from inside the writer's call. */
+
+static int write_each_held(sd_event_source *s, void *userdata) {
+        const char *d = userdata;
+
+        /* Like an upstream batch: one dispatch writes to several streams of a connection. */
+        for (unsigned i = 0; i < T.n_hold; i++)
+                if (T.hold[i] && T.last_write >= 0)
+                        T.last_write = request_write(T.hold[i], d, strlen(d));
+        return 0;
+}
+
+static void open_held(Harness *h, unsigned n, ClientStream **cs) {
+        for (unsigned i = 0; i < n; i++) {
+                cs[i] = submit(h, "GET", "/hold", NULL, 0, NULL, 0);
+                ASSERT_NOT_NULL(cs[i]);
+        }
+        pump(h);
+        ASSERT_EQ(T.n_hold, n);
+        for (unsigned i = 0; i < n; i++)
+                ASSERT_EQ(cs[i]->status, 200);
+}
+
+TEST(flush_after_dispatch) {
+        _cleanup_(harness_done) Harness h;
+        _cleanup_(sd_event_source_unrefp) sd_event_source *batch = NULL;
+        ClientStream *cs[4];
+        unsigned writes;
+
+        ASSERT_OK(harness_init(&h, NULL));
+        open_held(&h, ELEMENTSOF(cs), cs);
+        ASSERT_OK(sd_event_add_defer(h.event, &batch, write_each_held, (void *) "delta"));
+        ASSERT_OK(sd_event_source_set_enabled(batch, SD_EVENT_ONESHOT));
+        writes = h.ms.n_writes;
+
+        /* The batch is dispatched: nothing is sent from inside it. */
+        ASSERT_EQ(sd_event_run(h.event, 0), 1);
+        ASSERT_EQ(T.last_write, 0);
+        ASSERT_EQ(h.ms.n_writes, writes);
+        ASSERT_TRUE(buf_empty(&h.ms.out));
+
+        /* The next iteration sends all four streams' deltas in one write, and dispatches nothing. */
+        ASSERT_EQ(sd_event_run(h.event, 0), 0);
+        ASSERT_EQ(h.ms.n_writes, writes + 1);
+        ASSERT_EQ(scan_frames(&h.ms.out, NGHTTP2_DATA, NULL, NULL), ELEMENTSOF(cs));
+        ASSERT_EQ(sd_event_run(h.event, 0), 0);
+        ASSERT_EQ(h.ms.n_writes, writes + 1);
+        pump(&h);
+        for (unsigned i = 0; i < ELEMENTSOF(cs); i++) {
+                ASSERT_EQ(buf_len(&cs[i]->body), 5);
+                ASSERT_FALSE(cs[i]->closed);
+        }
+
+        /* A write outside any dispatch goes out in the first iteration, which dispatches nothing. */
+        ASSERT_EQ(request_write(T.hold[2], "late", 4), 0);
+        ASSERT_EQ(sd_event_run(h.event, 0), 0);
+        ASSERT_EQ(scan_frames(&h.ms.out, NGHTTP2_DATA, NULL, NULL), 1);
+        pump(&h);
+        ASSERT_EQ(buf_len(&cs[2]->body), 9);
+}
+
+static int write_once_in_prepare(sd_event_source *s, void *userdata) {
+        bool *armed = userdata;
+
+        if (*armed && T.hold[0]) {
+                *armed = false;
+                T.last_write = request_write(T.hold[0], "2", 1);
+        }
+        return 0;
+}
+
+static int never(sd_event_source *s, uint64_t usec, void *userdata) {
+        return 0;
+}
+
+/* A write from another source's prepare callback, after the session's ran in this iteration: the defer
+ * source, still armed, is dispatched in the same iteration instead of waiting for an unrelated event. */
+TEST(flush_kick_after_prepare) {
+        _cleanup_(harness_done) Harness h;
+        _cleanup_(sd_event_source_unrefp) sd_event_source *late = NULL;
+        ClientStream *cs[1];
+        bool armed = false;
+
+        ASSERT_OK(harness_init(&h, NULL));
+        open_held(&h, ELEMENTSOF(cs), cs);
+        /* Enabled so its prepare callback runs each iteration, never due; after ours at equal age. */
+        ASSERT_OK(sd_event_add_time(h.event, &late, CLOCK_MONOTONIC, UINT64_MAX, 0, never, &armed));
+        ASSERT_OK(sd_event_source_set_priority(late, 10));
+        ASSERT_OK(sd_event_source_set_prepare(late, write_once_in_prepare));
+        ASSERT_EQ(sd_event_run(h.event, 0), 0);        /* both prepared once: equal age */
+
+        ASSERT_EQ(request_write(T.hold[0], "1", 1), 0);
+        armed = true;
+        ASSERT_EQ(sd_event_run(h.event, 0), 1);
+        ASSERT_FALSE(armed);
+        ASSERT_EQ(T.last_write, 0);
+        ASSERT_EQ(scan_frames(&h.ms.out, NGHTTP2_DATA, NULL, NULL), 2);
+        pump(&h);
+        ASSERT_EQ(buf_len(&cs[0]->body), 2);
+        ASSERT_TRUE(memcmp(buf_data(&cs[0]->body), "12", 2) == 0);
+}
+
+/* The client resets one stream while its delta waits for the flush: the delta is dropped with the
+ * stream, the other stream's goes out, the handler hears of the reset once. */
+TEST(flush_pending_stream_reset) {
+        _cleanup_(harness_done) Harness h;
+        ClientStream *cs[2];
+        const uint8_t *d;
+        ssize_t n;
+
+        ASSERT_OK(harness_init(&h, NULL));
+        open_held(&h, ELEMENTSOF(cs), cs);
+        ASSERT_EQ(request_write(T.hold[0], "x", 1), 0);
+        ASSERT_EQ(request_write(T.hold[1], "y", 1), 0);
+        ASSERT_TRUE(buf_empty(&h.ms.out));
+
+        ASSERT_EQ(nghttp2_submit_rst_stream(h.client, NGHTTP2_FLAG_NONE, cs[0]->id, NGHTTP2_CANCEL), 0);
+        while ((n = nghttp2_session_mem_send(h.client, &d)) > 0)
+                feed(&h, d, (size_t) n);
+        ASSERT_EQ(T.n_abort, 1);
+        ASSERT_NULL(T.hold[0]);
+        pump(&h);
+        ASSERT_EQ(buf_len(&cs[0]->body), 0);
+        ASSERT_TRUE(cs[0]->closed);
+        ASSERT_EQ(buf_len(&cs[1]->body), 1);
+        ASSERT_FALSE(cs[1]->closed);
+        ASSERT_EQ(T.n_abort, 1);
+        ASSERT_EQ(h.server.active_requests, 1);
+        ASSERT_EQ(h.server.n_sessions, 1);
+}
+
+/* The connection goes while a flush is pending: the session and its armed source are gone, the loop
+ * runs on with nothing to do (under ASan or valgrind: nothing touched after free). */
+TEST(flush_pending_connection_lost) {
+        _cleanup_(harness_done) Harness h;
+        ClientStream *cs[3];
+        Request *r;
+
+        ASSERT_OK(harness_init(&h, NULL));
+        open_held(&h, ELEMENTSOF(cs), cs);
+        r = request_ref(T.hold[1]);
+        for (unsigned i = 0; i < ELEMENTSOF(cs); i++)
+                ASSERT_EQ(request_write(T.hold[i], "x", 1), 0);
+        memstream_hangup(&h.ms, -ECONNRESET);
+        ASSERT_EQ(T.n_abort, ELEMENTSOF(cs));
+        ASSERT_EQ(h.server.n_sessions, 0);
+        ASSERT_EQ(sd_event_run(h.event, 0), 0);
+        ASSERT_EQ(sd_event_run(h.event, 0), 0);
+        ASSERT_TRUE(buf_empty(&h.ms.out));
+        ASSERT_ERROR(request_write(r, "x", 1), ECONNRESET);
+        request_unref(r);
+        ASSERT_EQ(h.server.active_requests, 0);
+}
+
+/* The flush fails (the transport broke): the session closes from inside its own prepare callback,
+ * which frees the session and, once sd-event is done with it, the source. */
+TEST(flush_fails) {
+        _cleanup_(harness_done) Harness h;
+        ClientStream *cs[2];
+
+        ASSERT_OK(harness_init(&h, NULL));
+        open_held(&h, ELEMENTSOF(cs), cs);
+        ASSERT_EQ(request_write(T.hold[0], "x", 1), 0);
+        ASSERT_EQ(request_write(T.hold[1], "y", 1), 0);
+        h.ms.write_error = -EPIPE;
+        ASSERT_EQ(sd_event_run(h.event, 0), 0);
+        ASSERT_TRUE(h.ms.closed);
+        ASSERT_FALSE(h.ms.close_flush);
+        ASSERT_EQ(T.n_abort, 2);
+        ASSERT_EQ(h.server.n_sessions, 0);
+        ASSERT_EQ(h.server.active_requests, 0);
+        ASSERT_EQ(sd_event_run(h.event, 0), 0);
+}
+
+/* A handler that refills on every on_writable keeps a send pass busy: after H2_MAX_PASSES (16) passes the
+ * session yields to the loop, and the rest is sent from the defer dispatch, 16 passes per iteration:
+ * the prepare callback of a session that yielded must not run another 16 in the same iteration. */
+#define GREEDY_WRITES 200
+
+static void greedy_on_writable(Request *r, void *userdata) {
+        static const char chunk[300];
+
+        T.n_writable++;
+        if (T.written >= GREEDY_WRITES * sizeof chunk)
+                return;
+        T.last_write = request_write(r, chunk, sizeof chunk);   /* over high water: 1, want_writable */
+        T.written += sizeof chunk;
+        if (T.written >= GREEDY_WRITES * sizeof chunk)
+                (void) request_finish(r);
+}
+
+static const RequestHooks greedy_hooks = {
+        .on_writable = greedy_on_writable,
+        .on_abort = held_on_abort,
+};
+
+TEST(flush_yields) {
+        _cleanup_(harness_done) Harness h;
+        HttpLimits l = HTTP_LIMITS_DEFAULT;
+        ClientStream *cs[1];
+        unsigned dispatched = 0, iterations = 0;
+
+        l.send_high_water = 200;
+        l.send_low_water = 100;
+        ASSERT_OK(harness_init(&h, &l));
+        open_held(&h, ELEMENTSOF(cs), cs);
+        request_set_hooks(T.hold[0], &greedy_hooks, NULL);
+        greedy_on_writable(T.hold[0], NULL);
+        ASSERT_EQ(T.last_write, 1);
+
+        while (T.written < GREEDY_WRITES * 300 && iterations < 1000) {
+                unsigned w0 = T.n_writable;
+                int k = sd_event_run(h.event, 0);
+
+                ASSERT_TRUE(k >= 0);
+                /* One refill per pass. The first iteration sends from the prepare callback, which
+                 * yields after 16 passes to the defer dispatch, 16 more; after that only the
+                 * dispatch sends, 16 passes per iteration. */
+                ASSERT_TRUE(T.n_writable - w0 <= (iterations == 0 ? 32U : 16U));
+                dispatched += k > 0;
+                iterations++;
+        }
+        ASSERT_EQ(T.written, GREEDY_WRITES * 300);
+        ASSERT_TRUE(dispatched > 0);
+        ASSERT_TRUE(iterations >= GREEDY_WRITES / 16);
+        pump(&h);
+        ASSERT_TRUE(cs[0]->closed);
+        ASSERT_EQ(cs[0]->close_error, NGHTTP2_NO_ERROR);
+        ASSERT_EQ(buf_len(&cs[0]->body), GREEDY_WRITES * 300);
 }
