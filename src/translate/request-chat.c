@@ -446,9 +446,9 @@ static int convert_tools(ReqCtx *c, const json_t *tools, json_t *out) {
                 else
                         tool = json_pack("{s:s, s:{s:s, s:{}}}", "name", name, "input_schema", "type", "object",
                                          "properties");
-                r = json_copy_member(tool, fn, "description");
+                r = json_share_member(tool, fn, "description");
                 if (r >= 0 && json_is_boolean(json_object_get(fn, "strict")))
-                        r = json_copy_member(tool, fn, "strict");
+                        r = json_share_member(tool, fn, "strict");
                 if (r >= 0)
                         r = json_append(list, tool);
                 else
@@ -648,11 +648,11 @@ int request_chat_to_messages(ReqCtx *c, json_t *in, const char *upstream_model, 
         if (r >= 0 && json_get_true(in, "stream"))
                 r = json_set(out, "stream", json_true());
         if (r >= 0 && json_is_number(json_object_get(in, "temperature")))
-                r = json_copy_member(out, in, "temperature");
+                r = json_share_member(out, in, "temperature");
         if (r >= 0 && json_is_number(json_object_get(in, "top_p")))
-                r = json_copy_member(out, in, "top_p");
+                r = json_share_member(out, in, "top_p");
         if (r >= 0 && json_is_integer(json_object_get(in, "top_k")))
-                r = json_copy_member(out, in, "top_k");
+                r = json_share_member(out, in, "top_k");
 
         v = json_object_get(in, "tools");
         have_tools = json_is_array(v) && json_array_size(v) > 0;

@@ -332,11 +332,11 @@ static int convert_tools(ReqCtx *c, const json_t *tools, json_t *out) {
                 if (!name)
                         return req_refuse(c, "tools[%zu]: a function tool needs a name", i);
                 fn = json_pack("{s:s}", "name", name);
-                r = json_copy_member(fn, t, "description");
+                r = json_share_member(fn, t, "description");
                 if (r >= 0)
-                        r = json_copy_member(fn, t, "parameters");
+                        r = json_share_member(fn, t, "parameters");
                 if (r >= 0 && json_is_boolean(json_object_get(t, "strict")))
-                        r = json_copy_member(fn, t, "strict");
+                        r = json_share_member(fn, t, "strict");
                 if (r >= 0)
                         r = json_append(list, json_pack("{s:s, s:o}", "type", "function", "function", fn));
                 else
@@ -374,11 +374,11 @@ static int convert_text(ReqCtx *c, const json_t *text, json_t *out) {
                 return json_set(out, "response_format", json_pack("{s:s}", "type", "json_object"));
         if (streq(type, "json_schema")) {
                 json_t *js = json_pack("{s:s}", "name", json_get_str(format, "name") ?: "output");
-                r = json_copy_member(js, format, "schema");
+                r = json_share_member(js, format, "schema");
                 if (r >= 0)
-                        r = json_copy_member(js, format, "strict");
+                        r = json_share_member(js, format, "strict");
                 if (r >= 0)
-                        r = json_copy_member(js, format, "description");
+                        r = json_share_member(js, format, "description");
                 if (r < 0) {
                         json_decref(js);
                         return r;
@@ -444,7 +444,7 @@ int request_responses_to_chat(ReqCtx *c, json_t *in, const char *upstream_model,
                              json_integer(json_get_uint(in, "max_output_tokens")));
         for (size_t k = 0; r >= 0 && k < ELEMENTSOF(passed); k++)
                 if (json_object_get(in, passed[k]) && !json_is_null(json_object_get(in, passed[k])))
-                        r = json_copy_member(out, in, passed[k]);
+                        r = json_share_member(out, in, passed[k]);
         v = json_object_get(in, "tools");
         if (r >= 0 && json_is_array(v) && json_array_size(v) > 0)
                 r = convert_tools(c, v, out);
