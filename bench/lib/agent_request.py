@@ -1,13 +1,14 @@
 """An agent-sized request body (~150 KB), deterministic: what Claude Code and other agents send on each turn.
 
 A long system prompt (text blocks with cache_control), 24 tools with nested JSON schemas, and a conversation
-of 60 messages: user text, assistant text + tool_use, tool_result (string and text-block content, one with
+of 57 messages: user text, assistant text + tool_use, tool_result (string and text-block content, one with
 is_error), cache_control on the last block. Text holds prose, code with quotes, backslashes and newlines, and
 some non-ASCII (accents, arrows, CJK, an emoji), so the writer's escaping and UTF-8 paths are used as a real
 request uses them. anthropic() is the request as an Anthropic client sends it (/v1/messages), chat() the
-same conversation as an OpenAI chat client sends it (/v1/chat/completions).
+same conversation as an OpenAI chat client sends it (/v1/chat/completions), responses() as a Responses client
+sends it (/v1/responses, stateless: the whole history as input items).
 
-Run as a script to write one body: python3 bench/lib/agent_request.py anthropic|chat [MODEL] > body.json
+Run as a script to write one body: python3 bench/lib/agent_request.py anthropic|chat|responses [MODEL]
 """
 import json
 import random
@@ -161,8 +162,33 @@ def chat(model="bench", stream=True, seed=7):
     return body
 
 
+def responses(model="bench", stream=True, seed=7):
+    system, tools, steps = conversation(seed)
+    items = []
+    for s in steps:
+        if s[0] == "user":
+            items.append({"type": "message", "role": "user", "content": [{"type": "input_text", "text": s[1]}]})
+        elif s[0] == "assistant":
+            items.append({"type": "message", "role": "assistant",
+                          "content": [{"type": "output_text", "text": s[1]}]})
+            items += [{"type": "function_call", "call_id": cid, "name": name, "arguments": json.dumps(args)}
+                      for cid, name, args in s[2]]
+        else:
+            for cid, kind, texts, error in s[1]:
+                items.append({"type": "function_call_output", "call_id": cid,
+                              "output": texts[0] if kind == "string" else
+                              [{"type": "input_text", "text": x} for x in texts]})
+            if s[2]:
+                items.append({"type": "message", "role": "user", "content": [{"type": "input_text", "text": s[2]}]})
+    return {"model": model, "max_output_tokens": 32000, "stream": stream, "store": False,
+            "instructions": "\n\n".join(system), "input": items,
+            "tools": [{"type": "function", "name": x["name"], "description": x["description"],
+                       "parameters": x["schema"]} for x in tools]}
+
+
+BODIES = {"anthropic": anthropic, "chat": chat, "responses": responses}
+
 if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3) or sys.argv[1] not in ("anthropic", "chat"):
-        sys.exit("usage: agent_request.py anthropic|chat [MODEL] > body.json")
-    make = anthropic if sys.argv[1] == "anthropic" else chat
-    sys.stdout.write(json.dumps(make(*sys.argv[2:3])))
+    if len(sys.argv) not in (2, 3) or sys.argv[1] not in BODIES:
+        sys.exit("usage: agent_request.py anthropic|chat|responses [MODEL] > body.json")
+    sys.stdout.write(json.dumps(BODIES[sys.argv[1]](*sys.argv[2:3])))
