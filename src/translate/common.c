@@ -65,6 +65,30 @@ json_t *json_dump_any_string(const json_t *j) {
         return json_stringn_utf8((const char *) buf_data(&b), buf_len(&b));
 }
 
+json_t *json_object_build(const char *key, ...) {
+        json_t *o = json_object();
+        bool ok = o;
+        va_list ap;
+
+        va_start(ap, key);
+        for (const char *k = key; k; k = va_arg(ap, const char *)) {
+                json_t *v = va_arg(ap, json_t *);
+
+                if (ok && v)
+                        ok = json_object_set_new_nocheck(o, k, v) >= 0;     /* which releases v on failure */
+                else {
+                        json_decref(v);
+                        ok = false;
+                }
+        }
+        va_end(ap);
+        if (!ok) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
+
 int64_t json_get_uint(const json_t *o, const char *key) {
         json_t *v = json_object_get(o, key);
 

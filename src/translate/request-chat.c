@@ -149,7 +149,7 @@ static int file_block(ReqCtx *c, const json_t *part, const char *where, json_t *
 
 /* A text block around a string of the input (shared, not copied). */
 static json_t *text_block(const json_t *text) {
-        return json_pack("{s:s, s:O}", "type", "text", "text", text);
+        return json_object_build("type", json_string_nocheck("text"), "text", json_share(text), NULL);
 }
 
 /* User or system content: a string, or parts. Appends blocks. */
@@ -248,8 +248,9 @@ static int tool_use_block(ReqCtx *c, const json_t *call, const char *where, json
                 json_decref(input);
                 return r;
         }
-        *ret = json_pack("{s:s, s:o, s:O, s:o}", "type", "tool_use", "id", json_stringn_utf8(tid, strlen(tid)),
-                         "name", json_object_get(fn, "name"), "input", input);
+        *ret = json_object_build("type", json_string_nocheck("tool_use"), "id",
+                                 json_stringn_utf8(tid, strlen(tid)), "name", json_share(json_object_get(fn, "name")),
+                                 "input", input, NULL);
         return *ret ? 0 : -ENOMEM;
 }
 
@@ -278,8 +279,8 @@ static int flush_results(Turns *t) {
         if (json_array_size(t->pending_results) == 0)
                 return 0;
         /* A copy: the list is cleared for the next turn. */
-        r = json_append(t->messages,
-                        json_pack("{s:s, s:o}", "role", "user", "content", json_copy(t->pending_results)));
+        r = json_append(t->messages, json_object_build("role", json_string_nocheck("user"), "content",
+                                                       json_copy(t->pending_results), NULL));
         if (r >= 0 && json_array_clear(t->pending_results) < 0)
                 r = -ENOMEM;
         return r;
@@ -331,9 +332,10 @@ static int convert_messages(ReqCtx *c, const json_t *msgs, size_t first, bool fr
                                         return r;
                                 }
                         }
-                        r = json_append(pending, json_pack("{s:s, s:o, s:o}", "type", "tool_result",
-                                                           "tool_use_id", json_stringn_utf8(tid, strlen(tid)),
-                                                           "content", rc));
+                        r = json_append(pending, json_object_build("type", json_string_nocheck("tool_result"),
+                                                                   "tool_use_id",
+                                                                   json_stringn_utf8(tid, strlen(tid)),
+                                                                   "content", rc, NULL));
                         if (r < 0)
                                 return r;
                         continue;
@@ -347,8 +349,9 @@ static int convert_messages(ReqCtx *c, const json_t *msgs, size_t first, bool fr
                         if (r >= 0)
                                 r = content_blocks(c, json_object_get(m, "content"), where, false, blocks);
                         if (r >= 0)
-                                r = json_append(messages, json_pack("{s:s, s:O}", "role", "user", "content",
-                                                                    blocks));
+                                r = json_append(messages, json_object_build("role", json_string_nocheck("user"),
+                                                                            "content", json_share(blocks),
+                                                                            NULL));
                         if (r < 0)
                                 return r;
                         continue;
@@ -415,8 +418,8 @@ static int convert_messages(ReqCtx *c, const json_t *msgs, size_t first, bool fr
                         }
                         if (json_array_size(blocks) == 0)
                                 continue;
-                        r = json_append(messages,
-                                        json_pack("{s:s, s:O}", "role", "assistant", "content", blocks));
+                        r = json_append(messages, json_object_build("role", json_string_nocheck("assistant"),
+                                                                    "content", json_share(blocks), NULL));
                 } else if (streq(role, "function"))
                         return refuse_field(c, "function role");
                 else
@@ -453,8 +456,8 @@ static int convert_tools(ReqCtx *c, const json_t *tools, json_t *out) {
                         return req_refuse(c, "tools[%zu]: function.name is required", i);
                 /* OpenAI allows leaving parameters out for a function without arguments. */
                 if (json_is_object(params))
-                        tool = json_pack("{s:O, s:O}", "name", json_object_get(fn, "name"), "input_schema",
-                                         params);
+                        tool = json_object_build("name", json_share(json_object_get(fn, "name")), "input_schema",
+                                                 json_share(params), NULL);
                 else
                         tool = json_pack("{s:O, s:{s:s, s:{}}}", "name", json_object_get(fn, "name"),
                                          "input_schema", "type", "object", "properties");

@@ -110,7 +110,7 @@ static int image_part(ReqCtx *c, const json_t *block, const char *where, json_t 
 
 /* A text part around a string of the input (shared, not copied). */
 static json_t *text_part(const json_t *text) {
-        return json_pack("{s:s, s:O}", "type", "text", "text", text);
+        return json_object_build("type", json_string_nocheck("text"), "text", json_share(text), NULL);
 }
 
 /* Appends the parts a document block becomes. */
@@ -261,11 +261,12 @@ static int tool_result_message(Conv *v, const json_t *block, const char *where, 
 
         /* A lone string result goes as it came; else the text is made of parsed strings and our ASCII. */
         return json_append(v->messages,
-                           json_pack("{s:s, s:o, s:o}", "role", "tool", "tool_call_id",
-                                     json_stringn_utf8(tid, strlen(tid)), "content",
-                                     json_is_string(content) && !is_error ?
-                                     json_share(content) :
-                                     json_stringn_utf8((const char *) buf_data(&text), buf_len(&text))));
+                           json_object_build("role", json_string_nocheck("tool"), "tool_call_id",
+                                             json_stringn_utf8(tid, strlen(tid)), "content",
+                                             json_is_string(content) && !is_error ?
+                                             json_share(content) :
+                                             json_stringn_utf8((const char *) buf_data(&text), buf_len(&text)),
+                                             NULL));
 }
 
 static int user_message(Conv *v, const json_t *msg, size_t mi) {
@@ -321,8 +322,8 @@ static int user_message(Conv *v, const json_t *msg, size_t mi) {
                 return -ENOMEM;
         if (json_array_size(moved) == 0)
                 return 0;
-        return json_append(v->messages,
-                           json_pack("{s:s, s:o}", "role", "user", "content", parts_to_content(moved)));
+        return json_append(v->messages, json_object_build("role", json_string_nocheck("user"), "content",
+                                                          parts_to_content(moved), NULL));
 }
 
 static int assistant_message(Conv *v, const json_t *msg, size_t mi) {
@@ -374,9 +375,12 @@ static int assistant_message(Conv *v, const json_t *msg, size_t mi) {
                                 return -ENOMEM;
                         r = tool_id_sanitize("toolu_", id, NULL, 0, &tid);
                         if (r >= 0)
-                                r = json_append(calls, json_pack("{s:s, s:s, s:{s:O, s:o}}", "id", tid, "type",
-                                                                 "function", "function", "name", name,
-                                                                 "arguments", args));
+                                r = json_append(calls, json_object_build(
+                                                "id", json_stringn_utf8(tid, strlen(tid)),
+                                                "type", json_string_nocheck("function"),
+                                                "function", json_object_build("name", json_share(name),
+                                                                              "arguments", args, NULL),
+                                                NULL));
                         else
                                 json_decref(args);
                 } else if (streq(type, "thinking") || streq(type, "redacted_thinking"))
@@ -393,8 +397,8 @@ static int assistant_message(Conv *v, const json_t *msg, size_t mi) {
 
         if (json_array_size(texts) == 0 && json_array_size(calls) == 0)
                 return 0;       /* only thinking: nothing the upstream can read */
-        m = json_pack("{s:s, s:o}", "role", "assistant", "content",
-                      json_array_size(texts) > 0 ? parts_to_content(texts) : json_null());
+        m = json_object_build("role", json_string_nocheck("assistant"), "content",
+                              json_array_size(texts) > 0 ? parts_to_content(texts) : json_null(), NULL);
         if (m && json_array_size(calls) > 0 && json_object_set(m, "tool_calls", calls) < 0)
                 m = (json_decref(m), NULL);
         return json_append(v->messages, m);
@@ -455,12 +459,13 @@ static int convert_tools(ReqCtx *c, const json_t *tools, json_t *out) {
                                 type);
                 if (!json_is_string(name) || !json_is_object(schema))
                         return req_refuse(c, "tools.%zu: a tool needs name and input_schema", i);
-                fn = json_pack("{s:O, s:O}", "name", name, "parameters", schema);
+                fn = json_object_build("name", json_share(name), "parameters", json_share(schema), NULL);
                 r = json_share_member(fn, t, "description");
                 if (r >= 0 && json_is_boolean(json_object_get(t, "strict")))
                         r = json_share_member(fn, t, "strict");
                 if (r >= 0)
-                        r = json_append(list, json_pack("{s:s, s:o}", "type", "function", "function", fn));
+                        r = json_append(list, json_object_build("type", json_string_nocheck("function"),
+                                                                "function", fn, NULL));
                 else
                         json_decref(fn);
                 if (r < 0)

@@ -66,7 +66,7 @@ static int refuse_field(ReqCtx *c, const char *field) {
 
 /* A text part around a string of the input (shared, not copied). */
 static json_t *text_part(const json_t *text) {
-        return json_pack("{s:s, s:O}", "type", "text", "text", text);
+        return json_object_build("type", json_string_nocheck("text"), "text", json_share(text), NULL);
 }
 
 /* Message content: a string, or input/output parts. Appends chat parts. */
@@ -245,10 +245,15 @@ static int function_call_item(Items *it, const json_t *item, size_t i) {
                 if (r < 0)
                         return r;
         }
-        return json_append(calls, json_pack("{s:O, s:s, s:{s:O, s:o}}", "id", json_object_get(item, "call_id"),
-                                            "type", "function", "function", "name", json_object_get(item, "name"),
-                                            "arguments",
-                                            json_is_string(args) ? json_share(args) : json_string_nocheck("")));
+        return json_append(calls, json_object_build(
+                                          "id", json_share(json_object_get(item, "call_id")),
+                                          "type", json_string_nocheck("function"),
+                                          "function", json_object_build(
+                                                  "name", json_share(json_object_get(item, "name")),
+                                                  "arguments",
+                                                  json_is_string(args) ? json_share(args) : json_string_nocheck(""),
+                                                  NULL),
+                                          NULL));
 }
 
 static int function_output_item(Items *it, const json_t *item, size_t i) {
@@ -261,8 +266,10 @@ static int function_output_item(Items *it, const json_t *item, size_t i) {
                 return req_refuse(it->c, "input[%zu]: a function_call_output needs call_id", i);
         it->assistant = NULL;
         if (json_is_string(output))
-                return json_append(it->messages, json_pack("{s:s, s:O, s:O}", "role", "tool", "tool_call_id",
-                                                           json_object_get(item, "call_id"), "content", output));
+                return json_append(it->messages,
+                                   json_object_build("role", json_string_nocheck("tool"), "tool_call_id",
+                                                     json_share(json_object_get(item, "call_id")), "content",
+                                                     json_share(output), NULL));
         if (!json_is_array(output))
                 return req_refuse(it->c, "input[%zu].output: must be a string or an array", i);
         json_array_foreach(output, k, p) {
@@ -280,9 +287,10 @@ static int function_output_item(Items *it, const json_t *item, size_t i) {
         }
         /* Parsed texts joined by ASCII: UTF-8. */
         return json_append(it->messages,
-                           json_pack("{s:s, s:O, s:o}", "role", "tool", "tool_call_id",
-                                     json_object_get(item, "call_id"), "content",
-                                     json_stringn_utf8((const char *) buf_data(&text), buf_len(&text))));
+                           json_object_build("role", json_string_nocheck("tool"), "tool_call_id",
+                                             json_share(json_object_get(item, "call_id")), "content",
+                                             json_stringn_utf8((const char *) buf_data(&text), buf_len(&text)),
+                                             NULL));
 }
 
 static int convert_input(ReqCtx *c, const json_t *in, bool for_messages, json_t *messages) {

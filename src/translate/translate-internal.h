@@ -56,6 +56,10 @@ int json_share_member(json_t *to, const json_t *from, const char *key);
 static inline json_t *json_share(const json_t *v) {
         return json_incref((json_t *) v);
 }
+/* An object of the members key, value, ..., ended by a NULL key: what json_pack("{s:o, ...}") makes, without
+ * parsing a format or checking the keys (string literals) again, for the small objects a request translation
+ * makes per message and block. Takes the values (also on failure); NULL when one of them is NULL or on ENOMEM. */
+json_t *json_object_build(const char *key, ...) __attribute__((sentinel));
 /* A JSON string of n bytes that are UTF-8 by construction: only made of strings from a parsed tree (the
  * reader refuses any that are not UTF-8), gate's own ASCII, or JSON gate wrote. Skips jansson's byte-by-byte
  * check. (Were it wrong, the writer would still refuse the string: the upstream never gets invalid UTF-8.) */
