@@ -560,7 +560,8 @@ TEST(bodies_with_too_many_values_are_refused) {
 TEST(shared_and_joined_texts_keep_their_bytes) {
         static const char body[] =
                 "{\"model\":\"m\",\"max_tokens\":8,\"messages\":["
-                "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"caf\\u00e9 \\ud83d\\ude42 \\\"q\\\"\"}]},"
+                "{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+                "\"text\":\"caf\\u00e9 \\ud83d\\ude42 \\\"q\\\"\"}]},"
                 "{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"t\\u00e91\",\"name\":\"f\","
                 "\"input\":{\"k\":\"\\u65e5\\n\"}}]},"
                 "{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t\\u00e91\","
