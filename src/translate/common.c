@@ -56,6 +56,39 @@ char *json_dump_any(const json_t *j) {
         return buf_steal_str(&b, NULL);
 }
 
+json_t *json_dump_any_string(const json_t *j) {
+        _cleanup_(buf_done) Buf b = {};
+
+        if (json_write_any(j, &b) < 0)
+                return NULL;
+        /* UTF-8: the writer refuses strings that are not, and what it writes around them is ASCII. */
+        return json_stringn_utf8((const char *) buf_data(&b), buf_len(&b));
+}
+
+json_t *json_object_build(const char *key, ...) {
+        json_t *o = json_object();
+        bool ok = o;
+        va_list ap;
+
+        va_start(ap, key);
+        for (const char *k = key; k; k = va_arg(ap, const char *)) {
+                json_t *v = va_arg(ap, json_t *);
+
+                if (ok && v)
+                        ok = json_object_set_new_nocheck(o, k, v) >= 0;     /* which releases v on failure */
+                else {
+                        json_decref(v);
+                        ok = false;
+                }
+        }
+        va_end(ap);
+        if (!ok) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
+
 int64_t json_get_uint(const json_t *o, const char *key) {
         json_t *v = json_object_get(o, key);
 
@@ -81,12 +114,12 @@ int json_append(json_t *a, json_t *v) {
         return json_array_append_new(a, v) < 0 ? -ENOMEM : 0;
 }
 
-int json_copy_member(json_t *to, const json_t *from, const char *key) {
+int json_share_member(json_t *to, const json_t *from, const char *key) {
         json_t *v = json_object_get(from, key);
 
         if (!v)
                 return 0;
-        return json_set(to, key, json_deep_copy(v));
+        return json_set(to, key, json_incref(v));
 }
 
 json_t *json_stringn_lossy(const char *s, size_t n) {

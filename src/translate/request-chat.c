@@ -91,7 +91,8 @@ static int parse_data_url(const char *url, char **ret_media, const char **ret_da
 
 static int image_block(ReqCtx *c, const json_t *part, const char *where, json_t **ret) {
         const json_t *iu = json_object_get(part, "image_url");
-        const char *url = json_is_string(iu) ? json_string_value(iu) : json_get_str(iu, "url");
+        const json_t *url_json = json_is_string(iu) ? iu : json_object_get(iu, "url");
+        const char *url = json_string_value(url_json);
         const char *detail = json_get_str(iu, "detail");
         _cleanup_free_ char *media = NULL;
         const char *data;
@@ -108,10 +109,14 @@ static int image_block(ReqCtx *c, const json_t *part, const char *where, json_t 
                 if (r < 0)
                         return req_refuse(c, "%s: only base64 data: URLs can be sent to an Anthropic upstream",
                                           where);
-                *ret = json_pack("{s:s, s:{s:s, s:s, s:s}}", "type", "image", "source", "type", "base64",
-                                 "media_type", media, "data", data);
+                /* Both are pieces of a parsed string cut at ASCII bytes: UTF-8 still, and data can be
+                 * megabytes. */
+                *ret = json_pack("{s:s, s:{s:s, s:o, s:o}}", "type", "image", "source", "type", "base64",
+                                 "media_type", json_stringn_utf8(media, strlen(media)), "data",
+                                 json_stringn_utf8(data, strlen(data)));
         } else
-                *ret = json_pack("{s:s, s:{s:s, s:s}}", "type", "image", "source", "type", "url", "url", url);
+                *ret = json_pack("{s:s, s:{s:s, s:O}}", "type", "image", "source", "type", "url", "url",
+                                 url_json);
         return *ret ? 0 : -ENOMEM;
 }
 
@@ -135,15 +140,16 @@ static int file_block(ReqCtx *c, const json_t *part, const char *where, json_t *
          * as a text part itself). */
         if (!streq(media, "application/pdf"))
                 return req_refuse(c, "%s: only PDF files can be sent to an Anthropic upstream", where);
-        *ret = json_pack("{s:s, s:{s:s, s:s, s:s}}", "type", "document", "source", "type", "base64",
-                         "media_type", media, "data", data);
-        if (*ret && filename && json_set(*ret, "title", json_string(filename)) < 0)
+        *ret = json_pack("{s:s, s:{s:s, s:s, s:o}}", "type", "document", "source", "type", "base64",
+                         "media_type", media, "data", json_stringn_utf8(data, strlen(data)));
+        if (*ret && filename && json_set(*ret, "title", json_share(json_object_get(file, "filename"))) < 0)
                 return -ENOMEM;
         return *ret ? 0 : -ENOMEM;
 }
 
-static json_t *text_block(const char *text) {
-        return json_pack("{s:s, s:s}", "type", "text", "text", text);
+/* A text block around a string of the input (shared, not copied). */
+static json_t *text_block(const json_t *text) {
+        return json_object_build("type", json_string_nocheck("text"), "text", json_share(text), NULL);
 }
 
 /* User or system content: a string, or parts. Appends blocks. */
@@ -154,7 +160,7 @@ static int content_blocks(ReqCtx *c, const json_t *content, const char *where, b
         int r;
 
         if (json_is_string(content))
-                return json_append(blocks, text_block(json_string_value(content)));
+                return json_append(blocks, text_block(content));
         if (!json_is_array(content))
                 return req_refuse(c, "%s: must be a string or an array of parts", where);
         json_array_foreach(content, i, p) {
@@ -167,9 +173,9 @@ static int content_blocks(ReqCtx *c, const json_t *content, const char *where, b
                 if (streq(type, "text")) {
                         if (!json_get_str(p, "text"))
                                 return req_refuse(c, "%s: text part needs text", w);
-                        r = json_append(blocks, text_block(json_get_str(p, "text")));
+                        r = json_append(blocks, text_block(json_object_get(p, "text")));
                 } else if (streq(type, "refusal") && json_get_str(p, "refusal"))
-                        r = json_append(blocks, text_block(json_get_str(p, "refusal")));
+                        r = json_append(blocks, text_block(json_object_get(p, "refusal")));
                 else if (text_only)
                         return req_refuse(c, "%s: only text parts are allowed here", w);
                 else if (streq(type, "image_url")) {
@@ -214,7 +220,8 @@ static int system_value(ReqCtx *c, const json_t *msgs, size_t n_leading, json_t 
 static int tool_use_block(ReqCtx *c, const json_t *call, const char *where, json_t **ret) {
         const json_t *fn = json_object_get(call, "function");
         const char *id = json_get_str(call, "id"), *name = json_get_str(fn, "name");
-        const char *args = json_get_str(fn, "arguments"), *type = json_get_str(call, "type");
+        const json_t *args_json = json_object_get(fn, "arguments");
+        const char *args = json_string_value(args_json), *type = json_get_str(call, "type");
         _cleanup_free_ char *tid = NULL;
         json_t *input = NULL;
         int r;
@@ -227,7 +234,7 @@ static int tool_use_block(ReqCtx *c, const json_t *call, const char *where, json
         if (isempty(args))
                 input = json_object();
         else {
-                r = json_read(args, strlen(args), 0, &input);
+                r = json_read(args, json_string_length(args_json), 0, &input);
                 if (r == -ENOMEM)
                         return r;
                 if (!json_is_object(input)) {
@@ -241,7 +248,9 @@ static int tool_use_block(ReqCtx *c, const json_t *call, const char *where, json
                 json_decref(input);
                 return r;
         }
-        *ret = json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id", tid, "name", name, "input", input);
+        *ret = json_object_build("type", json_string_nocheck("tool_use"), "id",
+                                 json_stringn_utf8(tid, strlen(tid)), "name", json_share(json_object_get(fn, "name")),
+                                 "input", input, NULL);
         return *ret ? 0 : -ENOMEM;
 }
 
@@ -252,7 +261,7 @@ static int gate_thinking_blocks(ReqCtx *c, const json_t *msg, json_t *blocks) {
         int r;
 
         json_array_foreach(list, i, b) {
-                r = json_append(blocks, json_deep_copy(b));
+                r = json_append(blocks, json_share(b));
                 if (r < 0)
                         return r;
         }
@@ -270,8 +279,8 @@ static int flush_results(Turns *t) {
         if (json_array_size(t->pending_results) == 0)
                 return 0;
         /* A copy: the list is cleared for the next turn. */
-        r = json_append(t->messages,
-                        json_pack("{s:s, s:o}", "role", "user", "content", json_copy(t->pending_results)));
+        r = json_append(t->messages, json_object_build("role", json_string_nocheck("user"), "content",
+                                                       json_copy(t->pending_results), NULL));
         if (r >= 0 && json_array_clear(t->pending_results) < 0)
                 r = -ENOMEM;
         return r;
@@ -311,8 +320,10 @@ static int convert_messages(ReqCtx *c, const json_t *msgs, size_t first, bool fr
                         r = tool_id_sanitize("toolu_", id, NULL, 0, &tid);
                         if (r < 0)
                                 return r;
-                        if (json_is_string(content) || !content || json_is_null(content))
-                                rc = json_string(json_string_value(content) ?: "");
+                        if (json_is_string(content))
+                                rc = json_share(content);
+                        else if (!content || json_is_null(content))
+                                rc = json_string_nocheck("");
                         else {
                                 rc = json_array();
                                 r = rc ? content_blocks(c, content, where, true, rc) : -ENOMEM;
@@ -321,8 +332,10 @@ static int convert_messages(ReqCtx *c, const json_t *msgs, size_t first, bool fr
                                         return r;
                                 }
                         }
-                        r = json_append(pending, json_pack("{s:s, s:s, s:o}", "type", "tool_result",
-                                                           "tool_use_id", tid, "content", rc));
+                        r = json_append(pending, json_object_build("type", json_string_nocheck("tool_result"),
+                                                                   "tool_use_id",
+                                                                   json_stringn_utf8(tid, strlen(tid)),
+                                                                   "content", rc, NULL));
                         if (r < 0)
                                 return r;
                         continue;
@@ -336,8 +349,9 @@ static int convert_messages(ReqCtx *c, const json_t *msgs, size_t first, bool fr
                         if (r >= 0)
                                 r = content_blocks(c, json_object_get(m, "content"), where, false, blocks);
                         if (r >= 0)
-                                r = json_append(messages, json_pack("{s:s, s:O}", "role", "user", "content",
-                                                                    blocks));
+                                r = json_append(messages, json_object_build("role", json_string_nocheck("user"),
+                                                                            "content", json_share(blocks),
+                                                                            NULL));
                         if (r < 0)
                                 return r;
                         continue;
@@ -380,7 +394,7 @@ static int convert_messages(ReqCtx *c, const json_t *msgs, size_t first, bool fr
                                         return r;
                         }
                         if (json_get_str(m, "refusal") &&
-                            (r = json_append(blocks, text_block(json_get_str(m, "refusal")))) < 0)
+                            (r = json_append(blocks, text_block(json_object_get(m, "refusal")))) < 0)
                                 return r;
                         json_array_foreach(calls, k, call) {
                                 json_t *b = NULL;
@@ -404,8 +418,8 @@ static int convert_messages(ReqCtx *c, const json_t *msgs, size_t first, bool fr
                         }
                         if (json_array_size(blocks) == 0)
                                 continue;
-                        r = json_append(messages,
-                                        json_pack("{s:s, s:O}", "role", "assistant", "content", blocks));
+                        r = json_append(messages, json_object_build("role", json_string_nocheck("assistant"),
+                                                                    "content", json_share(blocks), NULL));
                 } else if (streq(role, "function"))
                         return refuse_field(c, "function role");
                 else
@@ -442,13 +456,14 @@ static int convert_tools(ReqCtx *c, const json_t *tools, json_t *out) {
                         return req_refuse(c, "tools[%zu]: function.name is required", i);
                 /* OpenAI allows leaving parameters out for a function without arguments. */
                 if (json_is_object(params))
-                        tool = json_pack("{s:s, s:O}", "name", name, "input_schema", params);
+                        tool = json_object_build("name", json_share(json_object_get(fn, "name")), "input_schema",
+                                                 json_share(params), NULL);
                 else
-                        tool = json_pack("{s:s, s:{s:s, s:{}}}", "name", name, "input_schema", "type", "object",
-                                         "properties");
-                r = json_copy_member(tool, fn, "description");
+                        tool = json_pack("{s:O, s:{s:s, s:{}}}", "name", json_object_get(fn, "name"),
+                                         "input_schema", "type", "object", "properties");
+                r = json_share_member(tool, fn, "description");
                 if (r >= 0 && json_is_boolean(json_object_get(fn, "strict")))
-                        r = json_copy_member(tool, fn, "strict");
+                        r = json_share_member(tool, fn, "strict");
                 if (r >= 0)
                         r = json_append(list, tool);
                 else
@@ -475,8 +490,8 @@ static int convert_tool_choice(ReqCtx *c, const json_t *in, bool have_tools, jso
                         v = json_pack("{s:s}", "type", "any");
                 else if (type && streq(type, "function") &&
                          json_get_str(json_object_get(tc, "function"), "name"))
-                        v = json_pack("{s:s, s:s}", "type", "tool", "name",
-                                      json_get_str(json_object_get(tc, "function"), "name"));
+                        v = json_pack("{s:s, s:O}", "type", "tool", "name",
+                                      json_object_get(json_object_get(tc, "function"), "name"));
                 else
                         return req_refuse(
                                 c, "tool_choice: this value cannot be expressed for an Anthropic upstream");
@@ -643,16 +658,16 @@ int request_chat_to_messages(ReqCtx *c, json_t *in, const char *upstream_model, 
         if (r >= 0 && json_is_string(v))
                 r = json_set(out, "stop_sequences", json_pack("[O]", v));
         else if (r >= 0 && json_is_array(v) && json_array_size(v) > 0)
-                r = json_set(out, "stop_sequences", json_deep_copy(v));
+                r = json_set(out, "stop_sequences", json_share(v));
 
         if (r >= 0 && json_get_true(in, "stream"))
                 r = json_set(out, "stream", json_true());
         if (r >= 0 && json_is_number(json_object_get(in, "temperature")))
-                r = json_copy_member(out, in, "temperature");
+                r = json_share_member(out, in, "temperature");
         if (r >= 0 && json_is_number(json_object_get(in, "top_p")))
-                r = json_copy_member(out, in, "top_p");
+                r = json_share_member(out, in, "top_p");
         if (r >= 0 && json_is_integer(json_object_get(in, "top_k")))
-                r = json_copy_member(out, in, "top_k");
+                r = json_share_member(out, in, "top_k");
 
         v = json_object_get(in, "tools");
         have_tools = json_is_array(v) && json_array_size(v) > 0;
@@ -663,9 +678,10 @@ int request_chat_to_messages(ReqCtx *c, json_t *in, const char *upstream_model, 
         if (r >= 0)
                 r = convert_response_format(c, json_object_get(in, "response_format"), out);
 
-        const char *user = json_get_str(in, "user") ?: json_get_str(in, "safety_identifier");
+        const json_t *user = json_get_str(in, "user") ? json_object_get(in, "user") :
+                             json_get_str(in, "safety_identifier") ? json_object_get(in, "safety_identifier") : NULL;
         if (r >= 0 && user)
-                r = json_set(out, "metadata", json_pack("{s:s}", "user_id", user));
+                r = json_set(out, "metadata", json_pack("{s:O}", "user_id", user));
 
         v = json_object_get(in, "service_tier");
         if (r >= 0 && json_is_string(v)) {

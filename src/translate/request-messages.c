@@ -73,13 +73,17 @@ static int note_block_extras(ReqCtx *c, const json_t *block) {
         return 0;
 }
 
-/* "data:MEDIA;base64,DATA" */
-static json_t *data_url(const char *media_type, const char *data) {
-        _cleanup_free_ char *s = NULL;
+/* "data:MEDIA;base64,DATA", from two parsed strings (data can be megabytes of an image: built once, and not
+ * checked again). */
+static json_t *data_url(const json_t *media_type, const json_t *data) {
+        _cleanup_(buf_done) Buf b = {};
 
-        if (asprintf(&s, "data:%s;base64,%s", media_type, data) < 0)
+        if (buf_append_str(&b, "data:") < 0 ||
+            buf_append(&b, json_string_value(media_type), json_string_length(media_type)) < 0 ||
+            buf_append_str(&b, ";base64,") < 0 ||
+            buf_append(&b, json_string_value(data), json_string_length(data)) < 0)
                 return NULL;
-        return json_string(s);
+        return json_stringn_utf8((const char *) buf_data(&b), buf_len(&b));
 }
 
 static int image_part(ReqCtx *c, const json_t *block, const char *where, json_t **ret) {
@@ -88,15 +92,15 @@ static int image_part(ReqCtx *c, const json_t *block, const char *where, json_t 
         json_t *url;
 
         if (type && streq(type, "base64")) {
-                const char *media = json_get_str(source, "media_type"), *data = json_get_str(source, "data");
-                if (!media || !data)
+                const json_t *media = json_object_get(source, "media_type"), *data = json_object_get(source, "data");
+                if (!json_is_string(media) || !json_is_string(data))
                         return req_refuse(c, "%s: image source needs media_type and data", where);
                 url = data_url(media, data);
         } else if (type && streq(type, "url")) {
-                const char *u = json_get_str(source, "url");
-                if (!u)
+                const json_t *u = json_object_get(source, "url");
+                if (!json_is_string(u))
                         return req_refuse(c, "%s: image source needs url", where);
-                url = json_string(u);
+                url = json_share(u);
         } else
                 return req_refuse(c, "%s: image source type '%s' cannot be expressed for an OpenAI upstream",
                                   where, type ?: "(none)");
@@ -104,8 +108,9 @@ static int image_part(ReqCtx *c, const json_t *block, const char *where, json_t 
         return *ret ? note_block_extras(c, block) : -ENOMEM;
 }
 
-static json_t *text_part(const char *text) {
-        return json_pack("{s:s, s:s}", "type", "text", "text", text);
+/* A text part around a string of the input (shared, not copied). */
+static json_t *text_part(const json_t *text) {
+        return json_object_build("type", json_string_nocheck("text"), "text", json_share(text), NULL);
 }
 
 /* Appends the parts a document block becomes. */
@@ -128,17 +133,18 @@ static int document_parts(ReqCtx *c, const json_t *block, const char *where, jso
                 return r;
 
         if (type && streq(type, "base64")) {
-                const char *media = json_get_str(source, "media_type"), *data = json_get_str(source, "data");
-                const char *title = json_get_str(block, "title");
-                if (!media || !data)
+                const json_t *media = json_object_get(source, "media_type"), *data = json_object_get(source, "data");
+                const json_t *title = json_object_get(block, "title");
+                if (!json_is_string(media) || !json_is_string(data))
                         return req_refuse(c, "%s: document source needs media_type and data", where);
-                return json_append(parts, json_pack("{s:s, s:{s:o, s:s}}", "type", "file", "file", "file_data",
+                return json_append(parts, json_pack("{s:s, s:{s:o, s:o}}", "type", "file", "file", "file_data",
                                                     data_url(media, data), "filename",
-                                                    title ?: "document.pdf"));
+                                                    json_is_string(title) ? json_share(title) :
+                                                                            json_string("document.pdf")));
         }
         if (type && streq(type, "text")) {
-                const char *data = json_get_str(source, "data");
-                if (!data)
+                const json_t *data = json_object_get(source, "data");
+                if (!json_is_string(data))
                         return req_refuse(c, "%s: document source needs data", where);
                 return json_append(parts, text_part(data));
         }
@@ -147,7 +153,7 @@ static int document_parts(ReqCtx *c, const json_t *block, const char *where, jso
                 size_t i;
 
                 if (json_is_string(content))
-                        return json_append(parts, text_part(json_string_value(content)));
+                        return json_append(parts, text_part(content));
                 if (!json_is_array(content))
                         return req_refuse(c, "%s: document content must be a string or an array", where);
                 json_array_foreach(content, i, b) {
@@ -155,7 +161,7 @@ static int document_parts(ReqCtx *c, const json_t *block, const char *where, jso
                         json_t *p = NULL;
 
                         if (bt && streq(bt, "text") && json_get_str(b, "text"))
-                                r = json_append(parts, text_part(json_get_str(b, "text")));
+                                r = json_append(parts, text_part(json_object_get(b, "text")));
                         else if (bt && streq(bt, "image")) {
                                 r = image_part(c, b, where, &p);
                                 if (r >= 0)
@@ -207,7 +213,7 @@ static int tool_result_message(Conv *v, const json_t *block, const char *where, 
                 return -ENOMEM;
 
         if (json_is_string(content)) {
-                if (buf_append_str(&text, json_string_value(content)) < 0)
+                if (is_error && buf_append(&text, json_string_value(content), json_string_length(content)) < 0)
                         return -ENOMEM;
         } else if (json_is_array(content)) {
                 bool first = true;
@@ -216,8 +222,9 @@ static int tool_result_message(Conv *v, const json_t *block, const char *where, 
 
                         if (bt && streq(bt, "text") && json_get_str(b, "text")) {
                                 /* Text blocks of one result read as one text, a blank line apart. */
+                                const json_t *t = json_object_get(b, "text");
                                 if ((!first && buf_append_str(&text, "\n\n") < 0) ||
-                                    buf_append_str(&text, json_get_str(b, "text")) < 0)
+                                    buf_append(&text, json_string_value(t), json_string_length(t)) < 0)
                                         return -ENOMEM;
                                 first = false;
                                 if ((r = note_block_extras(c, b)) < 0)
@@ -234,7 +241,7 @@ static int tool_result_message(Conv *v, const json_t *block, const char *where, 
                         if (!labelled) {
                                 if (asprintf(&label, "Content returned by tool call %s:", tid) < 0)
                                         return -ENOMEM;
-                                r = json_append(moved, text_part(label));
+                                r = json_append(moved, json_pack("{s:s, s:s}", "type", "text", "text", label));
                                 if (r < 0)
                                         return r;
                                 labelled = true;
@@ -252,9 +259,14 @@ static int tool_result_message(Conv *v, const json_t *block, const char *where, 
         } else if (content && !json_is_null(content))
                 return req_refuse(c, "%s: tool_result content must be a string or an array", where);
 
+        /* A lone string result goes as it came; else the text is made of parsed strings and our ASCII. */
         return json_append(v->messages,
-                           json_pack("{s:s, s:s, s:s%}", "role", "tool", "tool_call_id", tid, "content",
-                                     (const char *) buf_data(&text), buf_len(&text)));
+                           json_object_build("role", json_string_nocheck("tool"), "tool_call_id",
+                                             json_stringn_utf8(tid, strlen(tid)), "content",
+                                             json_is_string(content) && !is_error ?
+                                             json_share(content) :
+                                             json_stringn_utf8((const char *) buf_data(&text), buf_len(&text)),
+                                             NULL));
 }
 
 static int user_message(Conv *v, const json_t *msg, size_t mi) {
@@ -284,7 +296,7 @@ static int user_message(Conv *v, const json_t *msg, size_t mi) {
                 else if (streq(type, "text")) {
                         if (!json_get_str(b, "text"))
                                 return req_refuse(c, "%s: text block needs text", where);
-                        r = json_append(parts, text_part(json_get_str(b, "text")));
+                        r = json_append(parts, text_part(json_object_get(b, "text")));
                         if (r >= 0 && json_object_get(b, "citations"))
                                 r = req_drop(c, "citations");
                         if (r >= 0)
@@ -310,8 +322,8 @@ static int user_message(Conv *v, const json_t *msg, size_t mi) {
                 return -ENOMEM;
         if (json_array_size(moved) == 0)
                 return 0;
-        return json_append(v->messages,
-                           json_pack("{s:s, s:o}", "role", "user", "content", parts_to_content(moved)));
+        return json_append(v->messages, json_object_build("role", json_string_nocheck("user"), "content",
+                                                          parts_to_content(moved), NULL));
 }
 
 static int assistant_message(Conv *v, const json_t *msg, size_t mi) {
@@ -340,31 +352,37 @@ static int assistant_message(Conv *v, const json_t *msg, size_t mi) {
                 if (streq(type, "text")) {
                         if (!json_get_str(b, "text"))
                                 return req_refuse(c, "%s: text block needs text", where);
-                        r = json_append(texts, text_part(json_get_str(b, "text")));
+                        r = json_append(texts, text_part(json_object_get(b, "text")));
                         if (r >= 0 && json_object_get(b, "citations"))
                                 r = req_drop(c, "citations");
                 } else if (streq(type, "tool_use")) {
-                        const char *id = json_get_str(b, "id"), *name = json_get_str(b, "name");
-                        const json_t *input = json_object_get(b, "input");
-                        _cleanup_free_ char *args = NULL, *tid = NULL;
+                        const char *id = json_get_str(b, "id");
+                        const json_t *name = json_object_get(b, "name"), *input = json_object_get(b, "input");
+                        _cleanup_free_ char *tid = NULL;
+                        json_t *args;
 
-                        if (!id || !name)
+                        if (!id || !json_is_string(name))
                                 return req_refuse(c, "%s: tool_use needs id and name", where);
                         /* A string input is what translate_response() keeps for arguments that were not JSON:
                          * it goes back as it came. */
                         if (json_is_string(input))
-                                args = strdup(json_string_value(input));
+                                args = json_share(input);
                         else if (!input || json_is_null(input))
-                                args = strdup("{}");
+                                args = json_string_nocheck("{}");
                         else
-                                args = json_dump_any(input);
+                                args = json_dump_any_string(input);
                         if (!args)
                                 return -ENOMEM;
                         r = tool_id_sanitize("toolu_", id, NULL, 0, &tid);
                         if (r >= 0)
-                                r = json_append(calls, json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", tid, "type",
-                                                                 "function", "function", "name", name,
-                                                                 "arguments", args));
+                                r = json_append(calls, json_object_build(
+                                                "id", json_stringn_utf8(tid, strlen(tid)),
+                                                "type", json_string_nocheck("function"),
+                                                "function", json_object_build("name", json_share(name),
+                                                                              "arguments", args, NULL),
+                                                NULL));
+                        else
+                                json_decref(args);
                 } else if (streq(type, "thinking") || streq(type, "redacted_thinking"))
                         r = req_drop(c, "thinking");
                 else
@@ -379,8 +397,8 @@ static int assistant_message(Conv *v, const json_t *msg, size_t mi) {
 
         if (json_array_size(texts) == 0 && json_array_size(calls) == 0)
                 return 0;       /* only thinking: nothing the upstream can read */
-        m = json_pack("{s:s, s:o}", "role", "assistant", "content",
-                      json_array_size(texts) > 0 ? parts_to_content(texts) : json_null());
+        m = json_object_build("role", json_string_nocheck("assistant"), "content",
+                              json_array_size(texts) > 0 ? parts_to_content(texts) : json_null(), NULL);
         if (m && json_array_size(calls) > 0 && json_object_set(m, "tool_calls", calls) < 0)
                 m = (json_decref(m), NULL);
         return json_append(v->messages, m);
@@ -401,9 +419,10 @@ static int system_message(Conv *v, const json_t *system, const char *where) {
         if (!parts)
                 return -ENOMEM;
         json_array_foreach(system, i, b) {
-                const char *type = json_get_str(b, "type"), *text = json_get_str(b, "text");
+                const char *type = json_get_str(b, "type");
+                const json_t *text = json_object_get(b, "text");
 
-                if (!type || !streq(type, "text") || !text)
+                if (!type || !streq(type, "text") || !json_is_string(text))
                         return req_refuse(c, "%s.%zu: system blocks must be text blocks", where, i);
                 r = json_append(parts, text_part(text));
                 if (r >= 0)
@@ -430,22 +449,23 @@ static int convert_tools(ReqCtx *c, const json_t *tools, json_t *out) {
         if (!json_is_array(tools))
                 return req_refuse(c, "tools: must be an array");
         json_array_foreach(tools, i, t) {
-                const char *type = json_get_str(t, "type"), *name = json_get_str(t, "name");
-                const json_t *schema = json_object_get(t, "input_schema");
+                const char *type = json_get_str(t, "type");
+                const json_t *name = json_object_get(t, "name"), *schema = json_object_get(t, "input_schema");
                 json_t *fn;
 
                 if (type && !streq(type, "custom"))
                         return req_refuse(
                                 c, "tools.%zu: server tool '%s' cannot be expressed for an OpenAI upstream", i,
                                 type);
-                if (!name || !json_is_object(schema))
+                if (!json_is_string(name) || !json_is_object(schema))
                         return req_refuse(c, "tools.%zu: a tool needs name and input_schema", i);
-                fn = json_pack("{s:s, s:O}", "name", name, "parameters", schema);
-                r = json_copy_member(fn, t, "description");
+                fn = json_object_build("name", json_share(name), "parameters", json_share(schema), NULL);
+                r = json_share_member(fn, t, "description");
                 if (r >= 0 && json_is_boolean(json_object_get(t, "strict")))
-                        r = json_copy_member(fn, t, "strict");
+                        r = json_share_member(fn, t, "strict");
                 if (r >= 0)
-                        r = json_append(list, json_pack("{s:s, s:o}", "type", "function", "function", fn));
+                        r = json_append(list, json_object_build("type", json_string_nocheck("function"),
+                                                                "function", fn, NULL));
                 else
                         json_decref(fn);
                 if (r < 0)
@@ -479,10 +499,10 @@ static int convert_tool_choice(ReqCtx *c, const json_t *tc, bool have_tools, jso
         else if (streq(type, "none"))
                 v = json_string("none");
         else if (streq(type, "tool")) {
-                const char *name = json_get_str(tc, "name");
-                if (!name)
+                const json_t *name = json_object_get(tc, "name");
+                if (!json_is_string(name))
                         return req_refuse(c, "tool_choice: type tool needs a name");
-                v = json_pack("{s:s, s:{s:s}}", "type", "function", "function", "name", name);
+                v = json_pack("{s:s, s:{s:O}}", "type", "function", "function", "name", name);
         } else
                 return req_refuse(c, "tool_choice: unknown type '%s'", type);
         /* OpenAI rejects tool_choice without tools; Anthropic ignores it. */
@@ -628,11 +648,11 @@ int request_messages_to_chat(ReqCtx *c, json_t *in, const char *upstream_model, 
 
         v = json_object_get(in, "metadata");
         if (r >= 0 && json_get_str(v, "user_id"))
-                r = json_set(out, "user", json_string(json_get_str(v, "user_id")));
+                r = json_set(out, "user", json_share(json_object_get(v, "user_id")));
 
         v = json_object_get(in, "stop_sequences");
         if (r >= 0 && json_is_array(v) && json_array_size(v) > 0)
-                r = json_set(out, "stop", json_deep_copy(v));
+                r = json_set(out, "stop", json_share(v));
 
         if (r >= 0 && json_get_true(in, "stream")) {
                 r = json_set(out, "stream", json_true());
@@ -641,9 +661,9 @@ int request_messages_to_chat(ReqCtx *c, json_t *in, const char *upstream_model, 
                         r = json_set(out, "stream_options", json_pack("{s:b}", "include_usage", 1));
         }
         if (r >= 0 && json_is_number(json_object_get(in, "temperature")))
-                r = json_copy_member(out, in, "temperature");
+                r = json_share_member(out, in, "temperature");
         if (r >= 0 && json_is_number(json_object_get(in, "top_p")))
-                r = json_copy_member(out, in, "top_p");
+                r = json_share_member(out, in, "top_p");
 
         v = json_object_get(in, "tools");
         bool have_tools = json_is_array(v) && json_array_size(v) > 0;

@@ -64,8 +64,9 @@ static int refuse_field(ReqCtx *c, const char *field) {
                           "and speaks chat completions or Anthropic upstream)", field);
 }
 
-static json_t *text_part(const char *text) {
-        return json_pack("{s:s, s:s}", "type", "text", "text", text);
+/* A text part around a string of the input (shared, not copied). */
+static json_t *text_part(const json_t *text) {
+        return json_object_build("type", json_string_nocheck("text"), "text", json_share(text), NULL);
 }
 
 /* Message content: a string, or input/output parts. Appends chat parts. */
@@ -75,7 +76,7 @@ static int content_parts(ReqCtx *c, const json_t *content, const char *where, js
         int r;
 
         if (json_is_string(content))
-                return json_append(parts, text_part(json_string_value(content)));
+                return json_append(parts, text_part(content));
         if (!json_is_array(content))
                 return req_refuse(c, "%s: must be a string or an array of content parts", where);
         json_array_foreach(content, i, p) {
@@ -86,9 +87,11 @@ static int content_parts(ReqCtx *c, const json_t *content, const char *where, js
                 if (streq(type, "input_text") || streq(type, "output_text") || streq(type, "text")) {
                         if (!json_get_str(p, "text"))
                                 return req_refuse(c, "%s[%zu]: needs text", where, i);
-                        r = json_append(parts, text_part(json_get_str(p, "text")));
+                        r = json_append(parts, text_part(json_object_get(p, "text")));
                 } else if (streq(type, "refusal") && msg)
-                        r = json_set(msg, "refusal", json_string(json_get_str(p, "refusal") ?: ""));
+                        r = json_set(msg, "refusal", json_get_str(p, "refusal") ?
+                                                     json_share(json_object_get(p, "refusal")) :
+                                                     json_string_nocheck(""));
                 else if (streq(type, "input_image")) {
                         const char *url = json_get_str(p, "image_url"), *detail = json_get_str(p, "detail");
                         json_t *iu;
@@ -98,8 +101,8 @@ static int content_parts(ReqCtx *c, const json_t *content, const char *where, js
                                                   "%s[%zu]: only input_image with image_url can be translated "
                                                   "(file_id refers to storage gate does not have)",
                                                   where, i);
-                        iu = json_pack("{s:s}", "url", url);
-                        if (iu && detail && json_set(iu, "detail", json_string(detail)) < 0)
+                        iu = json_pack("{s:O}", "url", json_object_get(p, "image_url"));
+                        if (iu && detail && json_set(iu, "detail", json_share(json_object_get(p, "detail"))) < 0)
                                 iu = (json_decref(iu), NULL);
                         r = json_append(parts, json_pack("{s:s, s:o}", "type", "image_url", "image_url", iu));
                 } else if (streq(type, "input_file")) {
@@ -110,8 +113,8 @@ static int content_parts(ReqCtx *c, const json_t *content, const char *where, js
                                 return req_refuse(c,
                                                   "%s[%zu]: only input_file with file_data can be translated",
                                                   where, i);
-                        f = json_pack("{s:s}", "file_data", data);
-                        if (f && name && json_set(f, "filename", json_string(name)) < 0)
+                        f = json_pack("{s:O}", "file_data", json_object_get(p, "file_data"));
+                        if (f && name && json_set(f, "filename", json_share(json_object_get(p, "filename"))) < 0)
                                 f = (json_decref(f), NULL);
                         r = json_append(parts, json_pack("{s:s, s:o}", "type", "file", "file", f));
                 } else
@@ -163,17 +166,20 @@ static int reasoning_item(Items *it, const json_t *item, size_t i) {
                 return json_append(it->thinking, json_pack("{s:s, s:s}", "type", "redacted_thinking", "data",
                                                            enc + STRLEN("redacted:")));
         json_array_foreach(json_is_array(summary) && json_array_size(summary) > 0 ? summary : content, k, s) {
-                const char *t = json_get_str(s, "text");
-                if (t &&
-                    ((buf_len(&text) > 0 && buf_append_str(&text, "\n\n") < 0) || buf_append_str(&text, t) < 0))
+                const json_t *t = json_object_get(s, "text");
+                if (json_is_string(t) &&
+                    ((buf_len(&text) > 0 && buf_append_str(&text, "\n\n") < 0) ||
+                     buf_append(&text, json_string_value(t), json_string_length(t)) < 0))
                         return -ENOMEM;
         }
         /* Without its signature a thinking block is rejected by Anthropic, and it is only context. */
         if (!enc)
                 return req_drop(it->c, "reasoning");
+        /* Parsed texts joined by ASCII: UTF-8. */
         return json_append(it->thinking,
-                           json_pack("{s:s, s:s%, s:s}", "type", "thinking", "thinking",
-                                     (const char *) buf_data(&text), buf_len(&text), "signature", enc));
+                           json_pack("{s:s, s:o, s:O}", "type", "thinking", "thinking",
+                                     json_stringn_utf8((const char *) buf_data(&text), buf_len(&text)),
+                                     "signature", json_object_get(item, "encrypted_content")));
 }
 
 static int message_item(Items *it, const json_t *item, size_t i) {
@@ -214,7 +220,7 @@ static int message_item(Items *it, const json_t *item, size_t i) {
 
 static int function_call_item(Items *it, const json_t *item, size_t i) {
         const char *call_id = json_get_str(item, "call_id"), *name = json_get_str(item, "name");
-        const char *args = json_get_str(item, "arguments");
+        const json_t *args = json_object_get(item, "arguments");
         json_t *calls;
         int r;
 
@@ -239,8 +245,15 @@ static int function_call_item(Items *it, const json_t *item, size_t i) {
                 if (r < 0)
                         return r;
         }
-        return json_append(calls, json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", call_id, "type", "function",
-                                            "function", "name", name, "arguments", args ?: ""));
+        return json_append(calls, json_object_build(
+                                          "id", json_share(json_object_get(item, "call_id")),
+                                          "type", json_string_nocheck("function"),
+                                          "function", json_object_build(
+                                                  "name", json_share(json_object_get(item, "name")),
+                                                  "arguments",
+                                                  json_is_string(args) ? json_share(args) : json_string_nocheck(""),
+                                                  NULL),
+                                          NULL));
 }
 
 static int function_output_item(Items *it, const json_t *item, size_t i) {
@@ -253,23 +266,31 @@ static int function_output_item(Items *it, const json_t *item, size_t i) {
                 return req_refuse(it->c, "input[%zu]: a function_call_output needs call_id", i);
         it->assistant = NULL;
         if (json_is_string(output))
-                return json_append(it->messages, json_pack("{s:s, s:s, s:O}", "role", "tool", "tool_call_id",
-                                                           call_id, "content", output));
+                return json_append(it->messages,
+                                   json_object_build("role", json_string_nocheck("tool"), "tool_call_id",
+                                                     json_share(json_object_get(item, "call_id")), "content",
+                                                     json_share(output), NULL));
         if (!json_is_array(output))
                 return req_refuse(it->c, "input[%zu].output: must be a string or an array", i);
         json_array_foreach(output, k, p) {
-                const char *type = json_get_str(p, "type"), *t = json_get_str(p, "text");
+                const char *type = json_get_str(p, "type");
+                const json_t *t = json_object_get(p, "text");
 
-                if (!type || !streq(type, "input_text") || !t)
+                if (!type || !streq(type, "input_text") || !json_is_string(t))
                         return req_refuse(it->c,
                                           "input[%zu].output[%zu]: only text can be returned by a function "
                                           "through this translation",
                                           i, k);
-                if ((buf_len(&text) > 0 && buf_append_str(&text, "\n\n") < 0) || buf_append_str(&text, t) < 0)
+                if ((buf_len(&text) > 0 && buf_append_str(&text, "\n\n") < 0) ||
+                    buf_append(&text, json_string_value(t), json_string_length(t)) < 0)
                         return -ENOMEM;
         }
-        return json_append(it->messages, json_pack("{s:s, s:s, s:s%}", "role", "tool", "tool_call_id", call_id,
-                                                   "content", (const char *) buf_data(&text), buf_len(&text)));
+        /* Parsed texts joined by ASCII: UTF-8. */
+        return json_append(it->messages,
+                           json_object_build("role", json_string_nocheck("tool"), "tool_call_id",
+                                             json_share(json_object_get(item, "call_id")), "content",
+                                             json_stringn_utf8((const char *) buf_data(&text), buf_len(&text)),
+                                             NULL));
 }
 
 static int convert_input(ReqCtx *c, const json_t *in, bool for_messages, json_t *messages) {
@@ -282,7 +303,8 @@ static int convert_input(ReqCtx *c, const json_t *in, bool for_messages, json_t 
         if (!it.thinking)
                 return -ENOMEM;
         if (instructions)
-                r = json_append(messages, json_pack("{s:s, s:s}", "role", "system", "content", instructions));
+                r = json_append(messages, json_pack("{s:s, s:O}", "role", "system", "content",
+                                                    json_object_get(in, "instructions")));
         if (r >= 0 && json_is_string(input))
                 r = json_append(messages, json_pack("{s:s, s:O}", "role", "user", "content", input));
         else if (r >= 0 && json_is_array(input))
@@ -331,12 +353,12 @@ static int convert_tools(ReqCtx *c, const json_t *tools, json_t *out) {
                                           "tools)", i, type ?: "(none)");
                 if (!name)
                         return req_refuse(c, "tools[%zu]: a function tool needs a name", i);
-                fn = json_pack("{s:s}", "name", name);
-                r = json_copy_member(fn, t, "description");
+                fn = json_pack("{s:O}", "name", json_object_get(t, "name"));
+                r = json_share_member(fn, t, "description");
                 if (r >= 0)
-                        r = json_copy_member(fn, t, "parameters");
+                        r = json_share_member(fn, t, "parameters");
                 if (r >= 0 && json_is_boolean(json_object_get(t, "strict")))
-                        r = json_copy_member(fn, t, "strict");
+                        r = json_share_member(fn, t, "strict");
                 if (r >= 0)
                         r = json_append(list, json_pack("{s:s, s:o}", "type", "function", "function", fn));
                 else
@@ -374,11 +396,11 @@ static int convert_text(ReqCtx *c, const json_t *text, json_t *out) {
                 return json_set(out, "response_format", json_pack("{s:s}", "type", "json_object"));
         if (streq(type, "json_schema")) {
                 json_t *js = json_pack("{s:s}", "name", json_get_str(format, "name") ?: "output");
-                r = json_copy_member(js, format, "schema");
+                r = json_share_member(js, format, "schema");
                 if (r >= 0)
-                        r = json_copy_member(js, format, "strict");
+                        r = json_share_member(js, format, "strict");
                 if (r >= 0)
-                        r = json_copy_member(js, format, "description");
+                        r = json_share_member(js, format, "description");
                 if (r < 0) {
                         json_decref(js);
                         return r;
@@ -444,7 +466,7 @@ int request_responses_to_chat(ReqCtx *c, json_t *in, const char *upstream_model,
                              json_integer(json_get_uint(in, "max_output_tokens")));
         for (size_t k = 0; r >= 0 && k < ELEMENTSOF(passed); k++)
                 if (json_object_get(in, passed[k]) && !json_is_null(json_object_get(in, passed[k])))
-                        r = json_copy_member(out, in, passed[k]);
+                        r = json_share_member(out, in, passed[k]);
         v = json_object_get(in, "tools");
         if (r >= 0 && json_is_array(v) && json_array_size(v) > 0)
                 r = convert_tools(c, v, out);

@@ -24,6 +24,8 @@ int json_dump_to_buf(const json_t *j, Buf *b);
 int json_dump_to_string(const json_t *j, char **ret, size_t *ret_len);
 /* json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY), in memory from malloc(): free() it. NULL on failure. */
 char *json_dump_any(const json_t *j);
+/* The same text as a JSON string value (tool call arguments), made once from the writer's buffer. */
+json_t *json_dump_any_string(const json_t *j);
 /* Not json_dumps(): inside a translation its string would come from the scratch arena (json-scratch.h), and
  * free() on it would be wrong. (Tests that dump their own trees define TRANSLATE_ALLOW_JSON_DUMPS.) */
 #ifndef TRANSLATE_ALLOW_JSON_DUMPS
@@ -43,8 +45,27 @@ int64_t json_get_uint(const json_t *o, const char *key);
  * -ENOMEM, so calls can be chained with `if (r >= 0)`. */
 int json_set(json_t *o, const char *key, json_t *v);
 int json_append(json_t *a, json_t *v);
-/* json_set() with a copy of the member key of from, when it is present. */
-int json_copy_member(json_t *to, const json_t *from, const char *key);
+/* json_set() of the member key of from, when it is present, shared (json_incref), not copied.
+ *
+ * The request translators share what they pass on unchanged (texts, ids, names, schemas) between the client's
+ * tree and the upstream's instead of copying it: a copy of a string is jansson's UTF-8 check and a memcpy of
+ * every byte, and an agent's request is 100-300 KB of them. That is safe because both trees live and die in
+ * one translate_request() (one JSON scratch scope) and no translator changes a value once it is in its output
+ * (a shared value must never be modified: that would change the input too). */
+int json_share_member(json_t *to, const json_t *from, const char *key);
+static inline json_t *json_share(const json_t *v) {
+        return json_incref((json_t *) v);
+}
+/* An object of the members key, value, ..., ended by a NULL key: what json_pack("{s:o, ...}") makes, without
+ * parsing a format or checking the keys (string literals) again, for the small objects a request translation
+ * makes per message and block. Takes the values (also on failure); NULL when one of them is NULL or on ENOMEM. */
+json_t *json_object_build(const char *key, ...) __attribute__((sentinel));
+/* A JSON string of n bytes that are UTF-8 by construction: only made of strings from a parsed tree (the
+ * reader refuses any that are not UTF-8), gate's own ASCII, or JSON gate wrote. Skips jansson's byte-by-byte
+ * check. (Were it wrong, the writer would still refuse the string: the upstream never gets invalid UTF-8.) */
+static inline json_t *json_stringn_utf8(const char *s, size_t n) {
+        return json_stringn_nocheck(s, n);
+}
 
 /* The length of the UTF-8 sequence a lead byte opens, 0 for a byte that cannot open one. */
 static inline size_t utf8_sequence_length(unsigned char c) {

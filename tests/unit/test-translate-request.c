@@ -554,3 +554,50 @@ TEST(bodies_with_too_many_values_are_refused) {
                                     &error));
         translated_request_done(&t);
 }
+
+/* Texts reach the upstream shared with the client's tree or joined without jansson's UTF-8 check: the bytes
+ * must still be exactly what a copy made, non-ASCII and escapes included. */
+TEST(shared_and_joined_texts_keep_their_bytes) {
+        static const char body[] =
+                "{\"model\":\"m\",\"max_tokens\":8,\"messages\":["
+                "{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+                "\"text\":\"caf\\u00e9 \\ud83d\\ude42 \\\"q\\\"\"}]},"
+                "{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"t\\u00e91\",\"name\":\"f\","
+                "\"input\":{\"k\":\"\\u65e5\\n\"}}]},"
+                "{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t\\u00e91\","
+                "\"is_error\":true,\"content\":\"\\u2192 failed\"},"
+                "{\"type\":\"tool_result\",\"tool_use_id\":\"x\",\"content\":\"na\\u00efve\"}]}]}";
+        static const char want[] =
+                "{\"model\":\"up\",\"messages\":["
+                "{\"role\":\"user\",\"content\":\"café 🙂 \\\"q\\\"\"},"
+                "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"t__1\",\"type\":\"function\","
+                "\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"k\\\":\\\"日\\\\n\\\"}\"}}]},"
+                "{\"role\":\"tool\",\"tool_call_id\":\"t__1\",\"content\":\"Error: → failed\"},"
+                "{\"role\":\"tool\",\"tool_call_id\":\"x\",\"content\":\"naïve\"}],"
+                "\"max_completion_tokens\":8}";
+        TranslatedRequest t = {};
+        char *error = NULL;
+
+        ASSERT_OK(translate_request(TRANSLATE_MESSAGES_TO_CHAT, body, strlen(body), "up", &t, &error));
+        ASSERT_EQ(t.len, strlen(want));
+        ASSERT_TRUE(memcmp(t.body, want, t.len) == 0);
+        translated_request_done(&t);
+}
+
+TEST(json_object_build_takes_its_values) {
+        json_t *held = json_string("kept"), *o;
+        _cleanup_free_ char *s = NULL;
+        size_t n;
+
+        o = json_object_build("b", json_integer(1), "a", json_incref(held), NULL);
+        ASSERT_NOT_NULL(o);
+        ASSERT_OK(json_dump_to_string(o, &s, &n));
+        ASSERT_STREQ(s, "{\"b\":1,\"a\":\"kept\"}");     /* in the order given, like json_pack() */
+        json_decref(o);
+        ASSERT_EQ(held->refcount, (size_t) 1);
+
+        /* A failed constructor (NULL) anywhere: no object, and the other values are released. */
+        ASSERT_NULL(json_object_build("a", json_incref(held), "b", (json_t *) NULL, "c", json_incref(held), NULL));
+        ASSERT_EQ(held->refcount, (size_t) 1);
+        json_decref(held);
+}
