@@ -128,6 +128,8 @@ typedef struct Http1Session {
 
         /* The response. */
         Buf out;                /* not yet handed to the stream */
+        bool flush_queued;      /* in the server's h1_flush_list, holding a reference */
+        struct Http1Session *flush_prev, *flush_next;
         RespFraming framing;
         uint64_t resp_remaining;
         bool resp_head_sent;
@@ -379,8 +381,24 @@ static int h1_write(Http1Session *h, const void *p, size_t n) {
         return r;
 }
 
+static void h1_flush_unqueue(Http1Session *h) {
+        if (!h->flush_queued)
+                return;
+        if (h->flush_prev)
+                h->flush_prev->flush_next = h->flush_next;
+        else
+                h->server->h1_flush_list = h->flush_next;
+        if (h->flush_next)
+                h->flush_next->flush_prev = h->flush_prev;
+        h->flush_prev = h->flush_next = NULL;
+        h->flush_queued = false;
+        h1_unref(h);
+}
+
 static int h1_flush(Http1Session *h) {
         int r = 0;
+
+        h1_flush_unqueue(h);
 
         if (!buf_empty(&h->out)) {
                 r = h1_write(h, buf_data(&h->out), buf_len(&h->out));
@@ -389,6 +407,68 @@ static int h1_flush(Http1Session *h) {
         }
         h1_check_high_water(h);
         return r;
+}
+
+/* Sends every queued session's output. Runs as the defer source's prepare callback, at the start of the
+ * loop iteration after the dispatch that queued it (before its epoll_wait()), and as its dispatch callback
+ * when queued later than that. */
+static int h1_flush_queued(sd_event_source *es, void *userdata) {
+        HttpServer *server = userdata;
+
+        (void) sd_event_source_set_enabled(es, SD_EVENT_OFF);
+        while (server->h1_flush_list) {
+                Http1Session *h = h1_ref(server->h1_flush_list);
+
+                (void) h1_flush(h);     /* unqueues it */
+                h1_unref(h);
+        }
+        return 0;
+}
+
+static int h1_on_flush_dispatch(sd_event_source *es, void *userdata) {
+        return h1_flush_queued(es, userdata);
+}
+
+/* Output written outside on_read (a handler answering later, e.g. a relayed upstream stream) goes out when
+ * the current dispatch returns, not at once: the head of a stream and its first event, which usually come in
+ * one upstream read, leave in one send (one TLS record), and so do a stream's last event and its end. The
+ * send happens before the loop waits again, so nothing is later than a write of its own would have been.
+ * Only small output waits: past the high-water mark it goes out now, as before, and backpressure with it.
+ * Where the queue cannot be armed, the output goes out now. */
+static int h1_queue_flush(Http1Session *h) {
+        HttpServer *server = h->server;
+        int r;
+
+        if (!h->stream || h1_pending(h) > server->limits.send_high_water)
+                return h1_flush(h);
+        if (h->flush_queued)
+                return 0;
+        if (!server->h1_flush_source) {
+                r = sd_event_add_defer(server->event, &server->h1_flush_source, h1_on_flush_dispatch, server);
+                if (r >= 0)
+                        r = sd_event_source_set_prepare(server->h1_flush_source, h1_flush_queued);
+                if (r >= 0)
+                        r = sd_event_source_set_floating(server->h1_flush_source, true);
+                if (r < 0) {
+                        server->h1_flush_source = sd_event_source_disable_unref(server->h1_flush_source);
+                        return h1_flush(h);
+                }
+                /* The loop holds it now and frees it with itself; the pointer is borrowed from here on. */
+                (void) sd_event_source_unref(server->h1_flush_source);
+                (void) sd_event_source_set_description(server->h1_flush_source, "http1-flush");
+        }
+        if (!server->h1_flush_list) {
+                r = sd_event_source_set_enabled(server->h1_flush_source, SD_EVENT_ONESHOT);
+                if (r < 0)
+                        return h1_flush(h);
+        }
+        h->flush_next = server->h1_flush_list;
+        if (h->flush_next)
+                h->flush_next->flush_prev = h;
+        h->flush_prev = NULL;
+        server->h1_flush_list = h1_ref(h);
+        h->flush_queued = true;
+        return 0;
 }
 
 static void h1_set_read_paused(Http1Session *h, bool paused) {
@@ -475,6 +555,7 @@ static void h1_close(Http1Session *h, H1Close mode) {
         timer_disarm(h->timers, &h->timer);
         h->timer_kind = H1_TIMER_NONE;
 
+        h1_flush_unqueue(h);            /* what it queued goes out below, or nowhere */
         stream = TAKE_PTR(h->stream);
         if (mode == H1_CLOSE_GONE)
                 stream = NULL;
@@ -1311,10 +1392,11 @@ static int h1_send_head(Request *r, unsigned status, const HttpHeader *headers, 
                 return k;
         }
         h->resp_head_sent = true;
-        /* A streamed head goes out now, so the client sees it before the first (maybe late) data;
-         * a head with a known length waits for its body, for one write. */
+        /* A streamed head goes out with this dispatch, so the client sees it before the first (maybe
+         * late) data, and with that data when it came in the same read; a head with a known length
+         * waits for its body, for one write. */
         if (!h->in_read && content_length < 0)
-                (void) h1_flush(h);
+                (void) h1_queue_flush(h);
         return 0;
 }
 
@@ -1356,7 +1438,7 @@ static int h1_send_body(Request *r, const void *p, size_t n) {
         if (k < 0)
                 return k;
         if (!h->in_read)
-                (void) h1_flush(h);
+                (void) h1_queue_flush(h);
         return 0;
 }
 

@@ -65,6 +65,10 @@ typedef struct HttpServer {
 
         HttpSession *sessions;
         unsigned n_sessions;
+        /* HTTP/1.1 sessions whose small output waits for the end of the current dispatch, and the defer
+         * source (floating: the event loop owns it) that sends it (http1.c, h1_queue_flush()). */
+        struct Http1Session *h1_flush_list;
+        sd_event_source *h1_flush_source;
         bool draining;
         bool aborting;                  /* http_server_abort_all() is closing every session */
 

@@ -1075,3 +1075,76 @@ TEST(parser_edges) {
                                           out, closed, d);
                 }
 }
+
+/* A handler answering later (a relayed upstream stream): what it writes in one dispatch leaves in one write
+ * once that dispatch returns, before the loop waits again: the head with the first event, the last event
+ * with the end. */
+TEST(later_output_leaves_once_per_dispatch) {
+        _cleanup_(fixture_done) Fixture f;
+        _cleanup_free_ char *a = NULL, *b = NULL;
+        unsigned writes;
+
+        fixture_init(&f, NULL);
+        ASSERT_OK(feed(&f, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+        ASSERT_NOT_NULL(ctx.held);
+        writes = f.ms.n_writes;
+
+        ASSERT_OK(request_start(ctx.held, 200, NULL, 0));
+        ASSERT_OK(request_write(ctx.held, "first", 5));
+        /* Nothing yet: it waits for the end of this dispatch. */
+        ASSERT_EQ(f.ms.n_writes, writes);
+        ASSERT_EQ(buf_len(&f.ms.out), 0U);
+        ASSERT_OK(sd_event_run(f.event, 0));
+        ASSERT_EQ(f.ms.n_writes, writes + 1);
+        a = take_output(&f);
+        ASSERT_EQ(status_of(a), 200);
+        ASSERT_CONTAINS(a, "transfer-encoding: chunked\r\n");
+        ASSERT_CONTAINS(a, "\r\n\r\n5\r\nfirst\r\n");
+
+        /* The last event and the end: one write, at once (the response is over). */
+        ASSERT_OK(request_write(ctx.held, "last", 4));
+        ASSERT_OK(request_finish(ctx.held));
+        ctx.held = request_unref(ctx.held);
+        ASSERT_EQ(f.ms.n_writes, writes + 2);
+        b = take_output(&f);
+        ASSERT_STREQ(b, "4\r\nlast\r\n0\r\n\r\n");
+        ASSERT_FALSE(f.ms.closed);
+        /* Nothing left queued: another loop iteration writes nothing. */
+        ASSERT_OK(sd_event_run(f.event, 0));
+        ASSERT_EQ(f.ms.n_writes, writes + 2);
+}
+
+TEST(later_output_past_the_high_water_mark_goes_at_once) {
+        HttpLimits l = HTTP_LIMITS_DEFAULT;
+        _cleanup_(fixture_done) Fixture f;
+        char chunk[512];
+
+        l.send_high_water = 256;
+        fixture_init(&f, &l);
+        ASSERT_OK(feed(&f, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+        ASSERT_NOT_NULL(ctx.held);
+        ASSERT_OK(request_start(ctx.held, 200, NULL, 0));
+        memset(chunk, 'z', sizeof chunk);
+        /* Past the mark: written now, and the handler is told to wait, as without the queue. */
+        f.ms.hold_output = true;
+        ASSERT_EQ(request_write(ctx.held, chunk, sizeof chunk), 1);
+        ASSERT_TRUE(buf_len(&f.ms.out) > sizeof chunk);
+        ASSERT_TRUE(f.ms.want_writable);
+}
+
+TEST(later_output_queued_when_the_client_goes) {
+        _cleanup_(fixture_done) Fixture f;
+
+        fixture_init(&f, NULL);
+        ASSERT_OK(feed(&f, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+        ASSERT_NOT_NULL(ctx.held);
+        ASSERT_OK(request_start(ctx.held, 200, NULL, 0));
+        ASSERT_OK(request_write(ctx.held, "first", 5));
+        /* The connection breaks with the output queued: the session goes, the queue forgets it (valgrind
+         * and ASan builds would see a use after free at the next iteration otherwise). */
+        memstream_hangup(&f.ms, -ECONNRESET);
+        ASSERT_EQ(ctx.aborted, 1);
+        ASSERT_EQ(f.server.n_sessions, 0U);
+        ASSERT_OK(sd_event_run(f.event, 0));
+        ASSERT_NULL(f.server.h1_flush_list);
+}
