@@ -114,7 +114,8 @@ static bool insecure_reason(const UpstreamTrust *t, gnutls_x509_crt_t *chain, un
                         (void) snprintf(what, sizeof what, "the trusted CA (%s)", subject);
 
                 pk = gnutls_x509_crt_get_pk_algorithm(crt, &bits);
-                if (pk > 0 && gnutls_pk_bits_to_sec_param(pk, bits) < SESSION_SEC_PARAM) {
+                /* bits 0: a size GnuTLS could not tell, not a weak key. */
+                if (pk > 0 && bits > 0 && gnutls_pk_bits_to_sec_param(pk, bits) < SESSION_SEC_PARAM) {
                         (void) snprintf(reason, reason_size, "SSL peer certificate not OK: %s has a %u-bit %s key, "
                                         "weaker than GnuTLS's LOW profile allows (%u bits)", what, bits,
                                         gnutls_pk_get_name(pk), gnutls_sec_param_to_pk_bits(pk, SESSION_SEC_PARAM));

@@ -40,6 +40,10 @@ void translated_request_done(TranslatedRequest *t) {
         *t = (TranslatedRequest){};
 }
 
+/* The most room made at once for an upstream body: beyond it the buffer grows by doubling (buf_reserve()
+ * rounds up to a power of two, so a 32 MiB body would otherwise take 64 MiB of address space at once). */
+#define TRANSLATE_RESERVE_MAX (4U << 20)
+
 static int translate_request_in_scope(TranslateKind k, const char *body, size_t len, const char *upstream_model,
                                       TranslatedRequest *ret, char **ret_error) {
         _cleanup_(req_ctx_done) ReqCtx c = { .kind = k };
@@ -93,7 +97,7 @@ static int translate_request_in_scope(TranslateKind k, const char *body, size_t 
                 return r;
         /* The upstream body comes out about as long as the client's: room for it at once, where growing from
          * 1 KB would copy what was written at each doubling (a quarter megabyte for an agent's request). */
-        if (len > SIZE_MAX / 2 || !buf_reserve(&b, len + len / 8 + 1024))
+        if (!buf_reserve(&b, len >= TRANSLATE_RESERVE_MAX ? TRANSLATE_RESERVE_MAX : len + len / 8 + 1024))
                 return -ENOMEM;
         r = json_dump_to_buf(out, &b);
         if (r < 0)
