@@ -44,6 +44,32 @@ TEST(text_estimates) {
         ASSERT_TRUE(estimate_text_tokens("\xff\xfe\xfd", 3) > 0);
 }
 
+/* The per-byte table (count-tokens.c) must count as the character-by-character classification did: these
+ * figures are that first version's, on inputs where a fast path could go astray (overlong forms that decode
+ * to ASCII punctuation or vowels, cut sequences, runs ending at multibyte characters, lone spaces and
+ * symbols joining the next run). */
+TEST(text_estimates_at_the_edges) {
+        static const struct {
+                const char *s;
+                uint64_t want;
+        } cases[] = {
+                { "a\xc0\x80" "b", 2 },
+                { "!!\xc0\x80", 1 },
+                { "\xc1\xa1\xc1\xa5xyzqw", 1 },
+                { "bcdfgh\xc1\xa1", 5 },
+                { "\xe4\xb8\xad\xe6\x96\x87 text", 3 },
+                { "\xf0\x9f\x98\x80\xf0\x9f\x98\x80 ok", 2 },
+                { "\xff\xfe\xc3", 2 },
+                { "x\xe4\xb8", 2 },
+                { "caf\xc3\xa9 na\xc3\xafve", 4 },
+                { " a  b\t\n\n!x", 5 },
+                { "ab1234567cd/ef_gh\"i\\j", 9 },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                ASSERT_EQ(estimate_text_tokens(cases[i].s, strlen(cases[i].s)), cases[i].want);
+}
+
 static uint64_t count(const char *body) {
         _cleanup_free_ char *out = NULL;
         json_t *j;
