@@ -1076,10 +1076,9 @@ TEST(parser_edges) {
                 }
 }
 
-/* A handler answering later (a relayed upstream stream): what it writes in one dispatch leaves in one write
- * once that dispatch returns, before the loop waits again: the head with the first event, the last event
- * with the end. */
-TEST(later_output_leaves_once_per_dispatch) {
+/* A handler answering later (a relayed upstream stream): its streamed head waits for the end of the dispatch,
+ * or for the first body bytes, to leave with them in one write. */
+TEST(later_head_leaves_with_the_first_event) {
         _cleanup_(fixture_done) Fixture f;
         _cleanup_free_ char *a = NULL, *b = NULL;
         unsigned writes;
@@ -1090,28 +1089,47 @@ TEST(later_output_leaves_once_per_dispatch) {
         writes = f.ms.n_writes;
 
         ASSERT_OK(request_start(ctx.held, 200, NULL, 0));
-        ASSERT_OK(request_write(ctx.held, "first", 5));
-        /* Nothing yet: it waits for the end of this dispatch. */
+        /* Nothing yet: the head waits for the end of this dispatch or the first event. */
         ASSERT_EQ(f.ms.n_writes, writes);
         ASSERT_EQ(buf_len(&f.ms.out), 0U);
-        ASSERT_OK(sd_event_run(f.event, 0));
+        ASSERT_OK(request_write(ctx.held, "first", 5));
         ASSERT_EQ(f.ms.n_writes, writes + 1);
         a = take_output(&f);
         ASSERT_EQ(status_of(a), 200);
         ASSERT_CONTAINS(a, "transfer-encoding: chunked\r\n");
         ASSERT_CONTAINS(a, "\r\n\r\n5\r\nfirst\r\n");
+        /* The queue is empty again: the next iteration writes nothing. */
+        ASSERT_OK(sd_event_run(f.event, 0));
+        ASSERT_EQ(f.ms.n_writes, writes + 1);
 
-        /* The last event and the end: one write, at once (the response is over). */
+        /* Later events go out as they come, and the end after them. */
         ASSERT_OK(request_write(ctx.held, "last", 4));
+        ASSERT_EQ(f.ms.n_writes, writes + 2);
         ASSERT_OK(request_finish(ctx.held));
         ctx.held = request_unref(ctx.held);
-        ASSERT_EQ(f.ms.n_writes, writes + 2);
         b = take_output(&f);
         ASSERT_STREQ(b, "4\r\nlast\r\n0\r\n\r\n");
         ASSERT_FALSE(f.ms.closed);
-        /* Nothing left queued: another loop iteration writes nothing. */
+}
+
+TEST(later_head_alone_leaves_when_the_dispatch_returns) {
+        _cleanup_(fixture_done) Fixture f;
+        _cleanup_free_ char *a = NULL;
+        unsigned writes;
+
+        fixture_init(&f, NULL);
+        ASSERT_OK(feed(&f, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+        ASSERT_NOT_NULL(ctx.held);
+        writes = f.ms.n_writes;
+        ASSERT_OK(request_start(ctx.held, 200, NULL, 0));
+        ASSERT_EQ(f.ms.n_writes, writes);
+        /* The next loop iteration, before it waits: the client sees the head before a late first event. */
         ASSERT_OK(sd_event_run(f.event, 0));
-        ASSERT_EQ(f.ms.n_writes, writes + 2);
+        ASSERT_EQ(f.ms.n_writes, writes + 1);
+        a = take_output(&f);
+        ASSERT_EQ(status_of(a), 200);
+        ASSERT_TRUE(endswith(a, "\r\n\r\n"));
+        ASSERT_NULL(f.server.h1_flush_list);
 }
 
 TEST(later_output_past_the_high_water_mark_goes_at_once) {
@@ -1139,7 +1157,7 @@ TEST(later_output_queued_when_the_client_goes) {
         ASSERT_OK(feed(&f, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
         ASSERT_NOT_NULL(ctx.held);
         ASSERT_OK(request_start(ctx.held, 200, NULL, 0));
-        ASSERT_OK(request_write(ctx.held, "first", 5));
+        ASSERT_NOT_NULL(f.server.h1_flush_list);
         /* The connection breaks with the output queued: the session goes, the queue forgets it (valgrind
          * and ASan builds would see a use after free at the next iteration otherwise). */
         memstream_hangup(&f.ms, -ECONNRESET);
