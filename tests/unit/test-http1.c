@@ -1185,3 +1185,61 @@ TEST(server_gone_before_its_loop) {
         memset(u.bytes, 0xa5, sizeof u.bytes);
         ASSERT_OK(sd_event_run(event, 0));
 }
+
+/* The queued flush fails (a broken transport): the session is torn down from the loop, its request told. */
+TEST(later_output_write_fails_in_the_flush) {
+        _cleanup_(fixture_done) Fixture f;
+
+        fixture_init(&f, NULL);
+        ASSERT_OK(feed(&f, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+        ASSERT_NOT_NULL(ctx.held);
+        ASSERT_OK(request_start(ctx.held, 200, NULL, 0));
+        ASSERT_OK(request_write(ctx.held, "first", 5));
+        ASSERT_NOT_NULL(f.server.h1_flush_list);
+        f.ms.write_error = -EPIPE;
+        ASSERT_OK(sd_event_run(f.event, 0));
+        ASSERT_NULL(f.server.h1_flush_list);
+        for (unsigned i = 0; i < 4 && !f.ms.closed; i++)
+                ASSERT_OK(sd_event_run(f.event, 0));
+        ASSERT_TRUE(f.ms.closed);
+        ASSERT_FALSE(f.ms.close_flush);
+        ASSERT_EQ(ctx.aborted, 1);
+        ASSERT_EQ(f.server.n_sessions, 0U);
+}
+
+/* Where the flush source cannot be made or armed (here: the loop has ended), later output goes out at once. */
+TEST(later_output_after_the_loop_ended_goes_at_once) {
+        _cleanup_(fixture_done) Fixture f;
+        unsigned writes;
+
+        /* No source yet: sd_event_add_defer() fails. */
+        fixture_init(&f, NULL);
+        ASSERT_OK(feed(&f, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+        ASSERT_NOT_NULL(ctx.held);
+        ASSERT_OK(sd_event_exit(f.event, 0));
+        ASSERT_OK(sd_event_loop(f.event));
+        ASSERT_EQ(sd_event_get_state(f.event), SD_EVENT_FINISHED);
+        writes = f.ms.n_writes;
+        ASSERT_OK(request_start(ctx.held, 200, NULL, 0));
+        ASSERT_EQ(f.ms.n_writes, writes + 1);
+        ASSERT_OK(request_write(ctx.held, "first", 5));
+        ASSERT_EQ(f.ms.n_writes, writes + 2);
+        ASSERT_NULL(f.server.h1_flush_list);
+        ASSERT_NULL(f.server.h1_flush_source);
+        fixture_done(&f);
+
+        /* A source made while the loop ran: enabling it fails. */
+        fixture_init(&f, NULL);
+        ASSERT_OK(feed(&f, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+        ASSERT_NOT_NULL(ctx.held);
+        ASSERT_OK(request_start(ctx.held, 200, NULL, 0));
+        ASSERT_NOT_NULL(f.server.h1_flush_source);
+        ASSERT_OK(sd_event_run(f.event, 0));
+        ASSERT_NULL(f.server.h1_flush_list);
+        ASSERT_OK(sd_event_exit(f.event, 0));
+        ASSERT_OK(sd_event_loop(f.event));
+        writes = f.ms.n_writes;
+        ASSERT_OK(request_write(ctx.held, "second", 6));
+        ASSERT_EQ(f.ms.n_writes, writes + 1);
+        ASSERT_NULL(f.server.h1_flush_list);
+}
