@@ -783,7 +783,7 @@ Manager *manager_free(Manager *m) {
                 safe_close(m->activated[i].fd);
         m->activated = mfree(m->activated);
         bus_stop(m);
-        http_server_abort_all(&m->http);
+        http_server_done(&m->http);
         sd_event_source_disable_unref(m->drain_timer);
         sd_event_source_disable_unref(m->sigterm);
         sd_event_source_disable_unref(m->sigint);

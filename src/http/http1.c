@@ -447,14 +447,12 @@ static int h1_queue_flush(Http1Session *h) {
                 r = sd_event_add_defer(server->event, &server->h1_flush_source, h1_on_flush_dispatch, server);
                 if (r >= 0)
                         r = sd_event_source_set_prepare(server->h1_flush_source, h1_flush_queued);
-                if (r >= 0)
-                        r = sd_event_source_set_floating(server->h1_flush_source, true);
                 if (r < 0) {
                         server->h1_flush_source = sd_event_source_disable_unref(server->h1_flush_source);
                         return h1_flush(h);
                 }
-                /* The loop holds it now and frees it with itself; the pointer is borrowed from here on. */
-                (void) sd_event_source_unref(server->h1_flush_source);
+                /* The server owns it (http_server_done() frees it), not the loop: its userdata is the
+                 * server, which may end before the loop does (fuzz-http1 keeps one loop for all inputs). */
                 (void) sd_event_source_set_description(server->h1_flush_source, "http1-flush");
         }
         if (!server->h1_flush_list) {

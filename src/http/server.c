@@ -56,6 +56,13 @@ void http_server_abort_all(HttpServer *s) {
         s->aborting = false;
 }
 
+void http_server_done(HttpServer *s) {
+        /* Closing an HTTP/1.1 session takes it off the flush queue: with no session left, nothing is queued
+         * and the source (whose userdata is s) can go. */
+        http_server_abort_all(s);
+        s->h1_flush_source = sd_event_source_disable_unref(s->h1_flush_source);
+}
+
 /* The sniffer is the first upper of every connection: it waits for the first bytes (or the TLS handshake),
  * then hands the stream to HTTP/1.1 or HTTP/2. Until then it also bounds how long a silent client may
  * hold a connection. */

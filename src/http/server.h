@@ -66,7 +66,7 @@ typedef struct HttpServer {
         HttpSession *sessions;
         unsigned n_sessions;
         /* HTTP/1.1 sessions whose small output waits for the end of the current dispatch, and the defer
-         * source (floating: the event loop owns it) that sends it (http1.c, h1_queue_flush()). */
+         * source that sends it (http1.c, h1_queue_flush(); freed by http_server_done()). */
         struct Http1Session *h1_flush_list;
         sd_event_source *h1_flush_source;
         bool draining;
@@ -84,6 +84,9 @@ void http_server_add_session(HttpServer *s, HttpSession *session);
 void http_server_remove_session(HttpServer *s, HttpSession *session);
 void http_server_drain(HttpServer *s);
 void http_server_abort_all(HttpServer *s);
+/* Closes every session and frees what the server holds in the event loop: after it, the loop never calls
+ * into the server, which may then go before the loop does. */
+void http_server_done(HttpServer *s);
 
 /* Picks HTTP/1.1 or HTTP/2 for a new stream: by ALPN when secure, by the h2 client preface on
  * cleartext (h2c prior knowledge). Takes over the stream as its upper. */

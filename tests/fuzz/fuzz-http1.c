@@ -83,5 +83,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         memstream_done(&ms);
         if (server.n_sessions != 0 || server.active_requests != 0)
                 abort();
+        http_server_done(&server);
         return 0;
 }

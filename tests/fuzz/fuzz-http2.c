@@ -221,6 +221,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* Nothing may outlive the connection. */
         if (server.n_sessions != 0 || server.active_requests != 0)
                 abort();
+        http_server_done(&server);
         memstream_done(&m);
         return 0;
 }

@@ -1109,7 +1109,7 @@ static void help(void) {
 
 static void mock_done(Mock *m) {
         /* Sessions first: aborting their requests logs them and frees the calls. */
-        http_server_abort_all(&m->server);
+        http_server_done(&m->server);
         sd_event_source_disable_unref(m->listen_io);
         sd_event_source_disable_unref(m->listen_retry);
         m->timers = timer_queue_free(m->timers);

@@ -135,6 +135,7 @@ static void fixture_init(Fixture *f, const HttpLimits *limits) {
 static void fixture_done(Fixture *f) {
         memstream_hangup(&f->ms, 0);
         ctx.held = request_unref(ctx.held);
+        http_server_done(&f->server);
         memstream_done(&f->ms);
         f->event = sd_event_unref(f->event);
 }
@@ -1164,5 +1165,99 @@ TEST(later_output_queued_when_the_client_goes) {
         ASSERT_EQ(ctx.aborted, 1);
         ASSERT_EQ(f.server.n_sessions, 0U);
         ASSERT_OK(sd_event_run(f.event, 0));
+        ASSERT_NULL(f.server.h1_flush_list);
+}
+
+/* An HttpServer may end before its event loop does (fuzz-http1 keeps one loop for every input, with a new
+ * server on the stack each time): once the server is gone, the loop must not call into its storage, even
+ * when a later answer used the flush queue and the queue emptied without the source running. */
+TEST(server_gone_before_its_loop) {
+        union {
+                HttpServer server;
+                uint8_t bytes[sizeof(HttpServer)];
+        } u;
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        MemStream ms;
+
+        zero(ctx);
+        ASSERT_OK(sd_event_new(&event));
+        http_server_init(&u.server, event);
+        u.server.dispatch = test_dispatch;
+        memstream_init(&ms, event);
+        ASSERT_OK(http1_session_new(&u.server, &ms.stream));
+        ASSERT_OK(memstream_feed(&ms, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n", 31));
+        ASSERT_NOT_NULL(ctx.held);
+        /* Answered later: the head waits in the queue, the end sends it at once and empties the queue. */
+        ASSERT_OK(request_start(ctx.held, 200, NULL, 0));
+        ASSERT_NOT_NULL(u.server.h1_flush_list);
+        ASSERT_OK(request_finish(ctx.held));
+        ctx.held = request_unref(ctx.held);
+        ASSERT_NULL(u.server.h1_flush_list);
+        memstream_hangup(&ms, 0);
+        memstream_done(&ms);
+        ASSERT_EQ(u.server.n_sessions, 0U);
+        http_server_done(&u.server);
+        ASSERT_NULL(u.server.h1_flush_source);
+
+        /* The server is done; its storage is reused (the next fuzz input's stack frame). */
+        memset(u.bytes, 0xa5, sizeof u.bytes);
+        ASSERT_OK(sd_event_run(event, 0));
+}
+
+/* The queued flush fails (a broken transport): the session is torn down from the loop, its request told. */
+TEST(later_output_write_fails_in_the_flush) {
+        _cleanup_(fixture_done) Fixture f;
+
+        fixture_init(&f, NULL);
+        ASSERT_OK(feed(&f, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+        ASSERT_NOT_NULL(ctx.held);
+        ASSERT_OK(request_start(ctx.held, 200, NULL, 0));
+        ASSERT_OK(request_write(ctx.held, "first", 5));
+        ASSERT_NOT_NULL(f.server.h1_flush_list);
+        f.ms.write_error = -EPIPE;
+        ASSERT_OK(sd_event_run(f.event, 0));
+        ASSERT_NULL(f.server.h1_flush_list);
+        for (unsigned i = 0; i < 4 && !f.ms.closed; i++)
+                ASSERT_OK(sd_event_run(f.event, 0));
+        ASSERT_TRUE(f.ms.closed);
+        ASSERT_FALSE(f.ms.close_flush);
+        ASSERT_EQ(ctx.aborted, 1);
+        ASSERT_EQ(f.server.n_sessions, 0U);
+}
+
+/* Where the flush source cannot be made or armed (here: the loop has ended), later output goes out at once. */
+TEST(later_output_after_the_loop_ended_goes_at_once) {
+        _cleanup_(fixture_done) Fixture f;
+        unsigned writes;
+
+        /* No source yet: sd_event_add_defer() fails. */
+        fixture_init(&f, NULL);
+        ASSERT_OK(feed(&f, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+        ASSERT_NOT_NULL(ctx.held);
+        ASSERT_OK(sd_event_exit(f.event, 0));
+        ASSERT_OK(sd_event_loop(f.event));
+        ASSERT_EQ(sd_event_get_state(f.event), SD_EVENT_FINISHED);
+        writes = f.ms.n_writes;
+        ASSERT_OK(request_start(ctx.held, 200, NULL, 0));
+        ASSERT_EQ(f.ms.n_writes, writes + 1);
+        ASSERT_OK(request_write(ctx.held, "first", 5));
+        ASSERT_EQ(f.ms.n_writes, writes + 2);
+        ASSERT_NULL(f.server.h1_flush_list);
+        ASSERT_NULL(f.server.h1_flush_source);
+        fixture_done(&f);
+
+        /* A source made while the loop ran: enabling it fails. */
+        fixture_init(&f, NULL);
+        ASSERT_OK(feed(&f, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+        ASSERT_NOT_NULL(ctx.held);
+        ASSERT_OK(request_start(ctx.held, 200, NULL, 0));
+        ASSERT_NOT_NULL(f.server.h1_flush_source);
+        ASSERT_OK(sd_event_run(f.event, 0));
+        ASSERT_NULL(f.server.h1_flush_list);
+        ASSERT_OK(sd_event_exit(f.event, 0));
+        ASSERT_OK(sd_event_loop(f.event));
+        writes = f.ms.n_writes;
+        ASSERT_OK(request_write(ctx.held, "second", 6));
+        ASSERT_EQ(f.ms.n_writes, writes + 1);
         ASSERT_NULL(f.server.h1_flush_list);
 }

@@ -322,7 +322,7 @@ static void harness_done(Harness *h) {
         for (unsigned i = 0; i < T.n_hold; i++)
                 T.hold[i] = request_unref(T.hold[i]);
         memstream_hangup(&h->ms, 0);
-        http_server_abort_all(&h->server);
+        http_server_done(&h->server);
         for (unsigned i = 0; i < h->n_cs; i++)
                 buf_done(&h->cs[i].body);
         if (h->client)
