@@ -1435,12 +1435,20 @@ static int h1_send_body(Request *r, const void *p, size_t n) {
                 k = buf_append_str(&h->out, "\r\n");
         if (k < 0)
                 return k;
-        /* At once, with a streamed head still waiting (h1_queue_flush()): one write for both. Deferring
-         * every write would cost an sd-event enable and a prepare callback per relayed event, a quarter of
-         * a passthrough delta's instructions, for nothing: each upstream read is one write anyway. */
-        if (!h->in_read)
+        /* At once, with a streamed head still waiting (h1_queue_flush()): one write for both; or, while
+         * the handler corked the request (request_cork()), at its uncork, unless past the high-water mark.
+         * Deferring every write to the loop would cost an sd-event enable and a prepare callback per
+         * relayed event, a quarter of a passthrough delta's instructions; the cork costs nothing. */
+        if (!h->in_read && (!r->corked || h1_pending(h) > h->server->limits.send_high_water))
                 (void) h1_flush(h);
         return 0;
+}
+
+static void h1_request_flush(Request *r) {
+        Http1Session *h = h1_from_request(r);
+
+        if (h && !h->in_read)
+                (void) h1_flush(h);
 }
 
 static int h1_send_end(Request *r) {
@@ -1491,6 +1499,7 @@ static const RequestProtoOps h1_request_ops = {
         .send_end = h1_send_end,
         .pending = h1_request_pending,
         .reset = h1_reset,
+        .flush = h1_request_flush,
 };
 
 int http1_session_new(HttpServer *s, Stream *stream) {

@@ -315,6 +315,18 @@ int request_write(Request *r, const void *p, size_t n) {
         return 0;
 }
 
+void request_cork(Request *r) {
+        r->corked = true;
+}
+
+void request_uncork(Request *r) {
+        if (!r->corked)
+                return;
+        r->corked = false;
+        if (r->proto_ops && r->proto_ops->flush)
+                r->proto_ops->flush(r);
+}
+
 int request_finish(Request *r) {
         int k;
 

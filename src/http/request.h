@@ -22,6 +22,8 @@ typedef struct RequestProtoOps {
         /* Ends the response abnormally so the client sees it broke (HTTP/2: RST_STREAM INTERNAL_ERROR;
          * HTTP/1.1: the connection closes without the final chunk). The request is aborted after. */
         void (*reset)(Request *r);
+        /* request_uncork(): hand on what request_write() held back while corked. NULL: nothing is held. */
+        void (*flush)(Request *r);
 } RequestProtoOps;
 
 typedef struct RequestHooks {
@@ -61,6 +63,7 @@ struct Request {
         bool ended;
         bool aborted;
         bool want_writable;
+        bool corked;            /* request_cork(): writes wait for request_uncork() */
         uint64_t bytes_out;
 
         const RequestHooks *hooks;
@@ -116,6 +119,12 @@ int request_start(Request *r, unsigned status, const HttpHeader *headers, size_t
 int request_start_length(Request *r, unsigned status, const HttpHeader *headers, size_t n_headers,
                          int64_t content_length);
 int request_write(Request *r, const void *p, size_t n);
+/* Between request_cork() and request_uncork(), writes are held (below the high-water mark) and go out
+ * together at the uncork: a handler relaying several upstream chunks from one read makes one write to the
+ * client (HTTP/1.1; HTTP/2 coalesces its sends per loop iteration anyway). request_finish() sends what was
+ * held, corked or not. */
+void request_cork(Request *r);
+void request_uncork(Request *r);
 int request_finish(Request *r);
 /* The response cannot be completed (upstream broke mid-stream): make the client see a broken response,
  * never a truncated one that looks whole. */

@@ -120,6 +120,7 @@ struct H1Transfer {
         bool eof;                       /* the server closed; what is buffered is still to deliver */
         bool in_callback;
         bool cancelled;                 /* by the caller from inside a callback: cleaned up after it */
+        bool wrote;                     /* write() was called since the last fed() */
 };
 
 /* ---- destinations and connections ---- */
@@ -594,6 +595,7 @@ static size_t call_header(H1Transfer *t, const uint8_t *line, size_t n) {
 static size_t call_write(H1Transfer *t, const uint8_t *p, size_t n) {
         size_t r;
 
+        t->wrote = true;
         t->in_callback = true;
         r = t->cb.write((char *) p, 1, n, t->userdata);
         t->in_callback = false;
@@ -852,6 +854,18 @@ static void transfer_settle(H1Transfer *t, CURLcode r) {
         if (!t->paused && t->eof) {
                 transfer_eof(t, 0);
                 return;
+        }
+        /* The transfer goes on: what this read delivered can go out. (Where it ends here, done() comes
+         * instead and the caller hands on what it held with the end of the answer, in one write.) */
+        if (t->wrote && t->cb.fed) {
+                t->wrote = false;
+                t->in_callback = true;
+                t->cb.fed(t->userdata);
+                t->in_callback = false;
+                if (t->cancelled) {
+                        transfer_drop(t);
+                        return;
+                }
         }
         if (t->conn) {
                 uint32_t ev = (t->paused || t->eof ? 0 : EPOLLIN | EPOLLRDHUP) |

@@ -25,6 +25,11 @@ typedef struct H1Callbacks {
         size_t (*header)(char *line, size_t size, size_t n, void *userdata);
         size_t (*write)(char *data, size_t size, size_t n, void *userdata);
         void (*done)(CURLcode result, void *userdata);
+        /* Optional: the bytes of one read (or one resume) were handed to write(), nothing else of this read
+         * will come, and the transfer goes on: what the caller held back can go out now. Not called when
+         * the read ends the transfer: done() follows at once instead, and the caller sends what it held
+         * with the end. Never from inside the other callbacks; h1_transfer_cancel() is allowed. */
+        void (*fed)(void *userdata);
 } H1Callbacks;
 
 typedef struct H1Request {

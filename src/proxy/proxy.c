@@ -572,6 +572,10 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata) {
                 return CURL_WRITEFUNC_PAUSE;
         }
 
+        /* gate's own client hands over an answer chunk by chunk, and one read may hold many (a burst of
+         * events): they leave in one write to the client when the read is done (on_h1_fed()). */
+        if (c->h1)
+                request_cork(c->request);
         c->in_curl = true;
         if (c->translator) {
                 int t = stream_translator_feed(c->translator, data, len, &c->tout);
@@ -794,10 +798,21 @@ static void on_h1_done(CURLcode result, void *userdata) {
         on_done(c, result);
 }
 
+/* The chunks of one upstream read were relayed (corked, in on_write()): now they go to the client. When the
+ * read ends the answer this is not called: on_done() finishes the response (request_finish() sends what the
+ * cork held, with the end, in one write) or breaks it (request_reset() sends it first, then closes). */
+static void on_h1_fed(void *userdata) {
+        ProxyCall *c = userdata;
+
+        if (c->request)
+                request_uncork(c->request);
+}
+
 static const H1Callbacks h1_callbacks = {
         .header = on_header,
         .write = on_write,
         .done = on_h1_done,
+        .fed = on_h1_fed,
 };
 
 static void on_timer(Timer *t) {

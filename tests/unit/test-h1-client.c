@@ -166,6 +166,11 @@ typedef struct Result {
         bool paused;                    /* the last write() paused */
         bool cancel_in_write;
         bool cancel_in_header;
+        bool cancel_in_fed;
+        unsigned n_fed;                 /* fed() calls */
+        unsigned writes_since_fed;      /* write() calls since the last fed() */
+        bool fed_without_write;         /* fed() with no write() since the last one: never allowed */
+        bool fed_after_done;
         H1Transfer *transfer;
 } Result;
 
@@ -202,8 +207,24 @@ static size_t on_write(char *data, size_t size, size_t n, void *userdata) {
                 return CURL_WRITEFUNC_PAUSE;
         }
         r->paused = false;
+        r->writes_since_fed++;
         (void) buf_append(&r->body, data, size * n);
         return size * n;
+}
+
+static void on_fed(void *userdata) {
+        Result *r = userdata;
+
+        r->n_fed++;
+        r->fed_after_done = r->fed_after_done || r->done;
+        r->fed_without_write = r->fed_without_write || r->writes_since_fed == 0;
+        r->writes_since_fed = 0;
+        if (r->cancel_in_fed) {
+                r->in_callback = true;
+                h1_transfer_cancel(r->transfer);
+                r->in_callback = false;
+                r->transfer = NULL;
+        }
 }
 
 static void on_done(CURLcode code, void *userdata) {
@@ -216,6 +237,7 @@ static void on_done(CURLcode code, void *userdata) {
 }
 
 static const H1Callbacks callbacks = { on_header, on_write, on_done };
+static const H1Callbacks callbacks_fed = { on_header, on_write, on_done, on_fed };
 
 static void result_done(Result *r) {
         buf_done(&r->head);
@@ -1288,4 +1310,55 @@ TEST(idle_connections_expire_without_new_requests) {
         for (unsigned i = 0; i < ELEMENTSOF(rs); i++)
                 result_done(&rs[i]);
         result_done(&r);
+}
+
+/* fed(): after each read that delivered body bytes while the transfer goes on, never for the read that ends
+ * it (done() comes instead), never after done(); a cancel from inside it is safe. */
+TEST(fed_after_each_read_that_goes_on) {
+        static const char chunked[] =
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "6\r\ndata 1\r\n6\r\ndata 2\r\n6\r\ndata 3\r\n6\r\ndata 4\r\n0\r\n\r\n";
+        const Answer answers[] = {
+                { chunked },            /* in one read: all chunks, then done(), no fed() */
+                { chunked, 24 },        /* in pieces: fed() after each read with data that does not end it */
+                { chunked, 24 },        /* the same, cancelled from inside the first fed() */
+        };
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(h1_client_freep) H1Client *c = NULL;
+        char url[64];
+        Upstream u;
+        Result r[3] = {};
+
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(h1_client_new(e, &c));
+        r[2].cancel_in_fed = true;
+
+        /* An upstream of its own for each: a cancelled answer closes its connection. */
+        for (size_t i = 0; i < ELEMENTSOF(r); i++) {
+                upstream_start(&u, &answers[i], 1);
+                snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/chat/completions", u.port);
+                H1Request req = { .url = url, .method = "POST", .body = "{}", .body_len = 2,
+                                  .connect_timeout = 2 * USEC_PER_SEC };
+
+                ASSERT_OK(h1_transfer_start(c, &req, &callbacks_fed, &r[i], &r[i].transfer));
+                if (i < 2) {
+                        run_until_done(e, &r[i]);
+                        ASSERT_DONE_ONCE(&r[i]);
+                        ASSERT_EQ(r[i].code, CURLE_OK);
+                        ASSERT_STREQ(str(&r[i].body), "data 1data 2data 3data 4");
+                } else {
+                        run_for(e, 200 * USEC_PER_MSEC);
+                        ASSERT_EQ(r[i].n_done, 0U);
+                        ASSERT_EQ(r[i].n_fed, 1U);
+                        ASSERT_NULL(r[i].transfer);
+                }
+                ASSERT_FALSE(r[i].fed_after_done);
+                ASSERT_FALSE(r[i].fed_without_write);
+                upstream_stop(&u);
+        }
+        ASSERT_EQ(r[0].n_fed, 0U);
+        ASSERT_TRUE(r[1].n_fed >= 1);
+
+        for (size_t i = 0; i < ELEMENTSOF(r); i++)
+                result_done(&r[i]);
 }

@@ -1265,3 +1265,49 @@ TEST(later_output_after_the_loop_ended_goes_at_once) {
         ASSERT_EQ(f.ms.n_writes, writes + 1);
         ASSERT_NULL(f.server.h1_flush_list);
 }
+
+/* request_cork(): a handler relaying several upstream chunks of one read makes one write at the uncork; past
+ * the high-water mark it writes at once; the end sends what is held with itself. */
+TEST(corked_writes_leave_together) {
+        HttpLimits l = HTTP_LIMITS_DEFAULT;
+        _cleanup_(fixture_done) Fixture f;
+        _cleanup_free_ char *a = NULL, *b = NULL;
+        char big[600];
+        unsigned writes;
+
+        l.send_high_water = 512;
+        fixture_init(&f, &l);
+        ASSERT_OK(feed(&f, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+        ASSERT_NOT_NULL(ctx.held);
+        writes = f.ms.n_writes;
+
+        ASSERT_OK(request_start(ctx.held, 200, NULL, 0));
+        request_cork(ctx.held);
+        ASSERT_OK(request_write(ctx.held, "one", 3));
+        ASSERT_OK(request_write(ctx.held, "two", 3));
+        ASSERT_EQ(f.ms.n_writes, writes);
+        request_uncork(ctx.held);
+        ASSERT_EQ(f.ms.n_writes, writes + 1);
+        a = take_output(&f);
+        ASSERT_CONTAINS(a, "\r\n\r\n3\r\none\r\n3\r\ntwo\r\n");
+
+        /* Past the mark: at once. */
+        request_cork(ctx.held);
+        memset(big, 'b', sizeof big);
+        ASSERT_OK(request_write(ctx.held, big, sizeof big));
+        ASSERT_EQ(f.ms.n_writes, writes + 2);
+        request_uncork(ctx.held);
+        ASSERT_EQ(f.ms.n_writes, writes + 2);
+        free(take_output(&f));
+
+        /* The end, corked: what was held and the end in one write. */
+        request_cork(ctx.held);
+        ASSERT_OK(request_write(ctx.held, "last", 4));
+        ASSERT_EQ(f.ms.n_writes, writes + 2);
+        ASSERT_OK(request_finish(ctx.held));
+        ctx.held = request_unref(ctx.held);
+        ASSERT_EQ(f.ms.n_writes, writes + 3);
+        b = take_output(&f);
+        ASSERT_STREQ(b, "4\r\nlast\r\n0\r\n\r\n");
+        ASSERT_FALSE(f.ms.closed);
+}
