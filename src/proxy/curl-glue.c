@@ -47,6 +47,9 @@ struct CurlGlue {
         UpstreamTrust *trust;
         /* The live connections whose server passed that check, by local port (see CheckedConnection). */
         CheckedConnection **checked;
+        bool in_action;                 /* inside curl_multi_socket_action() */
+        void (*batch_end)(void *userdata);
+        void *batch_end_userdata;
 };
 
 typedef struct CurlTransfer {
@@ -94,6 +97,22 @@ static void curl_glue_check_done(CurlGlue *g) {
         }
 }
 
+/* After a batch's finished transfers got on_done (which ends their responses, held bytes included): the
+ * others' held bytes go out now. */
+static void curl_glue_batch_end(CurlGlue *g) {
+        if (g->batch_end)
+                g->batch_end(g->batch_end_userdata);
+}
+
+bool curl_glue_in_action(const CurlGlue *g) {
+        return g && g->in_action;
+}
+
+void curl_glue_set_batch_end(CurlGlue *g, void (*batch_end)(void *userdata), void *userdata) {
+        g->batch_end = batch_end;
+        g->batch_end_userdata = userdata;
+}
+
 static int curl_glue_on_epoll(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         struct epoll_event ev[CURL_GLUE_BATCH];
         CurlGlue *g = userdata;
@@ -113,9 +132,12 @@ static int curl_glue_on_epoll(sd_event_source *s, int fd, uint32_t revents, void
                         action |= CURL_CSELECT_ERR;
                 /* The mask is a hint to curl: it checks the socket itself, so an event for an fd that an
                  * earlier action in this batch closed (or even reopened) does no harm. */
+                g->in_action = true;
                 (void) curl_multi_socket_action(g->multi, ev[i].data.fd, action, &running);
+                g->in_action = false;
         }
         curl_glue_check_done(g);
+        curl_glue_batch_end(g);
         return 0;
 }
 
@@ -155,8 +177,11 @@ static int curl_glue_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
         CurlGlue *g = userdata;
         int running;
 
+        g->in_action = true;
         (void) curl_multi_socket_action(g->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        g->in_action = false;
         curl_glue_check_done(g);
+        curl_glue_batch_end(g);
         return 0;
 }
 

@@ -27,6 +27,12 @@ int curl_glue_unpause(CurlGlue *g, CURL *easy);
 
 unsigned curl_glue_active(const CurlGlue *g);
 
+/* Whether curl is running its socket or timer actions now: a write callback relaying data from inside one
+ * may hold it back (request_cork()) until the batch_end callback, called once after each batch of actions
+ * and after the transfers they finished got on_done. Writes from curl_glue_unpause() are not inside one. */
+bool curl_glue_in_action(const CurlGlue *g);
+void curl_glue_set_batch_end(CurlGlue *g, void (*batch_end)(void *userdata), void *userdata);
+
 /* Parses the system's CA bundle again (at a reload). On failure the CAs parsed before stay. */
 int curl_glue_load_trust(CurlGlue *g);
 

@@ -58,6 +58,9 @@ typedef struct ProxyCall {
 
         CURL *easy;                     /* the transfer, on curl */
         H1Transfer *h1;                 /* or on gate's own client (plain HTTP on an IP literal) */
+        /* In proxy->corked: writes relayed inside curl's batch of actions, held until its end. */
+        bool in_corked;
+        struct ProxyCall *corked_prev, *corked_next;
         struct curl_slist *upstream_headers; /* in attempt_arena, not curl's own list */
         char *url;                      /* in attempt_arena */
         Arena attempt_arena;            /* what one attempt sends: freed when the transfer stops */
@@ -246,9 +249,60 @@ static void proxy_call_ended(Proxy *p) {
         (void) sd_event_source_set_enabled(p->trim_timer, SD_EVENT_ONESHOT);
 }
 
+static void call_corked_unlink(ProxyCall *c) {
+        if (!c->in_corked)
+                return;
+        if (c->corked_prev)
+                c->corked_prev->corked_next = c->corked_next;
+        else
+                c->proxy->corked = c->corked_next;
+        if (c->corked_next)
+                c->corked_next->corked_prev = c->corked_prev;
+        c->corked_prev = c->corked_next = NULL;
+        c->in_corked = false;
+}
+
+/* Holds this call's client writes until the end of the current batch: of gate's own client's read
+ * (on_h1_fed()), or of curl's actions (proxy_curl_batch_end()). */
+static void call_cork(ProxyCall *c) {
+        if (c->h1) {
+                request_cork(c->request);
+                return;
+        }
+        if (!curl_glue_in_action(c->proxy->curl))
+                return;         /* an unpause delivers outside curl's actions: no batch end to wait for */
+        request_cork(c->request);
+        if (c->in_corked)
+                return;
+        c->corked_next = c->proxy->corked;
+        if (c->corked_next)
+                c->corked_next->corked_prev = c;
+        c->corked_prev = NULL;
+        c->proxy->corked = c;
+        c->in_corked = true;
+}
+
+/* curl's batch of actions is over, and the transfers it finished got on_done() (their responses ended,
+ * held bytes with the end): the others' held bytes go out now, a write per call. */
+static void proxy_curl_batch_end(void *userdata) {
+        Proxy *p = userdata;
+
+        while (p->corked) {
+                ProxyCall *c = p->corked;
+
+                call_corked_unlink(c);
+                if (c->request)
+                        request_uncork(c->request);
+        }
+}
+
 static void call_free(ProxyCall *c) {
         if (!c)
                 return;
+        call_corked_unlink(c);
+        /* A call that ends without its response's end (which sends what the cork held) lets it go now. */
+        if (c->request)
+                request_uncork(c->request);
         call_record_usage(c);
         call_stop_transfer(c);
         timer_disarm(c->proxy->timers, &c->timer);
@@ -572,10 +626,10 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata) {
                 return CURL_WRITEFUNC_PAUSE;
         }
 
-        /* gate's own client hands over an answer chunk by chunk, and one read may hold many (a burst of
-         * events): they leave in one write to the client when the read is done (on_h1_fed()). */
-        if (c->h1)
-                request_cork(c->request);
+        /* An answer comes chunk by chunk (gate's own client) or callback by callback (curl), and one read
+         * may hold many (a burst of events): they leave in one write to the client when the read, or
+         * curl's batch of actions, is done. */
+        call_cork(c);
         c->in_curl = true;
         if (c->translator) {
                 int t = stream_translator_feed(c->translator, data, len, &c->tout);
@@ -1405,6 +1459,7 @@ int proxy_curl_open(Proxy *p) {
         if (r < 0)
                 return r;
         curl_glue_set_max_idle(p->curl, p->idle_connections);
+        curl_glue_set_batch_end(p->curl, proxy_curl_batch_end, p);
         return 0;
 }
 

@@ -40,6 +40,7 @@ typedef struct Proxy {
         sd_event_source *trim_timer;    /* gives the heap of a finished burst back to the kernel */
         unsigned idle_connections;      /* [proxy] idle_connections, for H1Client and curl alike */
         UpstreamLog upstream_log;       /* failed attempts at warning level, rate-limited per provider */
+        struct ProxyCall *corked;       /* calls whose client writes wait for the end of curl's batch */
 } Proxy;
 
 /* Loads libcurl (dlopen_curl()) and sets up its multi handle on the loop, on the first call: before the
