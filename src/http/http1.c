@@ -6,6 +6,7 @@
 #include "http/server.h"
 #include "net/timers.h"
 #include "shared/buf.h"
+#include "shared/list.h"
 #include "shared/log.h"
 #include "shared/util.h"
 
@@ -384,13 +385,7 @@ static int h1_write(Http1Session *h, const void *p, size_t n) {
 static void h1_flush_unqueue(Http1Session *h) {
         if (!h->flush_queued)
                 return;
-        if (h->flush_prev)
-                h->flush_prev->flush_next = h->flush_next;
-        else
-                h->server->h1_flush_list = h->flush_next;
-        if (h->flush_next)
-                h->flush_next->flush_prev = h->flush_prev;
-        h->flush_prev = h->flush_next = NULL;
+        LIST_REMOVE(h->server->h1_flush_list, h, flush_prev, flush_next);
         h->flush_queued = false;
         h1_unref(h);
 }
@@ -460,11 +455,7 @@ static int h1_queue_flush(Http1Session *h) {
                 if (r < 0)
                         return h1_flush(h);
         }
-        h->flush_next = server->h1_flush_list;
-        if (h->flush_next)
-                h->flush_next->flush_prev = h;
-        h->flush_prev = NULL;
-        server->h1_flush_list = h1_ref(h);
+        LIST_PREPEND(server->h1_flush_list, h1_ref(h), flush_prev, flush_next);
         h->flush_queued = true;
         return 0;
 }

@@ -5,6 +5,7 @@
 
 #include "http/request.h"
 #include "shared/errors.h"
+#include "shared/list.h"
 #include "shared/log.h"
 #include "shared/util.h"
 
@@ -170,12 +171,7 @@ static H2Stream *h2_stream_free(H2Stream *st) {
         if (!st)
                 return NULL;
         s = st->session;
-        if (st->prev)
-                st->prev->next = st->next;
-        else
-                s->streams = st->next;
-        if (st->next)
-                st->next->prev = st->prev;
+        LIST_REMOVE(s->streams, st, prev, next);
         if (s->n_streams > 0 && --s->n_streams == 0 && !s->closed)
                 s->idle_since = session_now(s);
 
@@ -218,10 +214,7 @@ static int h2_stream_new(H2Session *s, int32_t id, H2Stream **ret) {
         st->deadline = USEC_INFINITY;
         h2_stream_set_deadline(st, timeout_enabled(l->header_timeout) ?
                                    usec_add(session_now(s), l->header_timeout) : USEC_INFINITY);
-        st->next = s->streams;
-        if (s->streams)
-                s->streams->prev = st;
-        s->streams = st;
+        LIST_PREPEND(s->streams, st, prev, next);
         s->n_streams++;
         *ret = st;
         return 0;

@@ -1,5 +1,6 @@
 /* HttpServer: session bookkeeping, draining, and the protocol choice for each new connection. */
 #include "http/server.h"
+#include "shared/list.h"
 #include "shared/log.h"
 
 static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -12,24 +13,14 @@ void http_server_init(HttpServer *s, sd_event *event) {
 }
 
 void http_server_add_session(HttpServer *s, HttpSession *session) {
-        session->prev = NULL;
-        session->next = s->sessions;
-        if (s->sessions)
-                s->sessions->prev = session;
-        s->sessions = session;
+        LIST_PREPEND(s->sessions, session, prev, next);
         s->n_sessions++;
 }
 
 void http_server_remove_session(HttpServer *s, HttpSession *session) {
-        if (session->prev)
-                session->prev->next = session->next;
-        else if (s->sessions == session)
-                s->sessions = session->next;
-        else
+        if (!session->prev && s->sessions != session)
                 return; /* not linked */
-        if (session->next)
-                session->next->prev = session->prev;
-        session->prev = session->next = NULL;
+        LIST_REMOVE(s->sessions, session, prev, next);
         s->n_sessions--;
         if (s->draining && s->n_sessions == 0 && s->on_idle)
                 s->on_idle(s->on_idle_userdata);

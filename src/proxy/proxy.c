@@ -12,6 +12,7 @@
 #include "proxy/proxy.h"
 #include "shared/arena.h"
 #include "shared/errors.h"
+#include "shared/list.h"
 #include "shared/log.h"
 #include "shared/util.h"
 #include "translate/translate.h"
@@ -252,13 +253,7 @@ static void proxy_call_ended(Proxy *p) {
 static void call_corked_unlink(ProxyCall *c) {
         if (!c->in_corked)
                 return;
-        if (c->corked_prev)
-                c->corked_prev->corked_next = c->corked_next;
-        else
-                c->proxy->corked = c->corked_next;
-        if (c->corked_next)
-                c->corked_next->corked_prev = c->corked_prev;
-        c->corked_prev = c->corked_next = NULL;
+        LIST_REMOVE(c->proxy->corked, c, corked_prev, corked_next);
         c->in_corked = false;
 }
 
@@ -274,11 +269,7 @@ static void call_cork(ProxyCall *c) {
         request_cork(c->request);
         if (c->in_corked)
                 return;
-        c->corked_next = c->proxy->corked;
-        if (c->corked_next)
-                c->corked_next->corked_prev = c;
-        c->corked_prev = NULL;
-        c->proxy->corked = c;
+        LIST_PREPEND(c->proxy->corked, c, corked_prev, corked_next);
         c->in_corked = true;
 }
 

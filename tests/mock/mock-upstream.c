@@ -13,6 +13,7 @@
 #include "http/server.h"
 #include "mock.h"
 #include "net/conn.h"
+#include "shared/list.h"
 #include "shared/log.h"
 #include "shared/util.h"
 #include "translate/json-fast.h"
@@ -315,14 +316,8 @@ static MockCall *call_ref(MockCall *c) {
 static void call_conn_unlink(MockCall *c) {
         if (!c->conn)
                 return;
-        if (c->conn_prev)
-                c->conn_prev->conn_next = c->conn_next;
-        else
-                c->conn->calls = c->conn_next;
-        if (c->conn_next)
-                c->conn_next->conn_prev = c->conn_prev;
+        LIST_REMOVE(c->conn->calls, c, conn_prev, conn_next);
         c->conn = NULL;
-        c->conn_prev = c->conn_next = NULL;
 }
 
 static MockCall *call_unref(MockCall *c) {
@@ -911,12 +906,8 @@ static int mock_dispatch(Request *r, void *userdata) {
         request_set_hooks(r, &call_hooks, c);
 
         c->conn = r->info ? g_hash_table_lookup(m->conns, r->info) : NULL;
-        if (c->conn) {
-                c->conn_next = c->conn->calls;
-                if (c->conn_next)
-                        c->conn_next->conn_prev = c;
-                c->conn->calls = c;
-        }
+        if (c->conn)
+                LIST_PREPEND(c->conn->calls, c, conn_prev, conn_next);
 
         if (!buf_empty(&r->body))
                 c->body = json_loadb((const char *) buf_data(&r->body), buf_len(&r->body),
