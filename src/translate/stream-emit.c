@@ -109,6 +109,18 @@ static int anthropic_delta(StreamTranslator *t, json_t *delta) {
                              "delta", delta));
 }
 
+/* FIELD":"s" of a member whose opening quote is written already; the direct delta writers' common part. */
+static int append_member_string(Buf *b, const char *field, const char *s, size_t n) {
+        int r;
+
+        r = buf_append_str(b, field);
+        if (r >= 0)
+                r = buf_append_str(b, "\":");
+        if (r >= 0)
+                r = json_write_string(s, n, b);
+        return r;
+}
+
 /* The hot path of a translated stream, one delta: the event written straight as bytes, exactly what put()
  * writes for the json_pack()ed event (key order, escapes: test-translate-stream compares the two). The
  * jansson way cost ~9k instructions a delta (bench/callgrind-request, "stream, translated"). -EINVAL with
@@ -129,11 +141,7 @@ static int anthropic_delta_direct(StreamTranslator *t, const char *type, const c
         if (r >= 0)
                 r = buf_append_str(b, "\",\"");
         if (r >= 0)
-                r = buf_append_str(b, field);
-        if (r >= 0)
-                r = buf_append_str(b, "\":");
-        if (r >= 0)
-                r = json_write_string(s, n, b);
+                r = append_member_string(b, field, s, n);
         if (r >= 0)
                 r = buf_append_str(b, "}}\n\n");
         if (r < 0)
@@ -264,11 +272,7 @@ static int chat_delta_direct(StreamTranslator *t, const char *field, const char 
         if (r >= 0)
                 r = buf_append_str(b, ",\"choices\":[{\"index\":0,\"delta\":{\"");
         if (r >= 0)
-                r = buf_append_str(b, field);
-        if (r >= 0)
-                r = buf_append_str(b, "\":");
-        if (r >= 0)
-                r = json_write_string(s, n, b);
+                r = append_member_string(b, field, s, n);
         if (r >= 0)
                 r = buf_append_str(b, t->include_usage ? "},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n" :
                                                          "},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
